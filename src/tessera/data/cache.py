@@ -1,0 +1,240 @@
+"""The local shard cache shared by every process on a node.
+
+Shards are downloaded to a temporary name, checked against the index's checksums, decompressed,
+and renamed into place, so a reader never sees a partial or unverified file. Processes coordinate
+through `flock` file locks (released by the kernel when a process dies, so a killed run leaves
+nothing that blocks the next one): one process downloads a shard while the others wait for it.
+With a size limit, the least recently used shards are evicted; readers that still have an
+evicted shard open keep reading it (POSIX unlink semantics). Data with no remote copy (a data set
+read in place) is never evicted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import zstandard
+
+from tessera.core.errors import DataError
+from tessera.data.format import SHARD_SUFFIX, shard_hash
+from tessera.data.reader import find_bad_samples
+from tessera.data.storage import Storage, write_atomic
+
+logger = logging.getLogger(__name__)
+LOCKS = ".locks"
+
+
+@contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """An exclusive inter-process lock on `path` (created if needed)."""
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+class ShardCache:
+    """Gives the local path of each shard of one data set, downloading it on first use.
+
+    `source` is where the shards live; `folder` is the cache folder (None reads uncompressed
+    shards of a local source in place). `limit` (bytes) bounds the cache; `verify` checks each
+    shard's checksum when it enters the cache (or, read in place, when first opened here).
+    `on_corrupt` is "fail" (raise) or "skip" (keep the good samples and skip the bad ones).
+    """
+
+    def __init__(
+        self,
+        source: Storage,
+        folder: str | None,
+        shards: list[dict[str, Any]],
+        limit: int | None = None,
+        verify: bool = True,
+        on_corrupt: str = "fail",
+    ):
+        self.source = source
+        self.folder = folder
+        self.shards = shards
+        self.limit = limit
+        self.verify = verify
+        self.on_corrupt = on_corrupt
+        self.bad_samples: dict[int, set[int] | None] = {}
+        self.downloads = 0
+        self.downloaded_bytes = 0
+        self._checked: set[int] = set()
+        self.first = [0]
+        for shard in shards:
+            self.first.append(self.first[-1] + int(shard["samples"]))
+        largest = max((int(s["raw_bytes"]) for s in shards), default=0)
+        if limit is not None and limit < largest:
+            raise DataError(
+                f"The cache limit {limit:,} bytes is smaller than the largest shard "
+                f"({largest:,} bytes); raise cache_limit to at least two shards' size "
+                f"(>= {2 * largest:,} bytes) or write smaller shards."
+            )
+        if folder is not None:
+            os.makedirs(os.path.join(folder, LOCKS), exist_ok=True)
+
+    def in_place(self, shard_id: int) -> bool:
+        return self.folder is None or (
+            not self.source.remote and not self.shards[shard_id].get("compression")
+        )
+
+    def cached_name(self, shard_id: int) -> str:
+        shard = self.shards[shard_id]
+        stem = shard["path"].replace("/", "__").removesuffix(SHARD_SUFFIX)
+        tag = f".{shard['raw_hash'][:16]}" if shard.get("raw_hash") else ""
+        return f"{stem}{tag}{SHARD_SUFFIX}"
+
+    def path(self, shard_id: int) -> str:
+        """The local path of shard `shard_id`, downloading and verifying it if needed."""
+        shard = self.shards[shard_id]
+        if self.in_place(shard_id):
+            path = self.source.join(shard["path"])
+            if not os.path.exists(path):
+                raise DataError(f"Shard {path} listed in the index does not exist.")
+            if self.verify and shard_id not in self._checked:
+                with open(path, "rb") as file:
+                    self._check(shard_id, file.read(), path, stored=False)
+                self._checked.add(shard_id)
+            return path
+        assert self.folder is not None
+        path = os.path.join(self.folder, self.cached_name(shard_id))
+        if self._touch(path):
+            return path
+        corrupt = path + ".corrupt"
+        with file_lock(os.path.join(self.folder, LOCKS, self.cached_name(shard_id))):
+            if self._touch(path):
+                return path
+            if os.path.exists(corrupt):  # left by a process that skipped its bad samples
+                if shard_id not in self.bad_samples:
+                    with open(corrupt, "rb") as file:
+                        self.bad_samples[shard_id] = find_bad_samples(file.read(), shard["path"])
+                return corrupt
+            raw = self._download(shard_id)
+            self._make_room(int(shard["raw_bytes"]), path)
+            if shard_id in self.bad_samples:
+                path = corrupt
+            try:
+                write_atomic(path, raw, durable=False)
+            except OSError as error:
+                raise DataError(
+                    f"Could not write shard {shard['path']} to the cache folder {self.folder} "
+                    f"({error}). Free space there or point `local` at a larger disk."
+                ) from None
+        return path
+
+    def _touch(self, path: str) -> bool:
+        try:
+            os.utime(path)  # recency for eviction
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _download(self, shard_id: int) -> bytes:
+        shard = self.shards[shard_id]
+        compressed = shard.get("compression") == "zstd"
+        stored_path = shard.get("stored_path", shard["path"]) if compressed else shard["path"]
+        url = self.source.join(stored_path)
+        for attempt in (1, 2):  # a second download tells transfer damage from a corrupt object
+            data = self.source.read_bytes(stored_path, "shard")
+            self.downloads += 1
+            self.downloaded_bytes += len(data)
+            expected = shard.get("stored_hash") if compressed else shard.get("raw_hash")
+            if not self.verify or expected is None or shard_hash(data) == expected:
+                break
+            logger.warning("shard %s failed its checksum (attempt %d)", url, attempt)
+        if compressed:
+            try:
+                data = zstandard.ZstdDecompressor().decompress(
+                    data, max_output_size=int(shard["raw_bytes"])
+                )
+            except zstandard.ZstdError as error:
+                self._corrupt(shard_id, url, None, f"cannot be decompressed ({error})")
+                raise AssertionError("unreachable") from None
+        self._check(shard_id, data, url, stored=compressed)
+        return data
+
+    def _check(self, shard_id: int, data: bytes, url: str, stored: bool) -> None:
+        expected = self.shards[shard_id].get("raw_hash")
+        if not self.verify or expected is None:
+            return
+        actual = shard_hash(data)
+        if actual != expected:
+            bad = find_bad_samples(data, url)
+            self._corrupt(shard_id, url, bad, f"has checksum {actual}, the index says {expected}")
+
+    def _corrupt(self, shard_id: int, url: str, bad: list[int] | None, problem: str) -> None:
+        first = self.first[shard_id]
+        if bad is None:
+            count = int(self.shards[shard_id]["samples"])
+            which = (
+                f"its header is unreadable, so all its samples (global indices {first} to "
+                f"{first + count - 1}) are affected"
+            )
+        else:
+            which = (
+                "samples "
+                + ", ".join(f"{i} (global index {first + i})" for i in bad[:10])
+                + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+                + " fail their checksums"
+            )
+        message = f"Shard {url} is corrupt: it {problem}; {which}."
+        if self.on_corrupt != "skip":
+            raise DataError(
+                message + " Rewrite or re-upload the shard, or pass on_corrupt='skip' to skip "
+                "the bad samples."
+            )
+        logger.warning("%s Skipping them (on_corrupt='skip').", message)
+        self.bad_samples[shard_id] = set(bad) if bad is not None else None
+
+    def _make_room(self, needed: int, keep: str) -> None:
+        assert self.folder is not None
+        with file_lock(os.path.join(self.folder, LOCKS, "cache.lock")):
+            free = shutil.disk_usage(self.folder).free
+            if self.limit is None and free < needed:
+                raise DataError(
+                    f"The cache folder {self.folder} has {free:,} bytes free, but the next shard "
+                    f"needs {needed:,}. Free space there, point `local` at a larger disk, or set "
+                    "cache_limit so old shards are evicted."
+                )
+            if self.limit is None:
+                return
+            files = []
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(SHARD_SUFFIX) and entry.path != keep:
+                    info = entry.stat()
+                    files.append((info.st_mtime, info.st_size, entry.path))
+            used = sum(size for _, size, _ in files)
+            for _, size, path in sorted(files):
+                if used + needed <= self.limit and free >= needed:
+                    break
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    continue
+                used -= size
+                free += size
+            if free < needed:
+                raise DataError(
+                    f"The cache folder {self.folder} has {free:,} bytes free after eviction, but "
+                    f"the next shard needs {needed:,}. Free space there or lower cache_limit."
+                )
+
+    def sweep_temporary(self, older_than: float = 3600.0) -> None:
+        """Remove temporary files that a killed process left behind."""
+        if self.folder is None:
+            return
+        now = time.time()
+        for entry in os.scandir(self.folder):
+            if ".tmp-" in entry.name and now - entry.stat().st_mtime > older_than:
+                with suppress(FileNotFoundError):
+                    os.remove(entry.path)

@@ -1,0 +1,176 @@
+"""The on-disk shard format and the index file (documented in docs/data/format.md).
+
+A shard holds a header, a table of sample offsets, a table of per-sample hashes, then the samples.
+Each sample starts with a table of uint32 sizes, one per variable-size column, followed by the
+column values in column order. Everything is little-endian. The offsets table gives random access
+to any sample without reading the rest of the shard.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from tessera.core.errors import DataError
+from tessera.data.columns import Column
+
+FORMAT_NAME = "tessera-shards"
+FORMAT_VERSION = 1
+INDEX_NAME = "index.json"
+SHARD_MAGIC = b"TSHD"
+SHARD_SUFFIX = ".tshd"
+HEADER = struct.Struct("<4sHHII")  # magic, version, flags, sample count, reserved
+COMPRESSIONS = ("zstd",)
+
+
+def shard_hash(data: bytes | memoryview) -> str:
+    """The whole-file checksum stored in the index (xxh3-64, hex)."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+def sample_hash(data: bytes | memoryview) -> int:
+    """The per-sample checksum stored in the shard (xxh32)."""
+    return xxhash.xxh32_intdigest(data)
+
+
+def encode_sample(columns: list[Column], sample: Mapping[str, Any], where: str) -> bytes:
+    """Encode one sample (a mapping with every column) to its bytes."""
+    sizes: list[int] = []
+    parts: list[bytes] = []
+    for column in columns:
+        if column.name not in sample:
+            raise DataError(
+                f"Sample {where} has no value for column {column.name!r}; every sample must have "
+                f"all columns: {', '.join(c.name for c in columns)} (it has "
+                f"{', '.join(map(str, sample)) or 'none'})."
+            )
+        try:
+            data = column.encode(sample[column.name])
+        except (TypeError, ValueError, OverflowError) as error:
+            raise DataError(
+                f"Sample {where}, column {column.name!r} of type {column.kind!r}: cannot encode "
+                f"the value {_short(sample[column.name])} ({error})."
+            ) from None
+        if column.size is None:
+            sizes.append(len(data))
+        elif len(data) != column.size:
+            raise DataError(
+                f"Sample {where}, column {column.name!r}: encoded to {len(data)} bytes, expected "
+                f"{column.size} for type {column.kind!r}."
+            )
+        parts.append(data)
+    return struct.pack(f"<{len(sizes)}I", *sizes) + b"".join(parts)
+
+
+class SampleDecoder:
+    """Turns the bytes of one sample back into a dict of column values."""
+
+    def __init__(self, columns: list[Column], decode_images: bool = True):
+        self.names = [c.name for c in columns]
+        self.decoders = [
+            bytes if c.kind.startswith("image") and not decode_images else c.decode for c in columns
+        ]
+        self.fixed = [c.size for c in columns]
+        self.variable_count = sum(size is None for size in self.fixed)
+        self.sizes = struct.Struct(f"<{self.variable_count}I")
+
+    def __call__(self, view: memoryview) -> dict[str, Any]:
+        variable = iter(self.sizes.unpack_from(view, 0))
+        position = self.sizes.size
+        out = {}
+        for name, decode, size in zip(self.names, self.decoders, self.fixed):
+            if size is None:
+                size = next(variable)
+            out[name] = decode(view[position : position + size])
+            position += size
+        return out
+
+
+def build_shard(samples: list[bytes]) -> bytes:
+    """The bytes of one shard holding the given encoded samples."""
+    count = len(samples)
+    start = HEADER.size + 8 * (count + 1) + 4 * count
+    lengths = np.fromiter((len(s) for s in samples), dtype=np.uint64, count=count)
+    offsets = np.empty(count + 1, dtype="<u8")
+    offsets[0] = start
+    np.cumsum(lengths, out=offsets[1:])
+    offsets[1:] += start
+    hashes = np.fromiter((sample_hash(s) for s in samples), dtype="<u4", count=count)
+    header = HEADER.pack(SHARD_MAGIC, FORMAT_VERSION, 0, count, 0)
+    return b"".join([header, offsets.tobytes(), hashes.tobytes(), *samples])
+
+
+def parse_shard_header(buffer: Any, name: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """(sample count, offsets, per-sample hashes) of a shard held in `buffer`."""
+    if len(buffer) < HEADER.size:
+        raise DataError(f"Shard {name} is truncated: {len(buffer)} bytes, shorter than a header.")
+    magic, version, _flags, count, _ = HEADER.unpack_from(buffer, 0)
+    if magic != SHARD_MAGIC:
+        raise DataError(f"Shard {name} is not a Tessera shard (bad magic bytes {magic!r}).")
+    if version != FORMAT_VERSION:
+        raise DataError(
+            f"Shard {name} has format version {version}; this Tessera reads version "
+            f"{FORMAT_VERSION}. Rewrite the data set with this version's `tessera data convert`."
+        )
+    table_end = HEADER.size + 8 * (count + 1) + 4 * count
+    if len(buffer) < table_end:
+        raise DataError(f"Shard {name} is truncated inside its offsets table.")
+    offsets = np.frombuffer(buffer, dtype="<u8", count=count + 1, offset=HEADER.size)
+    hashes = np.frombuffer(buffer, dtype="<u4", count=count, offset=HEADER.size + 8 * (count + 1))
+    return count, offsets, hashes
+
+
+def make_index(columns: list[Column], shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """An index document for the given shard entries."""
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "columns": {c.name: c.kind for c in columns},
+        "num_samples": sum(s["samples"] for s in shards),
+        "hash": "xxh3_64",
+        "shards": shards,
+    }
+
+
+def dump_index(index: dict[str, Any]) -> bytes:
+    return (json.dumps(index, indent=1) + "\n").encode("utf-8")
+
+
+def load_index(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check an index file's bytes; `where` names it in errors."""
+    try:
+        index = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"Index {where} is not valid JSON ({error}).") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
+        raise DataError(f"{where} is not a Tessera shard index (no 'format': '{FORMAT_NAME}').")
+    if index.get("version") != FORMAT_VERSION:
+        raise DataError(
+            f"Index {where} has format version {index.get('version')!r}; this Tessera reads "
+            f"version {FORMAT_VERSION}. Rewrite the data set with this version's "
+            "`tessera data convert`, or install the Tessera version that wrote it."
+        )
+    for key in ("columns", "shards"):
+        if key not in index:
+            raise DataError(f"Index {where} has no {key!r} entry; the file is damaged.")
+    for number, shard in enumerate(index["shards"]):
+        missing = {"path", "samples", "raw_bytes"} - set(shard)
+        if missing:
+            raise DataError(f"Index {where}: shard entry {number} lacks {sorted(missing)}.")
+        if shard.get("compression") not in (None, *COMPRESSIONS):
+            raise DataError(
+                f"Index {where}: shard {shard['path']} uses compression "
+                f"{shard.get('compression')!r}; supported: {', '.join(COMPRESSIONS)}."
+            )
+    index["num_samples"] = sum(int(s["samples"]) for s in index["shards"])
+    return index
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
