@@ -1,0 +1,26 @@
+"""`tessera config show RECIPE [key=value ...]`: print the resolved configuration."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("config", help="inspect run configurations")
+    commands = parser.add_subparsers(dest="config_command", metavar="COMMAND")
+    show = commands.add_parser(
+        "show", help="print a recipe with overrides applied and every default filled in"
+    )
+    show.add_argument("recipe", help="run file (YAML)")
+    show.add_argument("overrides", nargs="*", help="key=value overrides")
+    show.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tessera.config import load_config
+
+    config = load_config(args.recipe, args.overrides)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0

@@ -1,0 +1,73 @@
+"""The model interface the trainer drives.
+
+The trainer never calls a network directly: it hands each batch to a `ModelAdapter`, which knows
+how to run the forward pass, compute the loss and update metrics for its kind of batch. Any
+`nn.Module` plus a loss function becomes one through `tessera.models.ModuleAdapter`; the GPT
+family implements it natively.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+
+
+class ModelAdapter(nn.Module):
+    """Base class for models the trainer can train and evaluate.
+
+    Subclasses implement `forward` and `loss`; the rest has sensible defaults. `forward` must be
+    the only place the network runs, so wrappers (DDP, FSDP, compile) see every call.
+    """
+
+    def forward(self, batch: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, batch: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def eval_forward(self, batch: Any) -> Any:
+        """Outputs used for evaluation metrics; by default the training forward pass."""
+        return self(batch)
+
+    def metrics(self, train: bool = False) -> dict[str, Metric]:
+        """Fresh torchmetrics objects, keyed by name, for training or evaluation."""
+        return {}
+
+    def update_metric(self, batch: Any, outputs: Any, metric: Metric) -> None:
+        """Feed one batch's outputs to a metric; by default `metric.update(outputs, targets)`."""
+        metric.update(outputs, batch[1])
+
+    def num_samples(self, batch: Any) -> int:
+        """How many samples a batch holds (its first tensor's leading dimension)."""
+        return _first_tensor(batch).shape[0]
+
+    def num_tokens(self, batch: Any) -> int:
+        """How many tokens a batch holds; 0 for models that do not count tokens."""
+        return 0
+
+    def flops_per_batch(self, batch: Any) -> float | None:
+        """Training FLOPs (forward + backward) for one batch, or None if unknown (no MFU)."""
+        return None
+
+    def network(self) -> nn.Module:
+        """The bare network whose weights are exported (what users load elsewhere)."""
+        return self
+
+    def export_config(self) -> dict[str, Any]:
+        """A JSON-able description that, with the weights, rebuilds the network without Tessera."""
+        return {}
+
+
+def _first_tensor(batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            return _first_tensor(item)
+    if isinstance(batch, dict):
+        for item in batch.values():
+            return _first_tensor(item)
+    raise TypeError(f"cannot find a tensor in a batch of type {type(batch).__name__}")

@@ -1,0 +1,225 @@
+"""`State`: everything a run is made of, handed to every algorithm and callback.
+
+The state owns the time arithmetic that needs the data: converting a `Time` in one unit into
+another (epochs to batches needs the batches per epoch), and the fraction of the run done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+
+from tessera.core.checkpoint import FORMAT_VERSION
+from tessera.core.data import resumable_part
+from tessera.core.determinism import load_rng_state, rng_state
+from tessera.core.errors import CheckpointError, ConfigError
+from tessera.core.event import Event
+from tessera.core.model import ModelAdapter
+from tessera.core.precision import Precision
+from tessera.core.time import Time, Timestamp, TimeUnit
+
+
+@dataclass
+class State:
+    """The mutable state of one training run."""
+
+    model: nn.Module
+    max_duration: Time
+    device: torch.device
+    precision: Precision = Precision.FP32
+    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
+    schedulers: list[Any] = field(default_factory=list)
+    scaler: Any = None
+    train_dataloader: Iterable[Any] | None = None
+    eval_dataloaders: dict[str, Iterable[Any]] = field(default_factory=dict)
+    batches_per_epoch: int | None = None
+    samples_per_batch: int | None = None
+    timestamp: Timestamp = field(default_factory=Timestamp)
+    microbatch_size: int | None = None
+    seed: int = 0
+    run_name: str = "run"
+    run_dir: Path | None = None
+    rank: int = 0
+    world_size: int = 1
+    algorithms: list[Any] = field(default_factory=list)
+    callbacks: list[Any] = field(default_factory=list)
+    # The batch being trained on, its outputs and loss (set by the trainer, changeable by
+    # algorithms at the matching events).
+    batch: Any = None
+    outputs: Any = None
+    loss: torch.Tensor | None = None
+    batch_loss: torch.Tensor | None = None  # the full batch's mean loss, detached
+    train_metrics: dict[str, Metric] = field(default_factory=dict)
+    eval_metrics: dict[str, dict[str, Metric]] = field(default_factory=dict)
+    eval_results: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_batch_samples: int = 0
+    last_batch_tokens: int = 0
+    stop_reason: str | None = None
+    last_event: Event | None = None
+
+    @property
+    def unwrapped_model(self) -> ModelAdapter:
+        """The model without DDP/FSDP/compile wrappers (what checkpoints save)."""
+        model = self.model
+        while not isinstance(model, ModelAdapter):
+            inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+            if inner is None:
+                raise TypeError(f"state.model wraps no ModelAdapter: {type(model).__name__}")
+            model = inner
+        return model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizers[0]
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the trainer to end the run after the current batch (early stopping)."""
+        self.stop_reason = reason
+
+    # -- checkpointing ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer, schedules, RNGs, data."""
+        data = resumable_part(self.train_dataloader)
+        return {
+            "format_version": FORMAT_VERSION,
+            "run_name": self.run_name,
+            "seed": self.seed,
+            "timestamp": self.timestamp.state_dict(),
+            "model": self.unwrapped_model.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+            "data": data.state_dict(self.timestamp.sample_in_epoch) if data else None,
+            "algorithms": [algorithm.state_dict() for algorithm in self.algorithms],
+            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "microbatch_size": self.microbatch_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        try:
+            self.unwrapped_model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{source} does not fit this model: {str(error).splitlines()[0]} "
+                "(was it saved from a model of another shape?)"
+            ) from error
+        _load_each(self.optimizers, state["optimizers"], "optimizers", source)
+        _load_each(self.schedulers, state["schedulers"], "schedulers", source)
+        _load_each(self.algorithms, state["algorithms"], "algorithms", source)
+        _load_each(self.callbacks, state["callbacks"], "callbacks", source)
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.timestamp = Timestamp.from_state_dict(state["timestamp"])
+        data = resumable_part(self.train_dataloader)
+        if data is not None and state["data"] is not None:
+            data.load_state_dict(state["data"])
+        if state.get("microbatch_size"):
+            self.microbatch_size = state["microbatch_size"]
+        load_rng_state(state["rng"])
+
+    # -- time arithmetic -------------------------------------------------------------------
+
+    def resolve(self, time: Time, field_name: str = "time") -> Time:
+        """Turn a 'dur' fraction into a concrete time in the unit of max_duration.
+
+        A fraction of an epoch becomes batches, since epochs are whole numbers.
+        """
+        if time.unit != TimeUnit.DURATION:
+            return time
+        value = time.value * self.max_duration.value
+        unit = self.max_duration.unit
+        if unit == TimeUnit.EPOCH and value != int(value):
+            return Time(round(value * self._batches_per_epoch(field_name)), TimeUnit.BATCH)
+        return Time(round(value), unit)
+
+    def position(self, unit: TimeUnit) -> float:
+        """Where training is now, in `unit` (epochs are fractional within an epoch)."""
+        ts = self.timestamp
+        if unit == TimeUnit.EPOCH:
+            per_epoch = self.batches_per_epoch or 0
+            fraction = ts.batch_in_epoch / per_epoch if per_epoch else 0.0
+            return ts.epoch + min(fraction, 1.0)
+        if unit == TimeUnit.DURATION:
+            return self.progress()
+        return float(ts.get(unit))
+
+    def progress(self) -> float:
+        """The fraction of max_duration done, in [0, 1]."""
+        total = self.resolve(self.max_duration)
+        if total.value == 0:
+            return 1.0
+        return min(self.position(total.unit) / total.value, 1.0)
+
+    def to_unit(self, time: Time, unit: TimeUnit, field_name: str = "time") -> float:
+        """Express `time` in `unit`, converting through batches where the data allows."""
+        time = self.resolve(time, field_name)
+        if time.unit == unit:
+            return float(time.value)
+        batches = self._to_batches(time, field_name)
+        if unit == TimeUnit.BATCH:
+            return batches
+        if unit == TimeUnit.EPOCH:
+            return batches / self._batches_per_epoch(field_name)
+        if unit == TimeUnit.SAMPLE:
+            return batches * self._samples_per_batch(field_name)
+        raise ConfigError(
+            f"{field_name}: cannot convert {time} to tokens before the run knows how many "
+            "tokens a batch holds; give it in tokens ('tok') or in another unit"
+        )
+
+    @property
+    def epoch_complete(self) -> bool:
+        """Whether the current epoch's last batch has been trained (known lengths only)."""
+        per_epoch = self.batches_per_epoch
+        return bool(per_epoch) and self.timestamp.batch_in_epoch >= per_epoch
+
+    def is_done(self) -> bool:
+        total = self.resolve(self.max_duration, "max_duration")
+        return self.position(total.unit) >= total.value
+
+    def _to_batches(self, time: Time, field_name: str) -> float:
+        if time.unit == TimeUnit.BATCH:
+            return float(time.value)
+        if time.unit == TimeUnit.EPOCH:
+            return time.value * self._batches_per_epoch(field_name)
+        if time.unit == TimeUnit.SAMPLE:
+            return math.ceil(time.value / self._samples_per_batch(field_name))
+        raise ConfigError(
+            f"{field_name}: {time} is in tokens, which cannot be converted to batches here; "
+            "use the same unit as the time it is compared with"
+        )
+
+    def _batches_per_epoch(self, field_name: str) -> int:
+        if not self.batches_per_epoch:
+            raise ConfigError(
+                f"{field_name}: converting epochs needs a dataloader with a known length; "
+                "give the time in batches ('ba') or samples ('sp') instead"
+            )
+        return self.batches_per_epoch
+
+    def _samples_per_batch(self, field_name: str) -> int:
+        if not self.samples_per_batch:
+            raise ConfigError(
+                f"{field_name}: converting samples needs a known batch size; "
+                "give the time in batches ('ba') or epochs ('ep') instead"
+            )
+        return self.samples_per_batch
+
+
+def _load_each(objects: list[Any], states: list[Any], kind: str, source: str) -> None:
+    if len(objects) != len(states):
+        raise CheckpointError(
+            f"{source} holds {len(states)} {kind} but this run has {len(objects)}; resume with "
+            "the same configuration"
+        )
+    for obj, obj_state in zip(objects, states):
+        obj.load_state_dict(obj_state)

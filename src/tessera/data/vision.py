@@ -1,0 +1,59 @@
+"""Vision data sets registered for recipes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera.core.data import make_dataloader
+from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
+from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
+
+
+class FashionMNISTConfig(BaseModel):
+    """Fashion-MNIST read from its IDX files; test split used for evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "fashion_mnist"
+    path: str | None = Field(None, description="folder with the four IDX(.gz) files")
+    batch_size: int = Field(128, ge=1, description="global training batch size")
+    eval_batch_size: int = Field(1000, ge=1, description="evaluation batch size per process")
+    num_workers: int = Field(0, ge=0, description="dataloader worker processes")
+    shuffle: bool = True
+    drop_last: bool = False
+    train_subset: int | None = Field(None, ge=1, description="use only the first N samples")
+
+
+def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> DataLoaders:
+    train = FashionMNIST("train", config.path)
+    if config.train_subset is not None:
+        train.images = train.images[: config.train_subset]
+        train.labels = train.labels[: config.train_subset]
+    test = FashionMNIST("test", config.path)
+    common = {
+        "rank": context.rank,
+        "world_size": context.world_size,
+        "collate_fn": collate_ready_batch,
+    }
+    return DataLoaders(
+        train=make_dataloader(
+            train,
+            per_rank_batch_size(config.batch_size, context),
+            shuffle=config.shuffle,
+            seed=context.seed,
+            num_workers=config.num_workers,
+            drop_last=config.drop_last,
+            **common,
+        ),
+        eval={
+            "eval": make_dataloader(
+                test,
+                config.eval_batch_size,
+                shuffle=False,
+                num_workers=config.num_workers,
+                **common,
+            )
+        },
+    )
+
+
+register_dataset("fashion_mnist", FashionMNISTConfig, build_fashion_mnist)

@@ -1,0 +1,40 @@
+"""Vision models registered for recipes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+from tessera.models.adapters import ModuleAdapter
+from tessera.models.registry import register_model
+from tessera.models.resnet import ResNet
+
+
+class ResNetConfig(BaseModel):
+    """A small ResNet classifier for low-resolution images."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "resnet"
+    num_classes: int = Field(10, ge=2, description="number of classes")
+    in_channels: int = Field(1, ge=1, description="input image channels")
+    width: int = Field(16, ge=1, description="channels of the first stage")
+    blocks_per_stage: list[int] = Field(default=[1, 1, 1], min_length=1)
+
+
+def classification_metrics(num_classes: int) -> dict[str, Metric]:
+    return {"accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro")}
+
+
+def build_resnet(config: ResNetConfig) -> ModuleAdapter:
+    kwargs = config.model_dump(exclude={"name"})
+    return ModuleAdapter(
+        ResNet(**kwargs),
+        loss_fn=nn.functional.cross_entropy,
+        metrics=lambda: classification_metrics(config.num_classes),
+        config={"architecture": "tessera.models.resnet.ResNet", "kwargs": kwargs},
+    )
+
+
+register_model("resnet", ResNetConfig, build_resnet)

@@ -1,0 +1,241 @@
+"""Learning-rate schedules whose durations are training `Time`s.
+
+A schedule maps the run's position to a multiplier of each parameter group's initial learning
+rate. `ScheduledLR` applies one to an optimizer; it is a regular `torch` LR scheduler, stepped
+once per batch, so its position is read from the training `State` (bound by the trainer).
+Positions are measured in batches, or in tokens when max_duration is in tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from tessera.core.errors import ConfigError
+from tessera.core.time import Time, TimeUnit
+
+if TYPE_CHECKING:
+    from tessera.core.state import State
+
+
+def _time(value: Time | str | int, field: str) -> Time:
+    return Time.coerce(value, field)
+
+
+class Schedule:
+    """Base: subclasses implement `multiplier(t, state)` where t is the position."""
+
+    time_fields: tuple[str, ...] = ()
+
+    def __call__(self, state: State | None) -> float:
+        if state is None:
+            return self.multiplier(0.0, None)
+        return self.multiplier(state.position(self._unit(state)), state)
+
+    def multiplier(self, t: float, state: State | None) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _unit(state: State) -> TimeUnit:
+        return TimeUnit.TOKEN if state.max_duration.unit == TimeUnit.TOKEN else TimeUnit.BATCH
+
+    def _span(self, time: Time, state: State | None, name: str) -> float:
+        """A duration as a position in the schedule's unit (0 before the run is known)."""
+        if state is None:
+            return 0.0 if time.value == 0 else math.inf
+        return state.to_unit(time, self._unit(state), f"scheduler.{name}")
+
+    def scaled(self, ratio: float) -> Schedule:
+        """The same schedule with every absolute time multiplied by `ratio`."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        for name in self.time_fields:
+            value = getattr(self, name)
+            if isinstance(value, Time):
+                setattr(copy, name, value * ratio)
+            elif isinstance(value, list):
+                setattr(copy, name, [item * ratio for item in value])
+        return copy
+
+
+def _warmup(t: float, warmup: float) -> float | None:
+    """The warm-up multiplier while warming up, else None."""
+    if warmup > 0 and t < warmup:
+        return t / warmup
+    return None
+
+
+class Constant(Schedule):
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        return self.factor
+
+
+class LinearWarmup(Schedule):
+    """Linear from 0 to 1 over t_warmup, then constant."""
+
+    time_fields = ("t_warmup",)
+
+    def __init__(self, t_warmup: Time | str | int = "0.05dur") -> None:
+        self.t_warmup = _time(t_warmup, "t_warmup")
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warm = _warmup(t, self._span(self.t_warmup, state, "t_warmup"))
+        return 1.0 if warm is None else warm
+
+
+class Linear(Schedule):
+    """Warm up, then linear from 1 to alpha_f at t_max."""
+
+    time_fields = ("t_warmup", "t_max")
+
+    def __init__(
+        self, t_warmup: Time | str | int = "0ba", t_max: Time | str = "1dur", alpha_f: float = 0.0
+    ) -> None:
+        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
+        self.alpha_f = alpha_f
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warmup = self._span(self.t_warmup, state, "t_warmup")
+        warm = _warmup(t, warmup)
+        if warm is not None:
+            return warm
+        end = self._span(self.t_max, state, "t_max")
+        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
+        return 1.0 + (self.alpha_f - 1.0) * fraction
+
+
+class CosineWarmup(Schedule):
+    """Warm up linearly, then cosine decay from 1 to alpha_f at t_max."""
+
+    time_fields = ("t_warmup", "t_max")
+
+    def __init__(
+        self, t_warmup: Time | str | int = "0ba", t_max: Time | str = "1dur", alpha_f: float = 0.0
+    ) -> None:
+        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
+        self.alpha_f = alpha_f
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warmup = self._span(self.t_warmup, state, "t_warmup")
+        warm = _warmup(t, warmup)
+        if warm is not None:
+            return warm
+        end = self._span(self.t_max, state, "t_max")
+        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
+        return self.alpha_f + (1 - self.alpha_f) * 0.5 * (1 + math.cos(math.pi * fraction))
+
+
+class Step(Schedule):
+    """Multiply by gamma every step_size."""
+
+    time_fields = ("step_size",)
+
+    def __init__(self, step_size: Time | str | int, gamma: float = 0.1) -> None:
+        self.step_size, self.gamma = _time(step_size, "step_size"), gamma
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        size = self._span(self.step_size, state, "step_size")
+        return self.gamma ** math.floor(t / size) if size > 0 and size != math.inf else 1.0
+
+
+class MultiStep(Schedule):
+    """Multiply by gamma at each milestone."""
+
+    time_fields = ("milestones",)
+
+    def __init__(self, milestones: Sequence[Time | str | int], gamma: float = 0.1) -> None:
+        self.milestones = [_time(m, "milestones") for m in milestones]
+        self.gamma = gamma
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        passed = sum(t >= self._span(m, state, "milestones") for m in self.milestones)
+        return self.gamma**passed
+
+
+class Polynomial(Schedule):
+    """Warm up, then (1 - fraction) ** power from 1 down to alpha_f."""
+
+    time_fields = ("t_warmup", "t_max")
+
+    def __init__(
+        self,
+        power: float = 2.0,
+        t_warmup: Time | str | int = "0ba",
+        t_max: Time | str = "1dur",
+        alpha_f: float = 0.0,
+    ) -> None:
+        self.power, self.alpha_f = power, alpha_f
+        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warmup = self._span(self.t_warmup, state, "t_warmup")
+        warm = _warmup(t, warmup)
+        if warm is not None:
+            return warm
+        end = self._span(self.t_max, state, "t_max")
+        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
+        return self.alpha_f + (1 - self.alpha_f) * (1 - fraction) ** self.power
+
+
+class InverseSquareRoot(Schedule):
+    """Warm up linearly, then decay as sqrt(t_warmup / t) (the Transformer schedule)."""
+
+    time_fields = ("t_warmup",)
+
+    def __init__(self, t_warmup: Time | str | int = "1000ba") -> None:
+        self.t_warmup = _time(t_warmup, "t_warmup")
+        if self.t_warmup.value == 0:
+            raise ConfigError("scheduler.t_warmup: inverse_sqrt needs a warm-up longer than 0")
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warmup = self._span(self.t_warmup, state, "t_warmup")
+        warm = _warmup(t, warmup)
+        return warm if warm is not None else math.sqrt(warmup / max(t, 1e-12))
+
+
+class ScheduledLR(LRScheduler):
+    """Sets each group's lr to its initial lr times `schedule(state)` after every batch."""
+
+    def __init__(self, optimizer: Optimizer, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.training_state: State | None = None
+        super().__init__(optimizer)
+
+    def bind_state(self, state: State) -> None:
+        """Read positions from this run's state (the trainer calls this)."""
+        self.training_state = state
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        factor = self.schedule(self.training_state)
+        return [base * factor for base in self.base_lrs]
+
+    def state_dict(self) -> dict[str, Any]:
+        # The position comes from the checkpointed timestamp; only the base lrs are ours.
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch = state_dict["last_epoch"]
+        if self.training_state is not None:
+            self.bind_state(self.training_state)
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    "constant": Constant,
+    "linear_warmup": LinearWarmup,
+    "linear": Linear,
+    "cosine_warmup": CosineWarmup,
+    "step": Step,
+    "multistep": MultiStep,
+    "polynomial": Polynomial,
+    "inverse_sqrt": InverseSquareRoot,
+}
