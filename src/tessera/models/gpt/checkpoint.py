@@ -1,0 +1,111 @@
+"""Saving and loading exported GPT models: `model.safetensors` + `config.json`.
+
+This is the trainer's export format (the run folder's `final/`), readable without Tessera: the
+config is plain JSON (`GPT.export_config()`), the weights plain safetensors. Loading checks
+every tensor's shape against the config first and names the first mismatch, instead of
+failing deep inside PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tessera.core.errors import CheckpointError
+from tessera.models.gpt.config import GPTConfig
+from tessera.models.gpt.model import EXPORT_FORMAT, GPT
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.", "model.")
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The folder holding config.json and model.safetensors: `path` itself, or the `final/`
+    folder of a run folder."""
+    folder = Path(path)
+    for candidate in (folder, folder / "final"):
+        if (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
+            return candidate
+    raise CheckpointError(
+        f"{str(folder)!r} holds no exported model: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+        "there or in its final/ folder (written at the end of `tessera train`)."
+    )
+
+
+def save_gpt(model: GPT, folder: str | Path) -> Path:
+    """Write weights and config into `folder` (each file atomically)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    temporary = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(temporary), metadata={"format": "pt"})
+    os.replace(temporary, folder / WEIGHTS_NAME)
+    config_temp = folder / (CONFIG_NAME + ".tmp")
+    config_temp.write_text(json.dumps(model.export_config(), indent=1), encoding="utf-8")
+    os.replace(config_temp, folder / CONFIG_NAME)
+    return folder
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: not readable JSON ({error}).") from None
+    if data.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} describes a {data.get('format')!r} model, not a Tessera GPT "
+            f"({EXPORT_FORMAT!r}); `tessera generate` and `tessera export hf` need a GPT."
+        )
+    return data
+
+
+def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """Rebuild an exported GPT (with its tokenizer attached, when one was saved)."""
+    from safetensors.torch import load_file
+
+    from tessera.data.text.tokenizers import tokenizer_from_dict
+
+    folder = find_checkpoint(path)
+    data = read_export_config(folder)
+    config = GPTConfig.parse(data["model"])
+    tokenizer = tokenizer_from_dict(data["tokenizer"]) if data.get("tokenizer") else None
+    model = GPT(config, tokenizer=tokenizer)
+    state = _strip_prefixes(load_file(str(folder / WEIGHTS_NAME)))
+    check_state_fits(model, state, str(folder / WEIGHTS_NAME))
+    model.load_state_dict(state, strict=False)
+    return model.to(device).eval()
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def check_state_fits(model: GPT, state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights of another shape, naming the tensor and both shapes."""
+    expected = model.state_dict()
+    tied = {"lm_head.weight"} if model.config.tie_embeddings else set()
+    missing = sorted(set(expected) - set(state) - tied)
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match the config: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]} (was it saved from another architecture?)."
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} but the config needs "
+                f"{tuple(expected[key].shape)}; the weights are from a model of another shape."
+            )

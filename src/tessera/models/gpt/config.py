@@ -1,0 +1,226 @@
+"""`GPTConfig`: every shape and option of the GPT family, validated, with named presets.
+
+One config describes models from a few hundred thousand parameters to ~7B: GPT-2 style
+(learned positions, LayerNorm, GELU, biases) or MPT/Llama style (RoPE or ALiBi, RMSNorm,
+SwiGLU, grouped-query attention, no biases). Parameter and FLOP counts come from the config
+alone, so a size can be planned before any memory is allocated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tessera.core.errors import ConfigError, did_you_mean
+
+Position = Literal["learned", "rope", "alibi", "none"]
+Norm = Literal["layernorm", "rmsnorm"]
+MLPKind = Literal["gelu", "swiglu"]
+Init = Literal["gpt2", "normal", "small"]
+
+_GPT2_STYLE: dict[str, Any] = {
+    "position": "learned",
+    "norm": "layernorm",
+    "mlp": "gelu",
+    "bias": True,
+    "tie_embeddings": True,
+    "vocab_size": 50304,
+}
+_LLAMA_STYLE: dict[str, Any] = {
+    "position": "rope",
+    "norm": "rmsnorm",
+    "mlp": "swiglu",
+    "bias": False,
+    "tie_embeddings": False,
+    "vocab_size": 50304,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Character-level demo (nanoGPT's GPU Shakespeare shape).
+    "char-small": {
+        **_GPT2_STYLE,
+        "vocab_size": None,
+        "max_seq_len": 256,
+        "n_layer": 6,
+        "n_head": 6,
+        "d_model": 384,
+    },
+    "gpt-125m": {**_GPT2_STYLE, "max_seq_len": 2048, "n_layer": 12, "n_head": 12, "d_model": 768},
+    "gpt-350m": {
+        **_GPT2_STYLE,
+        "max_seq_len": 2048,
+        "n_layer": 24,
+        "n_head": 16,
+        "d_model": 1024,
+    },
+    "gpt-1b": {
+        **_LLAMA_STYLE,
+        "max_seq_len": 2048,
+        "n_layer": 24,
+        "n_head": 16,
+        "d_model": 2048,
+        "d_ff": 5632,
+    },
+    "llama-7b": {
+        **_LLAMA_STYLE,
+        "vocab_size": 32000,
+        "max_seq_len": 4096,
+        "n_layer": 32,
+        "n_head": 32,
+        "d_model": 4096,
+        "d_ff": 11008,
+    },
+}
+
+
+class GPTConfig(BaseModel):
+    """Shape and options of a decoder-only transformer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str | None = Field(None, description="Start from a named shape; fields override it.")
+    vocab_size: int | None = Field(
+        None, gt=0, description="Rows of the token embedding; None = the tokenizer's size."
+    )
+    tokenizer: str | None = Field(
+        None, description="Tokenizer file or spec ('char:CORPUS', 'byte'); saved with the model."
+    )
+    max_seq_len: int = Field(1024, gt=0, description="Longest sequence the model accepts.")
+    n_layer: int = Field(12, gt=0, description="Transformer blocks.")
+    n_head: int = Field(12, gt=0, description="Query heads per attention layer.")
+    n_kv_head: int | None = Field(None, gt=0, description="Key/value heads (GQA); None = n_head.")
+    d_model: int = Field(768, gt=0, description="Width of the residual stream.")
+    d_ff: int | None = Field(
+        None, gt=0, description="MLP hidden width; None = 4·d (GELU) or ~8/3·d (SwiGLU)."
+    )
+    position: Position = Field("learned", description="learned, rope, alibi or none.")
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
+    norm: Norm = Field("layernorm", description="layernorm or rmsnorm.")
+    norm_eps: float = Field(1e-5, gt=0)
+    mlp: MLPKind = Field("gelu", description="gelu (GPT-2) or swiglu (Llama).")
+    bias: bool = Field(True, description="Biases in linear layers and LayerNorm.")
+    tie_embeddings: bool = Field(
+        True, description="Share the token embedding with the output layer."
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention and residuals.")
+    init: Init = Field("gpt2", description="gpt2 (0.02, scaled residuals), normal or small.")
+    init_std: float = Field(0.02, gt=0)
+    activation_checkpointing: bool = Field(False, description="Recompute each block in backward.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in PRESETS:
+                raise ConfigError(
+                    f"model.preset: unknown preset {name!r}; {did_you_mean(name, PRESETS)}"
+                )
+            return {**PRESETS[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> GPTConfig:
+        problems = []
+        if self.d_model % self.n_head:
+            problems.append(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        elif self.position == "rope" and self.head_dim % 2:
+            problems.append(f"RoPE needs an even head size, got d_model/n_head = {self.head_dim}")
+        if self.n_head % self.kv_heads:
+            problems.append(
+                f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})"
+            )
+        if problems:
+            raise ConfigError("model: " + "; ".join(problems) + ".")
+        return self
+
+    def with_vocab(self, vocab_size: int) -> GPTConfig:
+        """This config with `vocab_size` set (from a tokenizer), refusing one too small."""
+        if self.vocab_size is None:
+            return self.model_copy(update={"vocab_size": vocab_size})
+        if self.vocab_size < vocab_size:
+            raise ConfigError(
+                f"model.vocab_size ({self.vocab_size}) is smaller than the tokenizer's vocabulary "
+                f"({vocab_size}); set vocab_size >= {vocab_size} or leave it out to use the "
+                "tokenizer's."
+            )
+        return self
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> GPTConfig:
+        """Validate a dict, turning pydantic's errors into one `ConfigError` naming each field."""
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            parts = []
+            for item in error.errors():
+                where = ".".join(str(p) for p in item["loc"]) or "model"
+                if item["type"] == "extra_forbidden":
+                    hint = did_you_mean(str(where), cls.model_fields)
+                    parts.append(f"model.{where}: unknown option; {hint}")
+                else:
+                    parts.append(f"model.{where}: {item['msg']} (got {item.get('input')!r})")
+            raise ConfigError("; ".join(parts)) from None
+
+    # -- derived sizes --------------------------------------------------------------------
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.mlp == "gelu":
+            return 4 * self.d_model
+        hidden = int(8 * self.d_model / 3)
+        return 256 * ((hidden + 255) // 256)
+
+    def block_parameters(self) -> int:
+        """Parameters of one transformer block."""
+        d, hd = self.d_model, self.head_dim
+        qkv_out = (self.n_head + 2 * self.kv_heads) * hd
+        attn = d * qkv_out + d * d + ((qkv_out + d) if self.bias else 0)
+        up = 2 if self.mlp == "swiglu" else 1
+        mlp = up * d * self.hidden_dim + self.hidden_dim * d
+        if self.bias:
+            mlp += up * self.hidden_dim + d
+        norms = 2 * self._norm_parameters()
+        return attn + mlp + norms
+
+    def _norm_parameters(self) -> int:
+        return self.d_model * (2 if self.norm == "layernorm" and self.bias else 1)
+
+    def _vocab(self) -> int:
+        if self.vocab_size is None:
+            raise ConfigError("model.vocab_size: not set; give it or a tokenizer.")
+        return self.vocab_size
+
+    def num_parameters(self) -> int:
+        """Total trainable parameters (tied embeddings counted once)."""
+        total = self.n_layer * self.block_parameters() + self._norm_parameters()
+        total += self._vocab() * self.d_model * (1 if self.tie_embeddings else 2)
+        if self.position == "learned":
+            total += self.max_seq_len * self.d_model
+        return total
+
+    def matmul_parameters(self) -> int:
+        """Parameters that take part in matrix products: the blocks plus the output layer."""
+        return self.n_layer * self.block_parameters() + self._vocab() * self.d_model
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs (forward + backward) per token at a sequence length.
+
+        6·N for the matrix products plus 12·n_layer·d_model·seq_len for attention scores and
+        values, the convention of PaLM and LLM Foundry (causal masking not subtracted), so MFU
+        numbers compare with theirs.
+        """
+        return 6.0 * self.matmul_parameters() + 12.0 * self.n_layer * self.d_model * seq_len

@@ -1,0 +1,152 @@
+"""The pieces of a GPT block: norms, rotary and ALiBi positions, attention, MLP, the block.
+
+Everything here is shape-static and branch-free on tensor values, so `torch.compile` traces a
+block without graph breaks. Attention always goes through
+`torch.nn.functional.scaled_dot_product_attention`, which picks flash kernels on GPU when no
+explicit mask is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tessera.models.gpt.cache import KVCache
+from tessera.models.gpt.config import GPTConfig
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 like Llama's."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.type_as(x)
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables [max_len, head_dim] in the half-split layout (Llama's `rotate_half`)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, H, T, D] by the angles of its positions (cos/sin [B or 1, 1, T, D])."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).type_as(x)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """Per-head ALiBi slopes (Press et al.): a geometric sequence, interleaved when n_head is
+    not a power of two."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_head).is_integer():
+        slopes = power_of_two(n_head)
+    else:
+        closest = 2 ** math.floor(math.log2(n_head))
+        slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: n_head - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class Attention(nn.Module):
+    """Multi-head or grouped-query causal self-attention."""
+
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        qkv_out = (self.n_head + 2 * self.n_kv_head) * self.head_dim
+        self.qkv = nn.Linear(config.d_model, qkv_out, bias=config.bias)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.dropout = config.dropout
+        self.use_rope = config.position == "rope"
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        batch, length, _ = x.shape
+        qkv = self.qkv(x)
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
+        q = q.view(batch, length, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.use_rope and rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None,
+            enable_gqa=self.n_kv_head != self.n_head,
+        )
+        out = out.transpose(1, 2).reshape(batch, length, self.n_head * self.head_dim)
+        return self.proj(out)
+
+
+class MLP(nn.Module):
+    """GELU MLP (GPT-2) or SwiGLU (Llama; gate and up projections fused into one matrix)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        hidden = config.hidden_dim
+        self.up = nn.Linear(config.d_model, hidden * (2 if self.swiglu else 1), bias=config.bias)
+        self.down = nn.Linear(hidden, config.d_model, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu:
+            gate, up = self.up(x).chunk(2, dim=-1)
+            return self.down(F.silu(gate) * up)
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = Attention(config, layer_index)
+        self.norm2 = make_norm(config)
+        self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), rope, mask, cache))
+        return x + self.drop(self.mlp(self.norm2(x)))

@@ -1,0 +1,217 @@
+"""`GPT`: the decoder-only transformer, implementing the trainer's `ModelAdapter` directly.
+
+Training batches are dicts `{"input_ids": LongTensor[B, T + 1]}` (optionally `"labels"` of the
+same shape, -100 where no loss is wanted): the network reads the first T tokens and is scored on
+predicting the last T, so a packed sequence of T + 1 tokens trains T predictions and the model's
+`max_seq_len` is T. `run()` is the plain network call used by generation and export tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from tessera.core.errors import UserError
+from tessera.core.model import ModelAdapter
+from tessera.models.gpt.cache import KVCache
+from tessera.models.gpt.config import GPTConfig
+from tessera.models.gpt.layers import Block, alibi_slopes, make_norm, rope_tables
+from tessera.models.gpt.metrics import TokenLoss
+
+EXPORT_FORMAT = "tessera-gpt"
+
+
+class GPT(ModelAdapter):
+    """A GPT-2 or Llama/MPT style language model built from a `GPTConfig`."""
+
+    def __init__(self, config: GPTConfig, tokenizer: Any = None) -> None:
+        super().__init__()
+        if config.vocab_size is None:
+            raise UserError("model.vocab_size: not set and no tokenizer given to take it from.")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        if config.position == "learned":
+            self.pos_embed = nn.Embedding(config.max_seq_len, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = make_norm(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        if config.position == "rope":
+            cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        if config.position == "alibi":
+            self.register_buffer("alibi", alibi_slopes(config.n_head), persistent=False)
+        self.reset_parameters()
+
+    # -- initialisation ----------------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """Initialise weights by `config.init`: 'gpt2' (std 0.02, residual outputs scaled by
+        1/sqrt(2·n_layer)), 'normal' (std everywhere) or 'small' (std sqrt(2/(5·d)), scaled)."""
+        config = self.config
+        std = math.sqrt(2 / (5 * config.d_model)) if config.init == "small" else config.init_std
+        residual_std = std if config.init == "normal" else std / math.sqrt(2 * config.n_layer)
+        for name, param in self.named_parameters():
+            if param.device.type == "meta":
+                continue
+            if name.endswith("bias"):
+                nn.init.zeros_(param)
+            elif param.dim() == 1:
+                nn.init.ones_(param)
+            elif name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(param, 0.0, residual_std)
+            else:
+                nn.init.normal_(param, 0.0, std)
+
+    # -- the network ------------------------------------------------------------------------
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab] for `input_ids` [B, T].
+
+        With a `cache`, the tokens continue the cached ones. `attention_mask` [B, slots so far]
+        marks real tokens (False for left padding); positions then count real tokens only.
+        """
+        length = input_ids.shape[1]
+        start = cache.length if cache is not None else 0
+        end = start + length
+        self._check_length(end, cache)
+        device = input_ids.device
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:end]
+        else:
+            positions = torch.arange(start, end, device=device).unsqueeze(0)
+        x = self.embed(input_ids)
+        if self.config.position == "learned":
+            x = x + self.pos_embed(positions)
+        x = self.drop(x)
+        rope = None
+        if self.config.position == "rope":
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
+        mask = self._attention_mask(length, start, attention_mask, device)
+        for block in self.blocks:
+            if self.config.activation_checkpointing and self.training and cache is None:
+                x = checkpoint(block, x, rope, mask, None, use_reentrant=False)
+            else:
+                x = block(x, rope, mask, cache)
+        if cache is not None:
+            cache.advance(length)
+        return self.lm_head(self.norm(x))
+
+    def _check_length(self, end: int, cache: KVCache | None) -> None:
+        if end > self.config.max_seq_len:
+            raise UserError(
+                f"sequence of {end} tokens is longer than the model's max_seq_len "
+                f"({self.config.max_seq_len}); shorten the prompt/sequence or train a model with "
+                "a larger max_seq_len."
+            )
+        if cache is not None and end > cache.capacity:
+            raise UserError(f"KV cache holds {cache.capacity} tokens; {end} were asked for.")
+
+    def _attention_mask(
+        self, length: int, start: int, valid: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor | None:
+        """None when SDPA's own causal mask is exact (no cache offset, padding or ALiBi);
+        otherwise a bool mask, or ALiBi's float bias, of shape [B or 1, H or 1, T, slots]."""
+        alibi = self.config.position == "alibi"
+        if start == 0 and valid is None and not alibi:
+            return None
+        query_slots = torch.arange(start, start + length, device=device).unsqueeze(1)
+        key_slots = torch.arange(start + length, device=device).unsqueeze(0)
+        allowed = (key_slots <= query_slots).unsqueeze(0).unsqueeze(0)
+        if valid is not None:
+            allowed = allowed & valid[:, None, None, : start + length]
+            allowed = allowed | (key_slots == query_slots)  # a padding row still sees itself
+        if not alibi:
+            return allowed
+        distance = (key_slots - query_slots).float()
+        bias = self.alibi.view(-1, 1, 1) * distance  # [H, T, slots]: 0 on the diagonal
+        return bias.unsqueeze(0).masked_fill(~allowed, float("-inf"))
+
+    def new_cache(
+        self, batch_size: int, capacity: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty KV cache for `batch_size` sequences of up to `capacity` tokens."""
+        weight = self.embed.weight
+        return KVCache(
+            self.config.n_layer,
+            batch_size,
+            self.config.kv_heads,
+            self.config.head_dim,
+            capacity or self.config.max_seq_len,
+            weight.device,
+            dtype or weight.dtype,
+        )
+
+    # -- the ModelAdapter interface ---------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.run(_input_ids(batch)[:, :-1])
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        targets = _targets(batch)
+        return F.cross_entropy(outputs.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def eval_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-token negative log-likelihood and which tokens count, for the LM metrics."""
+        logits = self(batch)
+        targets = _targets(batch)
+        nll = F.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
+        )
+        return {"nll": nll.view_as(targets), "mask": targets != -100}
+
+    def metrics(self, train: bool = False) -> dict[str, Any]:
+        if train:
+            return {}
+        metrics = {"loss": TokenLoss("loss"), "perplexity": TokenLoss("perplexity")}
+        if getattr(self.tokenizer, "kind", None) in ("char", "byte"):
+            metrics["bits_per_char"] = TokenLoss("bits")
+        return metrics
+
+    def update_metric(self, batch: Any, outputs: Any, metric: Any) -> None:
+        if not isinstance(outputs, dict):
+            outputs = self.eval_forward(batch)
+        metric.update(outputs["nll"], outputs["mask"])
+
+    def num_samples(self, batch: dict[str, torch.Tensor]) -> int:
+        return _input_ids(batch).shape[0]
+
+    def num_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        batch_size, length = _input_ids(batch).shape
+        return batch_size * (length - 1)
+
+    def flops_per_batch(self, batch: dict[str, torch.Tensor]) -> float:
+        length = _input_ids(batch).shape[1] - 1
+        return self.num_tokens(batch) * self.config.flops_per_token(length)
+
+    def export_config(self) -> dict[str, Any]:
+        shape = self.config.model_dump(exclude={"preset", "tokenizer"})
+        tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
+        return {"format": EXPORT_FORMAT, "version": 1, "model": shape, "tokenizer": tokenizer}
+
+
+def _input_ids(batch: Any) -> torch.Tensor:
+    if isinstance(batch, dict):
+        return batch["input_ids"]
+    if isinstance(batch, torch.Tensor):
+        return batch
+    raise TypeError(f"a GPT batch is a dict with 'input_ids', not {type(batch).__name__}")
+
+
+def _targets(batch: Any) -> torch.Tensor:
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    return (labels if labels is not None else _input_ids(batch))[:, 1:]

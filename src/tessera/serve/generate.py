@@ -1,0 +1,159 @@
+"""Text generation with a KV cache: greedy, temperature, top-k, top-p, stop sequences, batches.
+
+Prompts of different lengths in one batch are left-padded; an attention mask keeps padding out
+of attention and positions count real tokens only, so each row decodes exactly as it would
+alone. With `use_cache=False` every step recomputes the whole sequence (the reference the KV
+cache is tested against, and the baseline of the generation benchmark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from tessera.core.errors import UserError
+
+
+@dataclass
+class Sampling:
+    """How each next token is chosen. temperature 0 means greedy (argmax)."""
+
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    def check(self) -> None:
+        if self.max_new_tokens < 0:
+            raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}.")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"top_k must be >= 1, got {self.top_k}.")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}.")
+
+
+def choose_next(
+    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Next token ids [B] from last-position logits [B, V]."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p is not None and sampling.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = cumulative - sorted_logits.softmax(-1) >= sampling.top_p  # keeps the first
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_ids(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    sampling: Sampling,
+    eos_id: int | None = None,
+    use_cache: bool = True,
+    should_stop: Callable[[int, list[int]], bool] | None = None,
+) -> list[list[int]]:
+    """New token ids for each prompt (without the prompt), ending at eos, a `should_stop(row,
+    new_ids)` hit, or `max_new_tokens`."""
+    sampling.check()
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UserError("every prompt needs at least one token (an empty prompt gives none).")
+    max_len = model.config.max_seq_len
+    longest = max(len(p) for p in prompts)
+    if longest + sampling.max_new_tokens > max_len:
+        raise UserError(
+            f"prompt of {longest} tokens + max_new_tokens {sampling.max_new_tokens} = "
+            f"{longest + sampling.max_new_tokens} is longer than the model's max_seq_len "
+            f"({max_len}); shorten the prompt or ask for fewer tokens."
+        )
+    was_training = model.training
+    model.eval()
+    device = model.embed.weight.device
+    generator = None
+    if sampling.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    batch = len(prompts)
+    ids = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    valid = torch.zeros(batch, longest, dtype=torch.bool, device=device)
+    for row, prompt in enumerate(prompts):
+        ids[row, longest - len(prompt) :] = torch.tensor(list(prompt), device=device)
+        valid[row, longest - len(prompt) :] = True
+    padded = not bool(valid.all())
+    cache = model.new_cache(batch, longest + sampling.max_new_tokens) if use_cache else None
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    step_input = ids
+    for _ in range(sampling.max_new_tokens):
+        mask = valid if padded else None
+        logits = model.run(step_input if use_cache else ids, cache=cache, attention_mask=mask)
+        next_ids = choose_next(logits[:, -1], sampling, generator)
+        next_ids = torch.where(finished, torch.zeros_like(next_ids), next_ids)
+        for row, token in enumerate(next_ids.tolist()):
+            if finished[row]:
+                continue
+            if eos_id is not None and token == eos_id:
+                finished[row] = True
+                continue
+            outputs[row].append(token)
+            if should_stop is not None and should_stop(row, outputs[row]):
+                finished[row] = True
+        if bool(finished.all()):
+            break
+        ids = torch.cat([ids, next_ids.unsqueeze(1)], dim=1)
+        valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
+        step_input = next_ids.unsqueeze(1)
+    model.train(was_training)
+    return outputs
+
+
+def generate_text(
+    model: torch.nn.Module,
+    tokenizer: object,
+    prompts: Sequence[str],
+    sampling: Sampling,
+    use_cache: bool = True,
+) -> list[str]:
+    """Continuations of text prompts, cut before the first stop sequence."""
+    encoded = [tokenizer.encode(prompt) for prompt in prompts]
+    vocab = model.config.vocab_size
+    for prompt, tokens in zip(prompts, encoded):
+        if tokens and max(tokens) >= vocab:
+            raise UserError(
+                f"the tokenizer gives id {max(tokens)} for prompt {prompt[:40]!r}, outside the "
+                f"model's vocabulary of {vocab}: tokenizer and model do not belong together."
+            )
+
+    def hit_stop(row: int, new_ids: list[int]) -> bool:
+        if not sampling.stop:
+            return False
+        tail = tokenizer.decode(new_ids[-64:])
+        return any(stop in tail for stop in sampling.stop)
+
+    new_ids = generate_ids(
+        model,
+        encoded,
+        sampling,
+        eos_id=getattr(tokenizer, "eos_id", None),
+        use_cache=use_cache,
+        should_stop=hit_stop if sampling.stop else None,
+    )
+    texts = []
+    for ids in new_ids:
+        text = tokenizer.decode(ids)
+        cuts = [text.find(stop) for stop in sampling.stop if stop in text]
+        texts.append(text[: min(cuts)] if cuts else text)
+    return texts
