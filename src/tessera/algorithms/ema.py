@@ -1,0 +1,122 @@
+"""EMA: keep an exponential moving average of the weights and evaluate with it.
+
+After every `update_interval` optimizer steps, `average = smoothing * average + (1 - smoothing)
+* weights` (buffers such as BatchNorm statistics are copied). Evaluation runs with the averaged
+weights (swapped in at EVAL_START, back out at EVAL_END), and at the end of training they
+replace the model's weights when `replace_at_end` is set. The averaged weights are part of
+checkpoints. It changes the evaluated/final model, not the training trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from tessera.algorithms.common import check_range
+from tessera.core.algorithm import Algorithm
+from tessera.core.errors import CheckpointError
+from tessera.core.event import Event
+
+if TYPE_CHECKING:
+    from tessera.core.logger import Logger
+    from tessera.core.state import State
+
+NAME = "ema"
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of a model by name (the tensors an average covers)."""
+    tensors = dict(model.named_parameters())
+    tensors.update(dict(model.named_buffers()))
+    return tensors
+
+
+@torch.no_grad()
+def update_average(average: dict[str, torch.Tensor], model: nn.Module, smoothing: float) -> None:
+    """average <- smoothing * average + (1 - smoothing) * model, in place (buffers copied)."""
+    for name, parameter in model.named_parameters():
+        if parameter.is_floating_point():
+            average[name].lerp_(parameter.detach(), 1.0 - smoothing)
+        else:
+            average[name].copy_(parameter)
+    for name, buffer in model.named_buffers():
+        average[name].copy_(buffer)
+
+
+@torch.no_grad()
+def swap_weights(average: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Exchange the model's tensors with the stored ones, in place (the params stay objects)."""
+    for name, tensor in model_tensors(model).items():
+        stored = average[name]
+        held = tensor.detach().clone()
+        tensor.copy_(stored)
+        stored.copy_(held)
+
+
+class EMA(Algorithm):
+    name = NAME
+    runs_after = ("squeeze_excite", "factorize", "blurpool", "stochastic_depth", "swa")
+
+    def __init__(
+        self, smoothing: float = 0.999, update_interval: int = 1, replace_at_end: bool = True
+    ) -> None:
+        check_range(NAME, "smoothing", smoothing, 0.0, 1.0, high_inclusive=False)
+        check_range(NAME, "update_interval", update_interval, 1, integer=True)
+        self.smoothing, self.update_interval = smoothing, update_interval
+        self.replace_at_end = replace_at_end
+        self.average: dict[str, torch.Tensor] | None = None
+        self._loaded: dict[str, torch.Tensor] | None = None
+        self._swapped = False
+
+    def match(self, event: Event, state: State) -> bool:
+        return event in (
+            Event.FIT_START,
+            Event.AFTER_OPTIMIZER_STEP,
+            Event.EVAL_START,
+            Event.EVAL_END,
+            Event.FIT_END,
+        )
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        model = state.unwrapped_model
+        if event == Event.FIT_START:
+            self._start(model)
+        elif event == Event.AFTER_OPTIMIZER_STEP:
+            if self.average is None:
+                self._start(model)
+            if (state.timestamp.batch + 1) % self.update_interval == 0:
+                update_average(self.average, model, self.smoothing)  # type: ignore[arg-type]
+        elif event == Event.EVAL_START and self.average is not None and not self._swapped:
+            swap_weights(self.average, model)
+            self._swapped = True
+        elif event == Event.EVAL_END and self._swapped:
+            swap_weights(self.average, model)  # type: ignore[arg-type]
+            self._swapped = False
+        elif event == Event.FIT_END and self.replace_at_end and self.average is not None:
+            if not self._swapped:
+                swap_weights(self.average, model)
+            self._swapped = False
+
+    def _start(self, model: nn.Module) -> None:
+        tensors = model_tensors(model)
+        if self._loaded is not None:
+            missing = set(tensors) - set(self._loaded)
+            if missing:
+                raise CheckpointError(
+                    f"the checkpoint's EMA weights lack {sorted(missing)[:3]}; the model "
+                    "differs from the one that was averaged"
+                )
+            self.average = {k: self._loaded[k].to(v.device) for k, v in tensors.items()}
+            self._loaded = None
+        elif self.average is None:
+            self.average = {k: v.detach().clone() for k, v in tensors.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"average": None if self.average is None else dict(self.average)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("average") is not None:
+            self._loaded = dict(state["average"])
+            self.average = None

@@ -1,0 +1,94 @@
+"""MixUp (Zhang et al., 2018): train on convex combinations of pairs of samples.
+
+Each microbatch is mixed with a shuffled copy of itself, `x = lam * x + (1 - lam) * x[perm]`,
+and the loss becomes `lam * loss(y) + (1 - lam) * loss(y[perm])`. It changes the math (a
+regulariser); it usually needs more epochs to pay off, so it belongs to longer recipes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tessera.algorithms.common import check_range, inputs_and_targets, with_inputs, with_targets
+from tessera.core.algorithm import Algorithm
+from tessera.core.event import Event
+
+if TYPE_CHECKING:
+    from tessera.core.logger import Logger
+    from tessera.core.state import State
+
+NAME = "mixup"
+
+
+def sample_mixing_weight(alpha: float, generator: torch.Generator | None = None) -> float:
+    """lam ~ Beta(alpha, alpha), drawn from torch's RNG so checkpoints restore it."""
+    gammas = torch._standard_gamma(torch.full((2,), float(alpha)), generator=generator)
+    return float(gammas[0] / gammas.sum())
+
+
+def mixup_batch(
+    inputs: torch.Tensor,
+    targets: Any,
+    alpha: float = 0.2,
+    mixing: float | None = None,
+    permutation: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, Any, Any, float]:
+    """Mix a batch with a permutation of itself.
+
+    Returns (mixed inputs, targets, permuted targets, lam): the loss is
+    `lam * loss(targets) + (1 - lam) * loss(permuted targets)`.
+    """
+    check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
+    lam = sample_mixing_weight(alpha, generator) if mixing is None else float(mixing)
+    if permutation is None:
+        permutation = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
+    mixed = inputs * lam + inputs[permutation] * (1.0 - lam)
+    return mixed, targets, targets[permutation], lam
+
+
+class MixingAlgorithm(Algorithm):
+    """Shared logic of MixUp and CutMix: mix inputs before forward, mix the loss after it."""
+
+    def __init__(self) -> None:
+        self._permuted_targets: Any = None
+        self._mixing = 1.0
+
+    def mix(self, inputs: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any, float]:
+        raise NotImplementedError
+
+    def match(self, event: Event, state: State) -> bool:
+        return event in (Event.BEFORE_FORWARD, Event.AFTER_LOSS)
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        if event == Event.BEFORE_FORWARD:
+            inputs, targets = inputs_and_targets(state.batch, self.name)
+            mixed, permuted, lam = self.mix(inputs, targets)
+            state.batch = with_inputs(state.batch, mixed)
+            self._permuted_targets, self._mixing = permuted, lam
+            return
+        if self._permuted_targets is None:
+            return
+        other = state.model.loss(state.outputs, with_targets(state.batch, self._permuted_targets))
+        state.loss = self._mixing * state.loss + (1.0 - self._mixing) * other
+        self._permuted_targets = None
+
+
+class MixUp(MixingAlgorithm):
+    name = NAME
+    conflicts = ("cutmix",)
+    runs_after = ("progressive_resizing", "randaugment", "augmix", "colout", "cutout")
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        super().__init__()
+        check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
+        self.alpha = alpha
+
+    def mix(self, inputs: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any, float]:
+        mixed, _, permuted, lam = mixup_batch(inputs, targets, self.alpha)
+        return mixed, permuted, lam
+
+    def __repr__(self) -> str:
+        return f"MixUp(alpha={self.alpha})"

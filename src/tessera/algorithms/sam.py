@@ -1,0 +1,105 @@
+"""SAM, sharpness-aware minimisation (Foret et al., 2021): step from the worst nearby point.
+
+Each SAM step takes the gradient g at the weights w, moves to w + rho * g / ||g||, computes the
+gradient there (a second forward and backward through the trainer's closure), returns to w and
+lets the base optimizer step with that second gradient. It costs a second pass every
+`interval` steps (other steps are plain) and changes the math (it seeks flat minima).
+The Algorithm wraps `state.optimizers[0]` at INIT in a `SAMOptimizer` whose `needs_closure`
+tells the trainer to call `step(closure)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tessera.algorithms.common import check_range
+from tessera.core.algorithm import Algorithm
+from tessera.core.errors import ConfigError
+from tessera.core.event import Event
+
+if TYPE_CHECKING:
+    from tessera.core.logger import Logger
+    from tessera.core.state import State
+
+NAME = "sam"
+
+
+class SAMOptimizer(torch.optim.Optimizer):
+    """Wraps a base optimizer; shares its param groups and state (schedulers keep working)."""
+
+    needs_closure = True
+
+    def __init__(
+        self,
+        base: torch.optim.Optimizer,
+        rho: float = 0.05,
+        epsilon: float = 1e-12,
+        interval: int = 1,
+    ) -> None:
+        check_range(NAME, "rho", rho, 0.0, low_inclusive=False)
+        check_range(NAME, "epsilon", epsilon, 0.0, low_inclusive=False)
+        check_range(NAME, "interval", interval, 1, integer=True)
+        super().__init__(base.param_groups, base.defaults)
+        self.base = base
+        self.param_groups = base.param_groups
+        self.state = base.state
+        self.rho, self.epsilon, self.interval = rho, epsilon, interval
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:  # type: ignore[override]
+        self.steps += 1
+        if closure is None or self.steps % self.interval != 0:
+            return self.base.step()
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return self.base.step()
+        grad_norm = torch.norm(torch.stack([p.grad.norm() for p in params]))
+        scale = self.rho / (grad_norm + self.epsilon)
+        offsets = []
+        for p in params:
+            offset = p.grad * scale
+            p.add_(offset)
+            offsets.append(offset)
+        self.base.zero_grad(set_to_none=False)
+        with torch.enable_grad():
+            loss = closure()
+        for p, offset in zip(params, offsets):
+            p.sub_(offset)
+        self.base.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base.load_state_dict(state_dict)
+
+
+class SAM(Algorithm):
+    name = NAME
+    runs_after = ("fused_optimizer", "squeeze_excite", "factorize")
+
+    def __init__(self, rho: float = 0.05, epsilon: float = 1e-12, interval: int = 1) -> None:
+        check_range(NAME, "rho", rho, 0.0, low_inclusive=False)
+        check_range(NAME, "epsilon", epsilon, 0.0, low_inclusive=False)
+        check_range(NAME, "interval", interval, 1, integer=True)
+        self.rho, self.epsilon, self.interval = rho, epsilon, interval
+
+    def match(self, event: Event, state: State) -> bool:
+        return event == Event.INIT
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        if not state.optimizers:
+            raise ConfigError("algorithm 'sam' wraps the optimizer, but the run has none")
+        if isinstance(state.optimizers[0], SAMOptimizer):
+            return
+        state.optimizers[0] = SAMOptimizer(
+            state.optimizers[0], self.rho, self.epsilon, self.interval
+        )
