@@ -45,8 +45,8 @@ def file_lock(path: str) -> Iterator[None]:
 class ShardCache:
     """Gives the local path of each shard of one data set, downloading it on first use.
 
-    `source` is where the shards live; `folder` is the cache folder (None reads uncompressed
-    shards of a local source in place). `limit` (bytes) bounds the cache; `verify` checks each
+    `source` is where the shards live; `folder` is the cache folder (uncompressed shards of a
+    local source are read in place). `limit` (bytes) bounds the cache; `verify` checks each
     shard's checksum when it enters the cache (or, read in place, when first opened here).
     `on_corrupt` is "fail" (raise) or "skip" (keep the good samples and skip the bad ones).
     """
@@ -54,7 +54,7 @@ class ShardCache:
     def __init__(
         self,
         source: Storage,
-        folder: str | None,
+        folder: str,
         shards: list[dict[str, Any]],
         limit: int | None = None,
         verify: bool = True,
@@ -80,13 +80,9 @@ class ShardCache:
                 f"({largest:,} bytes); raise cache_limit to at least two shards' size "
                 f"(>= {2 * largest:,} bytes) or write smaller shards."
             )
-        if folder is not None:
-            os.makedirs(os.path.join(folder, LOCKS), exist_ok=True)
 
     def in_place(self, shard_id: int) -> bool:
-        return self.folder is None or (
-            not self.source.remote and not self.shards[shard_id].get("compression")
-        )
+        return not self.source.remote and not self.shards[shard_id].get("compression")
 
     def cached_name(self, shard_id: int) -> str:
         shard = self.shards[shard_id]
@@ -106,11 +102,11 @@ class ShardCache:
                     self._check(shard_id, file.read(), path, stored=False)
                 self._checked.add(shard_id)
             return path
-        assert self.folder is not None
         path = os.path.join(self.folder, self.cached_name(shard_id))
         if self._touch(path):
             return path
         corrupt = path + ".corrupt"
+        os.makedirs(os.path.join(self.folder, LOCKS), exist_ok=True)
         with file_lock(os.path.join(self.folder, LOCKS, self.cached_name(shard_id))):
             if self._touch(path):
                 return path
@@ -197,7 +193,6 @@ class ShardCache:
         self.bad_samples[shard_id] = set(bad) if bad is not None else None
 
     def _make_room(self, needed: int, keep: str) -> None:
-        assert self.folder is not None
         with file_lock(os.path.join(self.folder, LOCKS, "cache.lock")):
             free = shutil.disk_usage(self.folder).free
             if self.limit is None and free < needed:
@@ -231,7 +226,7 @@ class ShardCache:
 
     def sweep_temporary(self, older_than: float = 3600.0) -> None:
         """Remove temporary files that a killed process left behind."""
-        if self.folder is None:
+        if not os.path.isdir(self.folder):
             return
         now = time.time()
         for entry in os.scandir(self.folder):

@@ -139,7 +139,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         data = source.read_bytes(INDEX_NAME, "index")
         index = load_index(data, where)
         folder = stream.cache_folder()
-        if folder is not None:  # keep a copy beside the cache; refuse a cache of another data set
+        if stream.remote is not None:  # keep a copy in the cache; refuse one of another data set
             os.makedirs(folder, exist_ok=True)
             marker = os.path.join(folder, ".source")
             if os.path.exists(marker):

@@ -51,11 +51,10 @@ class Stream:
         base = (self.remote or self.local or "").rstrip("/")
         return f"{base}/{self.split}" if self.split else base
 
-    def cache_folder(self) -> str | None:
-        """Where downloaded shards go; None when the data set is read in place."""
-        if self.remote is None:
-            return None
-        if self.local is not None:
+    def cache_folder(self) -> str:
+        """Where downloaded (or decompressed) shards go: `local` when streaming from `remote`,
+        else a folder under $TESSERA_CACHE (default ~/.cache/tessera) keyed by the source."""
+        if self.remote is not None and self.local is not None:
             return os.path.join(self.local, self.split) if self.split else self.local
         key = hashlib.sha256(self.source_url().encode()).hexdigest()[:16]
         home = os.environ.get("TESSERA_CACHE", os.path.expanduser("~/.cache/tessera"))
