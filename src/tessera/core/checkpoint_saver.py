@@ -28,8 +28,10 @@ class CheckpointSaver(Callback):
         self.keep_last = keep_last
         self.saved: list[Path] = []
 
-    def _save_if_due(self, state: State, event: Event) -> None:
-        if self.interval.due(state, event) and state.rank == 0:
+        self._deferred = False
+
+    def _save(self, state: State) -> None:
+        if state.rank == 0:
             ts = state.timestamp
             name = checkpoint.checkpoint_name(ts.epoch, ts.batch)
             self.saved.append(
@@ -37,10 +39,16 @@ class CheckpointSaver(Callback):
             )
 
     def batch_checkpoint(self, state: State, logger: Logger) -> None:
-        self._save_if_due(state, Event.BATCH_END)
+        if self.interval.due(state, Event.BATCH_END):
+            if state.epoch_complete:  # save once the epoch has ended, so resume starts clean
+                self._deferred = True
+            else:
+                self._save(state)
 
     def epoch_checkpoint(self, state: State, logger: Logger) -> None:
-        self._save_if_due(state, Event.EPOCH_END)
+        if self.interval.due(state, Event.EPOCH_END) or self._deferred:
+            self._deferred = False
+            self._save(state)
 
 
 class PeriodicEvaluation(Callback):

@@ -20,6 +20,7 @@ class Interval:
 
     def due(self, state: State, event: Event) -> bool:
         interval = state.resolve(self.time, self.field_name)
+        state.check_token_unit(interval, self.field_name)
         if interval.value <= 0:
             return False
         at_end = state.is_done() and (

@@ -182,8 +182,17 @@ class State:
         per_epoch = self.batches_per_epoch
         return bool(per_epoch) and self.timestamp.batch_in_epoch >= per_epoch
 
+    def check_token_unit(self, time: Time, field_name: str) -> None:
+        """Refuse a time in tokens once it is clear the batches carry none."""
+        if time.unit == TimeUnit.TOKEN and self.timestamp.batch > 0 and not self.timestamp.token:
+            raise ConfigError(
+                f"{field_name}: {time} counts tokens, but this model's batches report no tokens; "
+                "give it in epochs ('ep'), batches ('ba') or samples ('sp')"
+            )
+
     def is_done(self) -> bool:
         total = self.resolve(self.max_duration, "max_duration")
+        self.check_token_unit(total, "max_duration")
         return self.position(total.unit) >= total.value
 
     def _to_batches(self, time: Time, field_name: str) -> float:

@@ -61,7 +61,12 @@ class Time:
         if unit not in {u.value for u in TimeUnit}:
             raise ConfigError(f"{field}: {text!r} has unit {unit!r}; accepted units are {_UNITS}")
         value = float(number)
-        return cls(value if unit == "dur" else int(value), TimeUnit(unit))
+        if unit != "dur" and value.is_integer():
+            value = int(value)
+        try:
+            return cls(value, TimeUnit(unit))
+        except ConfigError as error:
+            raise ConfigError(f"{field}: {error}") from None
 
     @classmethod
     def coerce(cls, value: Time | str | int, field: str = "time") -> Time:

@@ -190,7 +190,8 @@ class Trainer:
         engine.run_event(Event.EPOCH_START)
         for batch in self._batches(data is not None):
             self._train_batch(batch)
-            if state.is_done() or state.stop_reason is not None:
+            finishing_epoch = state.epoch_complete  # let the epoch end properly
+            if state.stop_reason is not None or (state.is_done() and not finishing_epoch):
                 break
         else:
             if state.timestamp.batch_in_epoch == 0:
@@ -334,15 +335,7 @@ class Trainer:
                 metric.reset()
             with torch.no_grad():
                 for batch in loader:
-                    state.batch = move_to_device(batch, state.device)
-                    engine.run_event(Event.EVAL_BATCH_START)
-                    engine.run_event(Event.EVAL_BEFORE_FORWARD)
-                    with autocast(state.precision, state.device):
-                        state.outputs = model.eval_forward(state.batch)
-                    engine.run_event(Event.EVAL_AFTER_FORWARD)
-                    for metric in metrics.values():
-                        model.update_metric(state.batch, state.outputs, metric)
-                    engine.run_event(Event.EVAL_BATCH_END)
+                    self._eval_batch(move_to_device(batch, state.device), metrics)
             results[label] = {name: float(metric.compute()) for name, metric in metrics.items()}
         state.eval_results = results
         self.logger.log_metrics(
@@ -356,6 +349,21 @@ class Trainer:
         engine.run_event(Event.EVAL_END)
         state.model.train(was_training)
         return results
+
+    def _eval_batch(self, batch: Any, metrics: dict[str, Any]) -> None:
+        """Evaluate one batch, in microbatches when the training microbatch size is set."""
+        state, engine = self.state, self.engine
+        model = state.unwrapped_model
+        for microbatch in split_batch(batch, state.microbatch_size or model.num_samples(batch)):
+            state.batch = microbatch
+            engine.run_event(Event.EVAL_BATCH_START)
+            engine.run_event(Event.EVAL_BEFORE_FORWARD)
+            with autocast(state.precision, state.device):
+                state.outputs = model.eval_forward(state.batch)
+            engine.run_event(Event.EVAL_AFTER_FORWARD)
+            for metric in metrics.values():
+                model.update_metric(state.batch, state.outputs, metric)
+            engine.run_event(Event.EVAL_BATCH_END)
 
 
 def _no_sync(model: torch.nn.Module) -> Any:

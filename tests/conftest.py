@@ -1,0 +1,22 @@
+"""Shared fixtures: where the real data sets live (../shared/data beside the repository)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real data sets not found at {SHARED_DATA} (shared/ beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(shared_data: Path) -> Path:
+    return shared_data / "fashion-mnist"
