@@ -9,7 +9,7 @@ from tessera.core.trainer import Trainer
 
 
 def make(small_loaders, classifier, folder, **kwargs):
-    train, evaluation = small_loaders()
+    train, _ = small_loaders()
     model = classifier()
     return Trainer(
         model,

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from tessera.core.callback import Callback
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
-from tessera.core.callback import Callback
 from tessera.core.trainer import Trainer
 
 

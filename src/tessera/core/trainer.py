@@ -324,7 +324,6 @@ class Trainer:
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Run every eval dataloader once; results go to state.eval_results and the logger."""
         state, engine = self.state, self.engine
-        model = state.unwrapped_model
         was_training = state.model.training
         state.model.eval()
         engine.run_event(Event.EVAL_START)
