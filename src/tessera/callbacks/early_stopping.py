@@ -1,0 +1,215 @@
+"""Stopping on evaluation results: `EarlyStopper` (no more progress) and `ThresholdStopper`.
+
+Both look at `state.eval_results` after each evaluation (EVAL_END) and call
+`state.request_stop(reason)`; the trainer ends the run after the current batch. Evaluation
+metrics are reduced over all ranks, so every rank reaches the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from tessera.core.callback import Callback
+from tessera.core.errors import ConfigError, did_you_mean
+from tessera.core.time import Time
+
+if TYPE_CHECKING:
+    from tessera.core.logger import Logger
+    from tessera.core.state import State
+
+MODES = ("max", "min")
+
+
+def parse_monitor(monitor: str) -> tuple[str, str]:
+    """'metrics/eval/accuracy' or 'eval/accuracy' -> ('eval', 'accuracy')."""
+    parts = monitor.split("/") if isinstance(monitor, str) else []
+    if len(parts) == 3 and parts[0] == "metrics":
+        parts = parts[1:]
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(
+            f"monitor: {monitor!r} does not name an evaluation metric; write "
+            "'metrics/<label>/<metric>' or '<label>/<metric>', e.g. 'metrics/eval/accuracy'"
+        )
+    return parts[0], parts[1]
+
+
+def read_monitored(state: State, label: str, name: str) -> float:
+    """The monitored value from the latest evaluation; a clear error if it is not there."""
+    if label not in state.eval_results:
+        raise ConfigError(
+            f"monitor: no evaluation labelled {label!r}; this run evaluates "
+            f"{sorted(state.eval_results) or 'nothing'} ({did_you_mean(label, state.eval_results)})"
+        )
+    results = state.eval_results[label]
+    if name not in results:
+        raise ConfigError(
+            f"monitor: evaluation {label!r} has no metric {name!r}; {did_you_mean(name, results)}"
+        )
+    return float(results[name])
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"mode: {mode!r} is not accepted; use 'max' or 'min'")
+    return mode
+
+
+def _timestamp_record(state: State) -> dict[str, int]:
+    ts = state.timestamp
+    return {"epoch": ts.epoch, "batch": ts.batch, "sample": ts.sample, "token": ts.token}
+
+
+class EarlyStopper(Callback):
+    """Stops when the monitored metric has not improved by `min_delta` for `patience`.
+
+    patience: a number of evaluations (int), or a training time ('2ep', '1000ba', '0.1dur')
+    that must pass since the best value without a new best.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "metrics/eval/loss",
+        mode: str = "min",
+        patience: int | str | Time = 3,
+        min_delta: float = 0.0,
+    ) -> None:
+        self.label, self.name = parse_monitor(monitor)
+        self.monitor = monitor
+        self.mode = _check_mode(mode)
+        if isinstance(patience, bool) or (isinstance(patience, int) and patience < 1):
+            raise ConfigError(
+                f"patience: {patience!r} must be a positive number of evaluations or a time "
+                "such as '2ep' or '1000ba'"
+            )
+        self.patience: int | Time = (
+            patience if isinstance(patience, int) else Time.coerce(patience, "patience")
+        )
+        if (
+            isinstance(min_delta, bool)
+            or not isinstance(min_delta, (int, float))
+            or (min_delta < 0)
+        ):
+            raise ConfigError(f"min_delta: {min_delta!r} must be a number >= 0")
+        self.min_delta = float(min_delta)
+        self.best: float | None = None
+        self.best_position: float | None = None  # in the patience unit, when patience is a Time
+        self.waits = 0  # evaluations since the best
+        self.stopped_at: dict[str, int] | None = None
+
+    def _improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def eval_end(self, state: State, logger: Logger) -> None:
+        value = read_monitored(state, self.label, self.name)
+        patience = self.patience
+        unit = state.resolve(patience, "patience").unit if isinstance(patience, Time) else None
+        if self._improved(value):
+            self.best, self.waits = value, 0
+            self.best_position = state.position(unit) if unit is not None else None
+            return
+        self.waits += 1
+        if isinstance(patience, int):
+            exhausted = self.waits >= patience
+            waited = f"{self.waits} evaluations"
+        else:
+            assert unit is not None
+            budget = state.resolve(patience, "patience").value
+            start = self.best_position if self.best_position is not None else 0.0
+            exhausted = state.position(unit) - start >= budget
+            waited = f"{patience} of training"
+        if exhausted and self.stopped_at is None:
+            self.stopped_at = _timestamp_record(state)
+            state.request_stop(
+                f"early stopping: {self.monitor} has not improved on {self.best} "
+                f"(mode {self.mode}, min_delta {self.min_delta}) for {waited}"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_position": self.best_position,
+            "waits": self.waits,
+            "stopped_at": self.stopped_at,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.best_position = state.get("best_position")
+        self.waits = int(state.get("waits", 0))
+        self.stopped_at = state.get("stopped_at")
+
+
+class ThresholdStopper(Callback):
+    """Stops the run the first time the monitored metric crosses `threshold`.
+
+    Records when that happened (training time and wall-clock seconds since the run started,
+    counted across resumes) and logs it as `threshold/*`: the measure of time-to-accuracy
+    benchmarks. With `stop=False` it only records.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "metrics/eval/accuracy",
+        threshold: float = 0.0,
+        mode: str = "max",
+        stop: bool = True,
+    ) -> None:
+        self.label, self.name = parse_monitor(monitor)
+        self.monitor = monitor
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"threshold: {threshold!r} must be a number")
+        self.threshold = float(threshold)
+        self.mode = _check_mode(mode)
+        self.stop = bool(stop)
+        self.reached_at: dict[str, Any] | None = None
+        self._seconds_before = 0.0  # wall-clock seconds of earlier sessions of a resumed run
+        self._started: float | None = None
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        self._started = time.perf_counter()
+
+    def elapsed_seconds(self) -> float:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return self._seconds_before + running
+
+    def _crossed(self, value: float) -> bool:
+        if self.mode == "max":
+            return value >= self.threshold
+        return value <= self.threshold
+
+    def eval_end(self, state: State, logger: Logger) -> None:
+        if self.reached_at is not None:
+            return
+        value = read_monitored(state, self.label, self.name)
+        if not self._crossed(value):
+            return
+        self.reached_at = {
+            **_timestamp_record(state),
+            "seconds": self.elapsed_seconds(),
+            "value": value,
+        }
+        logger.log_metrics(
+            {f"threshold/{key}": float(item) for key, item in self.reached_at.items()},
+            step=state.timestamp.batch,
+        )
+        if self.stop:
+            state.request_stop(
+                f"threshold reached: {self.monitor} = {value:.6g} crossed {self.threshold} "
+                f"at batch {state.timestamp.batch} after {self.reached_at['seconds']:.1f}s"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reached_at": self.reached_at, "seconds": self.elapsed_seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reached_at = state.get("reached_at")
+        self._seconds_before = float(state.get("seconds", 0.0))
+        self._started = None
