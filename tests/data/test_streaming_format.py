@@ -147,7 +147,7 @@ def _write_part(args: tuple[str, int]) -> int:
 
 
 def test_parallel_writers_merge_into_one_data_set(tmp_path):
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     with context.Pool(2) as pool:
         pids = pool.map(_write_part, [(str(tmp_path), 0), (str(tmp_path), 1)])
     assert len(set(pids)) == 2  # really two processes

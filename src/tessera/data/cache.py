@@ -45,9 +45,10 @@ def file_lock(path: str) -> Iterator[None]:
 class ShardCache:
     """Gives the local path of each shard of one data set, downloading it on first use.
 
-    `source` is where the shards live; `folder` is the cache folder (uncompressed shards of a
-    local source are read in place). `limit` (bytes) bounds the cache; `verify` checks each
-    shard's checksum when it enters the cache (or, read in place, when first opened here).
+    `source` is where the shards live; `folder` is the cache folder. With `read_in_place`, the
+    uncompressed shards of a local source are read where they are. `limit` (bytes) bounds the
+    cache; `verify` checks each shard's checksum when it enters the cache (or, read in place,
+    when first opened here).
     `on_corrupt` is "fail" (raise) or "skip" (keep the good samples and skip the bad ones).
     """
 
@@ -59,8 +60,10 @@ class ShardCache:
         limit: int | None = None,
         verify: bool = True,
         on_corrupt: str = "fail",
+        read_in_place: bool = False,
     ):
         self.source = source
+        self.read_in_place = read_in_place and not source.remote
         self.folder = folder
         self.shards = shards
         self.limit = limit
@@ -82,7 +85,7 @@ class ShardCache:
             )
 
     def in_place(self, shard_id: int) -> bool:
-        return not self.source.remote and not self.shards[shard_id].get("compression")
+        return self.read_in_place and not self.shards[shard_id].get("compression")
 
     def cached_name(self, shard_id: int) -> str:
         shard = self.shards[shard_id]

@@ -103,7 +103,10 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                     f"has {columns}; mixed streams must have the same columns."
                 )
             shards = index["shards"]
-            cache = ShardCache(source, stream.cache_folder(), shards, limit, verify, on_corrupt)
+            cache = ShardCache(
+                source, stream.cache_folder(), shards, limit, verify, on_corrupt,
+                read_in_place=stream.remote is None,
+            )  # fmt: skip
             self.caches.append(cache)
             entries = []
             for shard in shards:
