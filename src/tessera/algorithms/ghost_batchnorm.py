@@ -32,6 +32,7 @@ class GhostBatchNorm(nn.Module):
     def __init__(self, batchnorm: nn.modules.batchnorm._BatchNorm, ghost_batch_size: int):
         super().__init__()
         self.batchnorm = batchnorm
+        self.train(batchnorm.training)
         self.ghost_batch_size = ghost_batch_size
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ class LowPrecisionNorm(nn.Module):
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
         self.norm = norm
+        self.train(norm.training)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         device_type = inputs.device.type

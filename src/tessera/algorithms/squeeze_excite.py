@@ -44,6 +44,7 @@ class SqueezeExciteConv2d(nn.Module):
         super().__init__()
         self.conv = conv
         self.excite = SqueezeExcite2d(conv.out_channels, latent_channels).to(conv.weight.device)
+        self.train(conv.training)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.excite(self.conv(inputs))

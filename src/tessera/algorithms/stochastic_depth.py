@@ -44,6 +44,7 @@ class DropBranch(nn.Module):
     def __init__(self, layer: nn.Module, drop_rate: float) -> None:
         super().__init__()
         self.layer = layer
+        self.train(layer.training)
         self.drop_rate = drop_rate
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -55,10 +55,11 @@ def swap_parameters(
     old: Sequence[nn.Parameter],
     new: Sequence[nn.Parameter],
 ) -> None:
-    """In each optimizer, put the `new` parameters where the first removed `old` one was.
+    """In each optimizer, drop removed `old` parameters and add the `new` ones.
 
-    Parameters present in both lists stay untouched; state of removed ones is dropped. If none
-    of the old parameters was being optimized, the new ones are not added either.
+    The new parameters join the param group that held the first of the old ones (so they get
+    its learning rate and weight decay); parameters in both lists stay untouched and state of
+    removed ones is dropped. If none of the old parameters was optimized, nothing is added.
     """
     old_ids = {id(p) for p in old}
     new_ids = {id(p) for p in new}
@@ -71,9 +72,9 @@ def swap_parameters(
         for group in optimizer.param_groups:
             kept = []
             for p in group["params"]:
+                if id(p) in old_ids and target_group is None:
+                    target_group = group
                 if id(p) in removed:
-                    if target_group is None:
-                        target_group = group
                     optimizer.state.pop(p, None)
                 else:
                     kept.append(p)
