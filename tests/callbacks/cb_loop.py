@@ -3,6 +3,7 @@ trainer does, on real Fashion-MNIST images. Used by the callback and logger test
 
 from __future__ import annotations
 
+import functools
 import gzip
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from tessera.core.time import Time
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion-mnist"
 
 
+@functools.lru_cache(maxsize=4)
 def fashion_mnist(count: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """The first `count` images (uint8, N x 28 x 28) and labels of a Fashion-MNIST split."""
     prefix = "train" if split == "train" else "t10k"
@@ -143,7 +145,8 @@ class Loop:
             if index < skip:
                 continue
             self._batch(batch)
-            if state.is_done() or state.stop_reason is not None:
+            # As the trainer: a run that ends with its epoch still ends the epoch properly.
+            if state.stop_reason is not None or (state.is_done() and not state.epoch_complete):
                 return
         state.timestamp = state.timestamp.after_epoch()
         engine.run_event(Event.EPOCH_END)

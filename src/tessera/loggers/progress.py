@@ -197,7 +197,7 @@ class ProgressBarLogger(LoggerDestination):
     def _print(self, text: str) -> None:
         console = self._progress.console if self._progress is not None else self.console
         if console is not None:
-            console.print(text, markup=False)
+            console.print(text, markup=False, highlight=False)
 
     def close(self, state: State, logger: Logger) -> None:
         if self._progress is not None:

@@ -1,0 +1,146 @@
+"""SpeedMonitor: throughput agrees with the time batches really took; MFU is FLOPs/time/peak."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from cb_loop import Loop, Recorder, TinyClassifier, make_state
+
+from tessera.callbacks.peak_flops import PEAK_FLOPS, gpu_key, math_mode, peak_flops_per_second
+from tessera.callbacks.speed_monitor import SpeedMonitor
+from tessera.core.callback import Callback
+from tessera.core.errors import ConfigError
+from tessera.core.precision import Precision
+
+SLEEP = 0.04
+BATCH = 16
+
+
+class BatchClock(Callback):
+    """Measures, independently, the seconds from one BATCH_END to the next."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._last = None
+
+    def fit_start(self, state, logger):
+        self._last = time.perf_counter()
+
+    def batch_end(self, state, logger):
+        now = time.perf_counter()
+        self.durations.append(now - self._last)
+        self._last = now
+
+
+def test_samples_per_second_matches_a_controlled_sleep():
+    clock = BatchClock()
+    monitor = SpeedMonitor(window=4, log_interval=4)
+    recorder = Recorder()
+    state = make_state("8ba", batch_size=BATCH)
+    # The clock runs after the monitor; both see the same batches.
+    Loop(state, callbacks=[monitor, clock], loggers=[recorder], batch_sleep=SLEEP).fit()
+
+    rates = recorder.values("throughput/samples_per_sec")
+    assert sorted(rates) == [4, 8]
+    expected = 4 * BATCH / sum(clock.durations[4:8])  # the window: the last 4 batches
+    assert rates[8] == pytest.approx(expected, rel=0.1)
+    assert rates[8] < BATCH / SLEEP  # each batch took at least the sleep
+    assert recorder.values("throughput/batches_per_sec")[8] == pytest.approx(
+        rates[8] / BATCH, rel=1e-9
+    )
+    assert "throughput/tokens_per_sec" not in recorder.records[-1][1]
+    assert "throughput/mfu" not in recorder.records[-1][1]  # CPU, no peak given
+    train_seconds = recorder.values("time/train_seconds")[8]
+    assert train_seconds == pytest.approx(sum(clock.durations), rel=0.05)
+
+
+def test_evaluation_time_is_not_training_time():
+    monitor = SpeedMonitor(window=4, log_interval=4)
+    recorder = Recorder()
+    state = make_state("4ba", batch_size=BATCH)
+    loop = Loop(
+        state,
+        callbacks=[monitor],
+        loggers=[recorder],
+        eval_every=2,
+        eval_sleep=0.5,
+        batch_sleep=SLEEP,
+        scripted_eval=lambda i: {"eval": {"accuracy": 0.5}},
+    )
+    loop.fit()
+    # 4 batches of >= 40 ms each; with the 0.5 s evaluation counted it would be < 29/s.
+    rate = recorder.values("throughput/samples_per_sec")[4]
+    assert rate > 4 * BATCH / (4 * SLEEP + 0.5)
+    assert monitor.eval_seconds >= 0.5
+    assert monitor.train_seconds < 4 * SLEEP + 0.5
+
+
+def test_mfu_is_flops_over_time_over_peak():
+    flops_per_sample = 3.0e9
+    peak = 1.0e12
+    model = TinyClassifier(flops_per_sample=flops_per_sample, tokens_per_sample=28)
+    monitor = SpeedMonitor(window=3, log_interval=3, peak_flops_per_second=peak)
+    recorder = Recorder()
+    state = make_state("6ba", batch_size=BATCH, model=model)
+    Loop(state, callbacks=[monitor], loggers=[recorder], batch_sleep=0.02).fit()
+    metrics = recorder.records[-1][1]
+    batches_per_second = metrics["throughput/batches_per_sec"]
+    flops = flops_per_sample * BATCH * batches_per_second
+    assert metrics["throughput/device/flops_per_sec"] == pytest.approx(flops, rel=1e-9)
+    assert metrics["throughput/mfu"] == pytest.approx(flops / peak, rel=1e-9)
+    assert 0 < metrics["throughput/mfu"] < flops_per_sample * BATCH / 0.02 / peak
+    assert metrics["throughput/tokens_per_sec"] == pytest.approx(
+        28 * metrics["throughput/samples_per_sec"], rel=1e-9
+    )
+
+
+def test_global_rates_scale_with_world_size():
+    monitor = SpeedMonitor(window=2, log_interval=2)
+    state = make_state("2ba", batch_size=BATCH)
+    state.world_size = 4
+    Loop(state, callbacks=[monitor]).fit()
+    latest = monitor.latest
+    assert latest["throughput/samples_per_sec"] == pytest.approx(
+        4 * latest["throughput/device/samples_per_sec"]
+    )
+
+
+def test_checkpointed_clock_continues():
+    monitor = SpeedMonitor()
+    monitor.load_state_dict({"train_seconds": 50.0, "eval_seconds": 5.0})
+    state = make_state("2ba")
+    Loop(state, callbacks=[monitor]).fit()
+    assert 50.0 < monitor.state_dict()["train_seconds"] < 80.0
+    assert monitor.state_dict()["eval_seconds"] == 5.0
+
+
+def test_peak_table_lookup():
+    assert gpu_key("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert gpu_key("NVIDIA H100 PCIe") == "h100-pcie"
+    assert gpu_key("NVIDIA H100 NVL") == "h100-nvl"
+    assert gpu_key("NVIDIA H200") == "h200-sxm"
+    assert gpu_key("NVIDIA A100-SXM4-80GB") == "a100"
+    assert gpu_key("NVIDIA L4") == "l4"
+    assert gpu_key("NVIDIA L40S") == "l40s"
+    assert gpu_key("NVIDIA GeForce GTX 1080") is None
+    assert PEAK_FLOPS["h100-sxm"]["bf16"] == 989e12
+    assert math_mode(Precision.AMP_BF16) == "bf16"
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert math_mode(Precision.FP32) == "tf32"
+        torch.set_float32_matmul_precision("highest")
+        assert math_mode(Precision.FP32) == "fp32"
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert peak_flops_per_second(torch.device("cpu"), Precision.FP32) is None
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"window": 0}, {"peak_flops_per_second": -1}, {"log_interval": "ten"}]
+)
+def test_bad_arguments(arguments):
+    with pytest.raises(ConfigError):
+        SpeedMonitor(**arguments)
