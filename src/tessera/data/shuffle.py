@@ -58,10 +58,13 @@ def epoch_order(
     window: int,
     shuffle: bool = True,
 ) -> np.ndarray:
-    """The global order of sample ids for one epoch (see the module docstring)."""
+    """The global order of sample ids for one epoch (see the module docstring). Without
+    `shuffle` it is the data set's own order."""
     shard_order = np.arange(len(shard_samples))
     if shuffle:
         shard_order = _rng(seed, epoch, 0).permutation(len(shard_samples))
+    else:
+        partitions = 1
     parts = [shard_samples[k] for k in shard_order]
     sequence = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     total = len(sequence)

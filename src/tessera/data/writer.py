@@ -102,6 +102,7 @@ class ShardWriter:
         self._pending_bytes = 0
         self._count = 0
         self._closed = False
+        self.index: dict[str, Any] | None = None
         self._staging = tempfile.mkdtemp(prefix="tessera-shards-") if self.root.remote else None
 
     def write(self, sample: Mapping[str, Any]) -> None:
@@ -154,6 +155,7 @@ class ShardWriter:
         index = make_index(self.columns, self.shards)
         self.root.write_bytes(INDEX_NAME, dump_index(index))
         self._finish()
+        self.index = index
         return index
 
     def _finish(self) -> None:
