@@ -19,6 +19,10 @@ COMMAND_MODULES = [
     "tessera.cli.train",
     "tessera.cli.evaluate",
     "tessera.cli.config_show",
+    "tessera.cli.data",
+    "tessera.cli.data_text",
+    "tessera.cli.generate",
+    "tessera.cli.export",
 ]
 
 
