@@ -3,7 +3,8 @@
 Prompts of different lengths in one batch are left-padded; an attention mask keeps padding out
 of attention and positions count real tokens only, so each row decodes exactly as it would
 alone. With `use_cache=False` every step recomputes the whole sequence (the reference the KV
-cache is tested against, and the baseline of the generation benchmark).
+cache is tested against, and the baseline of the generation benchmark). Past the model's
+`max_seq_len`, both modes continue over a sliding window of the last `max_seq_len` tokens.
 """
 
 from __future__ import annotations
@@ -74,11 +75,10 @@ def generate_ids(
         raise UserError("every prompt needs at least one token (an empty prompt gives none).")
     max_len = model.config.max_seq_len
     longest = max(len(p) for p in prompts)
-    if longest + sampling.max_new_tokens > max_len:
+    if longest > max_len:
         raise UserError(
-            f"prompt of {longest} tokens + max_new_tokens {sampling.max_new_tokens} = "
-            f"{longest + sampling.max_new_tokens} is longer than the model's max_seq_len "
-            f"({max_len}); shorten the prompt or ask for fewer tokens."
+            f"prompt of {longest} tokens is longer than the model's max_seq_len ({max_len}); "
+            "shorten the prompt."
         )
     was_training = model.training
     model.eval()
@@ -93,13 +93,20 @@ def generate_ids(
         ids[row, longest - len(prompt) :] = torch.tensor(list(prompt), device=device)
         valid[row, longest - len(prompt) :] = True
     padded = not bool(valid.all())
-    cache = model.new_cache(batch, longest + sampling.max_new_tokens) if use_cache else None
+    capacity = min(longest + sampling.max_new_tokens, max_len)
+    cache = model.new_cache(batch, capacity) if use_cache else None
     outputs: list[list[int]] = [[] for _ in range(batch)]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     step_input = ids
     for _ in range(sampling.max_new_tokens):
-        mask = valid if padded else None
-        logits = model.run(step_input if use_cache else ids, cache=cache, attention_mask=mask)
+        if cache is not None and cache.length + step_input.shape[1] > max_len:
+            cache = None  # past max_seq_len: slide a window over the last max_len tokens
+        if cache is not None:
+            logits = model.run(step_input, cache=cache, attention_mask=valid if padded else None)
+        else:
+            window_valid = valid[:, -max_len:]
+            mask = window_valid if not bool(window_valid.all()) else None
+            logits = model.run(ids[:, -max_len:], attention_mask=mask)
         next_ids = choose_next(logits[:, -1], sampling, generator)
         next_ids = torch.where(finished, torch.zeros_like(next_ids), next_ids)
         for row, token in enumerate(next_ids.tolist()):

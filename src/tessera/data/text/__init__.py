@@ -1,4 +1,9 @@
-"""Text data for language models: tokenizers, documents, packing and token files."""
+"""Text data for language models: tokenizers, documents, packing and token files.
+
+Importing this package registers the `text` data set for recipes.
+"""
+
+from tessera.data.text import registration as _registration  # noqa: F401
 
 from tessera.data.text.documents import Document, read_documents
 from tessera.data.text.packing import tokenize_to_folder

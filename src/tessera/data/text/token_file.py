@@ -109,6 +109,16 @@ class TokenFile:
         self.lengths = self._side_array(".lengths.npy")
         self.prompts = self._side_array(".prompts.npy")
 
+    @classmethod
+    def in_memory(cls, tokens: np.ndarray, meta: dict[str, Any]) -> TokenFile:
+        """A token stream held in memory, read like a file (for text tokenized at start-up)."""
+        self = cls.__new__(cls)
+        self.prefix = Path("<memory>")
+        self.meta = {"layout": "stream", "shape": list(tokens.shape), **meta}
+        self.tokens = np.ascontiguousarray(tokens, dtype=token_dtype(int(meta["vocab_size"])))
+        self.lengths = self.prompts = None
+        return self
+
     def _side_array(self, suffix: str) -> np.ndarray | None:
         path = self.prefix.with_name(self.prefix.name + suffix)
         return np.load(path) if path.is_file() else None

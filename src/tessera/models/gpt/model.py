@@ -35,6 +35,7 @@ class GPT(ModelAdapter):
             raise UserError("model.vocab_size: not set and no tokenizer given to take it from.")
         self.config = config
         self.tokenizer = tokenizer
+        self._vocab_checked = False
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         if config.position == "learned":
             self.pos_embed = nn.Embedding(config.max_seq_len, config.d_model)
@@ -159,7 +160,20 @@ class GPT(ModelAdapter):
     # -- the ModelAdapter interface ---------------------------------------------------------
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.run(_input_ids(batch)[:, :-1])
+        ids = _input_ids(batch)
+        if not self._vocab_checked and not torch.compiler.is_compiling():
+            self._check_vocab(ids)  # one host sync, on the first batch only
+        return self.run(ids[:, :-1])
+
+    def _check_vocab(self, ids: torch.Tensor) -> None:
+        largest = int(ids.max())
+        if largest >= self.config.vocab_size or int(ids.min()) < 0:
+            raise UserError(
+                f"the data holds token id {largest} but the model's vocab_size is "
+                f"{self.config.vocab_size}: the data was tokenized with another tokenizer; "
+                "use the same tokenizer for model and data (or a larger vocab_size)."
+            )
+        self._vocab_checked = True
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = _targets(batch)

@@ -1,0 +1,100 @@
+"""`tessera data tokenize` and `tessera data tokenizer train`: from raw text to token files."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    from tessera.cli.data import data_subparsers
+
+    commands = data_subparsers(subparsers)
+    tokenize = commands.add_parser(
+        "tokenize",
+        help="turn text/JSONL into packed token sequences with a train/val split",
+        description="Tokenize text files (one document each, or one per line with --lines) or "
+        "JSONL (a text field, prompt/response pairs, or chat messages) into OUT/train.* and "
+        "OUT/val.* token files plus OUT/tokenizer.json.",
+    )
+    tokenize.add_argument("inputs", nargs="+", help="text or .jsonl files")
+    tokenize.add_argument("--out", required=True, help="output folder")
+    tokenize.add_argument(
+        "--tokenizer",
+        required=True,
+        help="tokenizer JSON file, 'byte', or 'char' (learn the characters of the inputs)",
+    )
+    tokenize.add_argument("--seq-len", type=int, required=True, help="tokens per sequence")
+    tokenize.add_argument(
+        "--mode", choices=["concat", "pad"], default="concat", help="pack documents or pad each"
+    )
+    tokenize.add_argument("--val-fraction", type=float, default=0.1, help="held-out share")
+    tokenize.add_argument("--text-field", default="text", help="JSONL field with the text")
+    tokenize.add_argument("--lines", action="store_true", help="each text line is a document")
+    tokenize.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    tokenize.set_defaults(func=run_tokenize)
+
+    tokenizer = commands.add_parser("tokenizer", help="train tokenizers")
+    actions = tokenizer.add_subparsers(dest="tokenizer_command", metavar="ACTION")
+    tokenizer.set_defaults(func=lambda args: (tokenizer.print_help(), 2)[1])
+    train = actions.add_parser(
+        "train",
+        help="learn a tokenizer from text files",
+        description="Learn a byte-level BPE (needs the 'tokenizers' extra) or character "
+        "tokenizer from text files and save it as JSON.",
+    )
+    train.add_argument("inputs", nargs="+", help="text files")
+    train.add_argument("--out", required=True, help="tokenizer JSON file to write")
+    train.add_argument("--kind", choices=["bpe", "char"], default="bpe")
+    train.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary size")
+    train.add_argument("--min-frequency", type=int, default=2, help="BPE: rarest merge kept")
+    train.set_defaults(func=run_tokenizer_train)
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    from tessera.data.text.documents import read_documents
+    from tessera.data.text.packing import tokenize_to_folder
+    from tessera.data.text.tokenizers import CharTokenizer, load_tokenizer
+
+    def documents() -> Any:
+        return read_documents(args.inputs, args.text_field, lines=args.lines)
+
+    if args.tokenizer == "char":
+        tokenizer = CharTokenizer.train(
+            (d.prompt + d.text for d in documents()), eos=args.mode == "pad" or len(args.inputs) > 1
+        )
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+    summary = tokenize_to_folder(
+        documents(),
+        tokenizer,
+        args.out,
+        seq_len=args.seq_len,
+        mode=args.mode,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        progress=True,
+    )
+    for split, numbers in summary.items():
+        details = ", ".join(f"{key} {value:,}" for key, value in numbers.items())
+        print(f"{split}: {details}")
+    print(f"vocabulary {tokenizer.vocab_size}; written to {args.out}")
+    return 0
+
+
+def run_tokenizer_train(args: argparse.Namespace) -> int:
+    from tessera.core.errors import UserError
+    from tessera.data.text.documents import read_documents
+    from tessera.data.text.tokenizers import BPETokenizer, CharTokenizer
+
+    if args.kind == "char":
+        tokenizer = CharTokenizer.train((d.text for d in read_documents(args.inputs)), eos=True)
+    else:
+        if args.vocab_size < 257:
+            raise UserError(
+                f"--vocab-size must be at least 257 for byte-level BPE, got {args.vocab_size}."
+            )
+        tokenizer = BPETokenizer.train(args.inputs, args.vocab_size, args.min_frequency)
+    tokenizer.save(args.out)
+    print(f"{args.kind} tokenizer with {tokenizer.vocab_size} tokens written to {args.out}")
+    return 0

@@ -1,0 +1,107 @@
+"""Registers token data for recipes: `data: {name: text, text: FILE, tokenizer: SPEC, ...}`.
+
+Either `path` (a folder written by `tessera data tokenize`, with train.* and val.*) or `text`
+(raw text/JSONL files, tokenized in memory at start-up: fine for corpora of a few hundred MB).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tessera.core.data import make_dataloader
+from tessera.core.errors import ConfigError, DataError
+from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
+from tessera.data.text.documents import read_documents
+from tessera.data.text.packing import encode_documents, pack_stream, split_documents
+from tessera.data.text.token_file import TokenDataset, TokenFile
+from tessera.data.text.tokenizers import load_tokenizer
+
+
+class TextDataConfig(BaseModel):
+    """Packed token sequences for language-model training."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "text"
+    path: str | None = Field(None, description="folder from `tessera data tokenize`")
+    text: list[str] | str | None = Field(None, description="raw text/JSONL file(s)")
+    tokenizer: str | None = Field(None, description="tokenizer spec/file (with `text`)")
+    text_field: str = Field("text", description="JSONL field holding the text")
+    seq_len: int | None = Field(None, ge=1, description="tokens the model reads per sequence")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="held out for validation (text)")
+    batch_size: int = Field(64, ge=1, description="global training batch size (sequences)")
+    eval_batch_size: int = Field(64, ge=1, description="evaluation batch size per process")
+    eval_max_sequences: int | None = Field(None, ge=1, description="evaluate on the first N")
+    num_workers: int = Field(0, ge=0, description="dataloader worker processes")
+    shuffle: bool = True
+    drop_last: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TextDataConfig:
+        if (self.path is None) == (self.text is None):
+            raise ValueError("give exactly one of 'path' (tokenized folder) or 'text' (raw files)")
+        if self.text is not None and self.tokenizer is None:
+            raise ValueError("'text' needs 'tokenizer' (e.g. 'char:FILE', 'byte', a JSON file)")
+        if self.text is not None and self.seq_len is None:
+            raise ValueError("'text' needs 'seq_len'")
+        return self
+
+
+def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None]:
+    if config.path is not None:
+        folder = Path(config.path)
+        if not (folder / "train.json").is_file():
+            raise DataError(
+                f"data.path: {str(folder)!r} has no train.json; write it with "
+                "`tessera data tokenize INPUT --out FOLDER`."
+            )
+        train = TokenDataset(folder / "train", config.seq_len)
+        val = (
+            TokenDataset(folder / "val", config.seq_len)
+            if (folder / "val.json").is_file()
+            else None
+        )
+        return train, val
+    files = [config.text] if isinstance(config.text, str) else list(config.text or [])
+    tokenizer = load_tokenizer(str(config.tokenizer))
+    documents = encode_documents(read_documents(files, config.text_field), tokenizer)
+    train_docs, val_docs = split_documents(documents, config.val_fraction)
+    meta = {"vocab_size": tokenizer.vocab_size, "seq_len": config.seq_len}
+    train = TokenDataset(TokenFile.in_memory(pack_stream(train_docs), meta))
+    val = TokenDataset(TokenFile.in_memory(pack_stream(val_docs), meta)) if val_docs else None
+    return train, val
+
+
+def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:
+    train, val = _datasets(config)
+    batch = per_rank_batch_size(config.batch_size, context)
+    if config.drop_last and len(train) < batch * context.world_size:
+        raise ConfigError(
+            f"data.batch_size: {config.batch_size} is more than the {len(train)} training "
+            f"sequences of {train.seq_len + 1} tokens; lower batch_size or seq_len."
+        )
+    common = {"rank": context.rank, "world_size": context.world_size}
+    loaders = DataLoaders(
+        train=make_dataloader(
+            train,
+            batch,
+            shuffle=config.shuffle,
+            seed=context.seed,
+            num_workers=config.num_workers,
+            drop_last=config.drop_last,
+            **common,
+        )
+    )
+    if val is not None:
+        if config.eval_max_sequences is not None and config.eval_max_sequences < len(val):
+            from torch.utils.data import Subset
+
+            val = Subset(val, range(config.eval_max_sequences))
+        loaders.eval["eval"] = make_dataloader(
+            val, config.eval_batch_size, shuffle=False, num_workers=config.num_workers, **common
+        )
+    return loaders
+
+
+register_dataset("text", TextDataConfig, build_text)
