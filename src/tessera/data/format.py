@@ -68,27 +68,37 @@ def encode_sample(columns: list[Column], sample: Mapping[str, Any], where: str) 
 
 
 class SampleDecoder:
-    """Turns the bytes of one sample back into a dict of column values."""
+    """Turns the bytes of one sample back into a dict of column values.
+
+    The decoding function is generated once per column layout (straight-line code, no loop over
+    columns): reading is the hot path of every training step.
+    """
 
     def __init__(self, columns: list[Column], decode_images: bool = True):
         self.names = [c.name for c in columns]
-        self.decoders = [
+        decoders = [
             bytes if c.kind.startswith("image") and not decode_images else c.decode for c in columns
         ]
-        self.fixed = [c.size for c in columns]
-        self.variable_count = sum(size is None for size in self.fixed)
-        self.sizes = struct.Struct(f"<{self.variable_count}I")
+        variable = [i for i, c in enumerate(columns) if c.size is None]
+        table = struct.Struct(f"<{len(variable)}I")
+        lines = ["def decode(view):"]
+        if variable:
+            names = ", ".join(f"s{i}" for i in variable)
+            lines.append(f"    {names}, = unpack_table(view, 0)")
+        lines.append(f"    p = {table.size}")
+        values = []
+        for i, column in enumerate(columns):
+            size = f"s{i}" if column.size is None else str(column.size)
+            lines.append(f"    v{i} = d{i}(view[p : p + {size}]); p += {size}")
+            values.append(f"{column.name!r}: v{i}")
+        lines.append("    return {" + ", ".join(values) + "}")
+        scope: dict[str, Any] = {f"d{i}": d for i, d in enumerate(decoders)}
+        scope["unpack_table"] = table.unpack_from
+        exec("\n".join(lines), scope)  # the code is built above from column positions only
+        self._decode = scope["decode"]
 
     def __call__(self, view: memoryview) -> dict[str, Any]:
-        variable = iter(self.sizes.unpack_from(view, 0))
-        position = self.sizes.size
-        out = {}
-        for name, decode, size in zip(self.names, self.decoders, self.fixed):
-            if size is None:
-                size = next(variable)
-            out[name] = decode(view[position : position + size])
-            position += size
-        return out
+        return self._decode(view)
 
 
 def build_shard(samples: list[bytes]) -> bytes:
