@@ -184,3 +184,41 @@ def test_stream_mixing_is_deterministic_and_resampled_per_epoch(fashion_dir, tmp
     )
     ids = _ids(proportion)
     assert len(ids) == 2000 and sum(i >= 100_000 for i in ids) == 500
+
+
+def _gloo_rank(rank: int, world: int, port: int, data: str, queue) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dataset = StreamingDataset(local=data, seed=9, batch_size=BATCH)  # rank from the group
+    ids = torch.tensor(_ids(dataset))
+    gathered = [torch.zeros_like(ids) for _ in range(world)]
+    dist.all_gather(gathered, ids)  # needs the same count on every rank
+    queue.put((rank, [g.tolist() for g in gathered]))
+    dist.destroy_process_group()
+
+
+def test_real_process_group_ranks_split_the_global_order(fashion_dir):
+    import multiprocessing
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    ranks = [
+        context.Process(target=_gloo_rank, args=(r, 2, port, fashion_dir, queue)) for r in range(2)
+    ]
+    for process in ranks:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in ranks)
+    for process in ranks:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    assert results[0] == results[1]
+    expected = StreamingDataset(local=fashion_dir, seed=9).order().tolist()
+    assert _global_from_ranks(results[0]) == expected

@@ -227,7 +227,7 @@ class ShardCache:
                     f"the next shard needs {needed:,}. Free space there or lower cache_limit."
                 )
 
-    def sweep_temporary(self, older_than: float = 3600.0) -> None:
+    def sweep_temporary(self, older_than: float = 600.0) -> None:
         """Remove temporary files that a killed process left behind."""
         if not os.path.isdir(self.folder):
             return

@@ -107,6 +107,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                 source, stream.cache_folder(), shards, limit, verify, on_corrupt,
                 read_in_place=stream.remote is None,
             )  # fmt: skip
+            cache.sweep_temporary()  # files a killed process left half-written
             self.caches.append(cache)
             entries = []
             for shard in shards:
@@ -250,6 +251,13 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        world = current_world(self.rank, self.world_size)
+        if worker == 0 and world.rank == 0 and len(self.shards) < workers * world.size:
+            logger.warning(
+                "%d shards for %d ranks x %d workers: some readers share shards and throughput "
+                "suffers; write smaller shards (shard_size) for this many readers.",
+                len(self.shards), world.size, workers,
+            )  # fmt: skip
         ids = self.plan(worker, workers)
         if len(ids) == 0:
             return
