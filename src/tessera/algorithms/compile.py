@@ -1,7 +1,7 @@
 """Compile: run the model through `torch.compile` (graph capture + fused kernels).
 
-The model is compiled at FIT_START, after every INIT surgery, so the compiled graph sees the
-final modules; `state.unwrapped_model` still reaches the original module for checkpoints. The
+The model is compiled in place at FIT_START, after every INIT surgery, so the compiled graph
+sees the final modules, and checkpoints keep the plain parameter names. The
 math is unchanged up to floating-point reassociation in fused kernels. The first batches pay
 the compile time, so it helps runs long enough to amortise it.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 
 from tessera.algorithms.common import check_choice
@@ -28,12 +27,17 @@ MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagrap
 def compile_model(
     model: nn.Module, mode: str = "default", backend: str = "inductor", dynamic: bool | None = None
 ) -> nn.Module:
-    """`torch.compile(model)` with checked arguments."""
+    """Compile `model` in place (`nn.Module.compile`): same object, same parameter names."""
     check_choice(NAME, "mode", mode, MODES)
     options: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
     if backend == "inductor":
         options["mode"] = mode
-    return torch.compile(model, **options)
+    model.compile(**options)
+    return model
+
+
+def is_compiled(model: nn.Module) -> bool:
+    return getattr(model, "_compiled_call_impl", None) is not None
 
 
 class Compile(Algorithm):
@@ -62,5 +66,5 @@ class Compile(Algorithm):
         return event == Event.FIT_START
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        if getattr(state.model, "_orig_mod", None) is None:
-            state.model = compile_model(state.model, self.mode, self.backend, self.dynamic)
+        if not is_compiled(state.model):
+            compile_model(state.model, self.mode, self.backend, self.dynamic)

@@ -72,8 +72,8 @@ class LowPrecisionNorm(nn.Module):
                 x,
                 norm.running_mean,
                 norm.running_var,
-                _cast(norm.weight, dtype),
-                _cast(norm.bias, dtype),
+                norm.weight,  # batch norm takes fp32 affine params and stats
+                norm.bias,
                 norm.training or not norm.track_running_stats,
                 norm.momentum if norm.momentum is not None else 0.1,
                 norm.eps,

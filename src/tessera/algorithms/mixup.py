@@ -53,8 +53,9 @@ class MixingAlgorithm(Algorithm):
     """Shared logic of MixUp and CutMix: mix inputs before forward, mix the loss after it."""
 
     def __init__(self) -> None:
-        self._permuted_targets: Any = None
-        self._mixing = 1.0
+        self.permuted_targets: Any = None  # of the latest microbatch (kept for inspection)
+        self.mixing = 1.0
+        self._pending = False
 
     def mix(self, inputs: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any, float]:
         raise NotImplementedError
@@ -67,13 +68,14 @@ class MixingAlgorithm(Algorithm):
             inputs, targets = inputs_and_targets(state.batch, self.name)
             mixed, permuted, lam = self.mix(inputs, targets)
             state.batch = with_inputs(state.batch, mixed)
-            self._permuted_targets, self._mixing = permuted, lam
+            self.permuted_targets, self.mixing, self._pending = permuted, lam, True
             return
-        if self._permuted_targets is None:
+        if not self._pending:
             return
-        other = state.model.loss(state.outputs, with_targets(state.batch, self._permuted_targets))
-        state.loss = self._mixing * state.loss + (1.0 - self._mixing) * other
-        self._permuted_targets = None
+        batch = with_targets(state.batch, self.permuted_targets)
+        other = state.unwrapped_model.loss(state.outputs, batch)
+        state.loss = self.mixing * state.loss + (1.0 - self.mixing) * other
+        self._pending = False
 
 
 class MixUp(MixingAlgorithm):
