@@ -115,14 +115,14 @@ class SpeedMonitor(Callback):
         seconds = max(seconds, 1e-9)
         metrics = {
             "throughput/batches_per_sec": len(self._batches) / seconds,
-            "throughput/samples_per_sec": samples * world_size / seconds,
-            "throughput/device/samples_per_sec": samples / seconds,
+            "throughput/samples_per_sec": samples / seconds,  # the trainer counts globally
+            "throughput/device/samples_per_sec": samples / world_size / seconds,
             "time/train_seconds": self.train_seconds,
             "time/eval_seconds": self.eval_seconds,
         }
         if tokens:
-            metrics["throughput/tokens_per_sec"] = tokens * world_size / seconds
-            metrics["throughput/device/tokens_per_sec"] = tokens / seconds
+            metrics["throughput/tokens_per_sec"] = tokens / seconds
+            metrics["throughput/device/tokens_per_sec"] = tokens / world_size / seconds
         flops = [entry[3] for entry in self._batches]
         if all(value is not None for value in flops):
             flops_per_second = sum(flops) / seconds  # type: ignore[arg-type]

@@ -1,4 +1,9 @@
-"""`tessera train RECIPE.yaml [key=value ...]`: run a recipe; run it again to resume."""
+"""`tessera train RECIPE.yaml [key=value ...]`: run a recipe; run it again to resume.
+
+With `--nproc`/`--nnodes`/... it starts the processes through torchrun's elastic agent
+(`tessera.launch.local`); each of them, like a process `torchrun -m tessera.cli train` starts,
+joins the process group and trains its part.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +18,88 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train from a recipe (run the same command again to resume)",
         description="Train from a recipe. Overrides are key=value or dotted "
         "(max_duration=2ep model.width=32). A run folder runs/<name>/ receives the resolved "
-        "config, metrics.jsonl, checkpoints and the final model.",
+        "config, metrics.jsonl, checkpoints and the final model. --nproc N trains on N "
+        "processes (one per GPU) through torchrun; see docs/distributed.md.",
     )
     parser.add_argument("recipe", help="run file (YAML)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    scale = parser.add_argument_group("multi-process (torchrun's elastic agent)")
+    scale.add_argument("--nproc", type=int, default=1, help="processes per node (one per GPU)")
+    scale.add_argument("--nnodes", default="1", help="nodes, or MIN:MAX for an elastic run")
+    scale.add_argument("--node-rank", type=int, default=0, help="this node's rank (static)")
+    scale.add_argument("--master-addr", default=None, help="address of node 0 (static)")
+    scale.add_argument("--master-port", type=int, default=None, help="port on node 0 (static)")
+    scale.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT to meet at (elastic)")
+    scale.add_argument("--rdzv-id", default=None, help="job id shared by all nodes (elastic)")
+    scale.add_argument(
+        "--max-restarts", type=int, default=0, help="restart the group after failures (resumes)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
-    from tessera.config.build import build_trainer
+    from tessera.core.distributed import launched_by_torchrun
 
     config = load_config(args.recipe, args.overrides)
-    trainer, folder = build_trainer(config)
-    start = time.perf_counter()
-    trainer.fit()
-    state = trainer.state
-    if state.rank == 0:
-        trainer.export(folder.final)
-        summary = {
-            "run": str(folder.root),
-            "timestamp": state.timestamp.state_dict(),
-            "eval": state.eval_results,
-            "seconds": round(time.perf_counter() - start, 1),
-            "final_model": str(folder.final),
-            "resumed_from": str(trainer.resumed_from) if trainer.resumed_from else None,
-            "stop_reason": state.stop_reason,
-        }
-        print(json.dumps(summary))
-        if trainer.engine.profile:
-            for event, hook, seconds, calls in trainer.engine.timing_report():
-                print(f"{seconds:9.3f}s {calls:7d}x  {event:<22} {hook}")
+    options = _launch_options(args)
+    if options.wants_launcher() and not launched_by_torchrun():
+        from tessera.config.build import prepare_run_folder
+        from tessera.launch.local import check_options, launch
+
+        check_options(options, config.device)
+        folder = prepare_run_folder(config)
+        return launch(args.recipe, list(args.overrides), options, folder.root)
+    if launched_by_torchrun():
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        return record(_train)(config)  # an uncaught error reaches the launcher's report
+    return _train(config)
+
+
+def _launch_options(args: argparse.Namespace) -> object:
+    from tessera.launch.local import LaunchOptions
+
+    return LaunchOptions(
+        nproc=args.nproc,
+        nnodes=str(args.nnodes),
+        node_rank=args.node_rank,
+        master_addr=args.master_addr,
+        master_port=args.master_port,
+        rdzv_endpoint=args.rdzv_endpoint,
+        rdzv_id=args.rdzv_id,
+        max_restarts=args.max_restarts,
+    )
+
+
+def _train(config: object) -> int:
+    from tessera.config.build import build_trainer
+    from tessera.core import distributed, sharded_checkpoint
+
+    try:
+        trainer, folder = build_trainer(config)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        trainer.fit()
+        state = trainer.state
+        if distributed.is_sharded(state.unwrapped_model):
+            sharded_checkpoint.export_full_model(state, folder.final)  # every rank gathers
+        elif state.rank == 0:
+            trainer.export(folder.final)
+        if state.rank == 0:
+            summary = {
+                "run": str(folder.root),
+                "timestamp": state.timestamp.state_dict(),
+                "eval": state.eval_results,
+                "seconds": round(time.perf_counter() - start, 1),
+                "final_model": str(folder.final),
+                "resumed_from": str(trainer.resumed_from) if trainer.resumed_from else None,
+                "stop_reason": state.stop_reason,
+                "world_size": state.world_size,
+            }
+            print(json.dumps(summary), flush=True)
+            if trainer.engine.profile:
+                for event, hook, seconds, calls in trainer.engine.timing_report():
+                    print(f"{seconds:9.3f}s {calls:7d}x  {event:<22} {hook}")
+    finally:
+        distributed.stop()
     return 0

@@ -6,7 +6,6 @@ The run folder `run_dir/name/` holds `config.yaml` (the resolved configuration),
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from tessera.config.schema import OptimizerConfig, RunConfig, SchedulerConfig
+from tessera.core import distributed, sharded_checkpoint
 from tessera.core.checkpoint import atomic_write
 from tessera.core.errors import ConfigError, UserError
 from tessera.core.model import ModelAdapter
@@ -120,9 +120,18 @@ def _build_named(kind: str, spec: dict[str, dict[str, Any] | None], *args: Any) 
 def build_trainer(
     config: RunConfig, rank: int | None = None, world_size: int | None = None, write: bool = True
 ) -> tuple[Trainer, RunFolder]:
-    """Build every object the run file names and a Trainer that will run it."""
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    """Build every object the run file names and a Trainer that will run it.
+
+    Under a launcher (torchrun, srun, ...) this joins the process group first; rank and
+    world size then come from it (explicit values are for tests of data splitting).
+    """
+    parallel = config.parallelism
+    info = distributed.start(
+        parallel.backend, parallel.timeout, config.device, need_group=parallel.strategy == "fsdp"
+    )
+    rank = info.rank if rank is None else rank
+    world_size = info.world_size if world_size is None else world_size
+    sharded = info.backend is not None and parallel.strategy == "fsdp"
     folder = prepare_run_folder(config, write=write and rank == 0)
     torch.manual_seed(config.seed)  # model initialisation is seeded too
     model = build_model(config)
@@ -142,22 +151,49 @@ def build_trainer(
         optimizers=optimizer,
         schedulers=schedulers,
         algorithms=_build_named("algorithms", config.algorithms),
-        callbacks=_build_named("callbacks", config.callbacks),
+        callbacks=[
+            *_parallel_callbacks(config, info, folder, sharded),
+            *_build_named("callbacks", config.callbacks),
+        ],
         loggers=loggers,
         precision=config.precision,
-        device=config.device,
+        device=info.device,
         device_train_microbatch_size=config.device_train_microbatch_size,
         seed=config.seed,
         deterministic=config.deterministic,
         run_name=config.name,
         run_dir=folder.root,
         save_folder=folder.checkpoints if config.save_interval is not None else None,
-        save_interval=config.save_interval,
+        save_interval=None if sharded else config.save_interval,  # sharded: all ranks save
         keep_last=config.keep_last,
-        autoresume=config.autoresume,
-        load_path=config.load_path,
+        autoresume=config.autoresume and not sharded,
+        load_path=None if sharded else config.load_path,
         rank=rank,
         world_size=world_size,
         profile=config.profile,
     )
+    if sharded:
+        autoresume = folder.checkpoints if config.autoresume else None
+        sharded_checkpoint.resume(trainer, autoresume, config.load_path)
     return trainer, folder
+
+
+def _parallel_callbacks(
+    config: RunConfig, info: distributed.ProcessInfo, folder: RunFolder, sharded: bool
+) -> list[Any]:
+    """The model wrapper (DDP/FSDP2) and, under FSDP, the sharded checkpoint saver."""
+    if info.backend is None:
+        return []
+    parallel = config.parallelism
+    options = parallel.model_dump(exclude={"strategy", "backend", "timeout"})
+    callbacks: list[Any] = [distributed.ParallelWrapper(parallel.strategy, info, options)]
+    if sharded and config.save_interval is not None:
+        callbacks.append(
+            sharded_checkpoint.ShardedCheckpointSaver(
+                folder.checkpoints,
+                config.save_interval,
+                config.keep_last,
+                async_save=parallel.async_checkpoint,
+            )
+        )
+    return callbacks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tessera.core.time import Time
 
@@ -62,6 +62,76 @@ class SchedulerConfig(StrictModel):
         return _check_time(value, f"scheduler.{info.field_name}")
 
 
+class ParallelismConfig(StrictModel):
+    """Multi-process training (see docs/distributed.md); ignored by a single process."""
+
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: replicate the model; fsdp: shard it with FSDP2 fully_shard"
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="collective backend (auto: nccl on GPUs, gloo on CPUs)"
+    )
+    timeout: float = Field(
+        600.0, gt=0, description="seconds a collective waits for the other ranks before failing"
+    )
+    find_unused_parameters: bool = Field(False, description="ddp: allow unused parameters")
+    bucket_cap_mb: float = Field(25.0, gt=0, description="ddp: gradient bucket size (MB)")
+    sharding: Literal["full", "hybrid"] = Field(
+        "full", description="fsdp: shard over all ranks, or hybrid (shard in a node, replicate)"
+    )
+    shard_group_size: int | None = Field(
+        None, ge=1, description="fsdp hybrid: ranks per shard group (default: one node's)"
+    )
+    reshard_after_forward: bool = Field(
+        True, description="fsdp: free gathered weights after forward (less memory, more comms)"
+    )
+    param_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="fsdp mixed precision: dtype of gathered weights for compute"
+    )
+    reduce_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="fsdp mixed precision: dtype of gradient reduction"
+    )
+    cpu_offload: bool = Field(False, description="fsdp: keep sharded weights on the CPU")
+    activation_checkpointing: bool = Field(
+        False, description="fsdp: recompute each wrapped block's activations in backward"
+    )
+    wrap: list[str] | None = Field(
+        None, description="fsdp: module class names to shard as units (default: ModuleList items)"
+    )
+    async_checkpoint: bool = Field(
+        False, description="fsdp: write checkpoints in the background (DCP async_save)"
+    )
+
+    @model_validator(mode="after")
+    def _fsdp_only(self) -> ParallelismConfig:
+        if self.strategy == "ddp":
+            defaults = ParallelismConfig.model_construct()
+            misplaced = [
+                name
+                for name in _FSDP_FIELDS
+                if getattr(self, name) != getattr(defaults, name, None)
+            ]
+            if misplaced:
+                raise ValueError(
+                    f"{', '.join(misplaced)} only apply to strategy 'fsdp'; set "
+                    "parallelism.strategy: fsdp or remove them"
+                )
+        return self
+
+
+_FSDP_FIELDS = (
+    "sharding",
+    "shard_group_size",
+    "reshard_after_forward",
+    "param_dtype",
+    "reduce_dtype",
+    "cpu_offload",
+    "activation_checkpointing",
+    "wrap",
+    "async_checkpoint",
+)
+
+
 class RunConfig(StrictModel):
     """A training run."""
 
@@ -99,8 +169,9 @@ class RunConfig(StrictModel):
         default_factory=lambda: {"progress": {}, "jsonl": {}},
         description="loggers: {name: {arguments}}",
     )
-    parallelism: dict[str, Any] | None = Field(
-        None, description="multi-process settings (see docs/distributed.md)"
+    parallelism: ParallelismConfig = Field(
+        default_factory=ParallelismConfig,
+        description="multi-process settings (see docs/distributed.md)",
     )
 
     @field_validator("max_duration", "eval_interval", "save_interval")

@@ -211,10 +211,12 @@ class Trainer:
         state, engine = self.state, self.engine
         state.batch = move_to_device(batch, state.device)
         model = state.unwrapped_model
-        samples = model.num_samples(state.batch)  # the data position moves by what was read
+        # Counts are global: every rank reads an equal share of the batch (the data position
+        # and 'sp'/'tok' durations mean the same on any number of processes).
+        samples = model.num_samples(state.batch) * state.world_size
         engine.run_event(Event.BATCH_START)
         engine.run_event(Event.AFTER_DATALOADER)
-        tokens = model.num_tokens(state.batch)  # tokens trained on, after any batch change
+        tokens = model.num_tokens(state.batch) * state.world_size  # after any batch change
         state.batch_loss = self._forward_backward_with_retry()
         engine.run_event(Event.BEFORE_OPTIMIZER_STEP)
         self._optimizer_step()
