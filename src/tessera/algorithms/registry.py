@@ -69,7 +69,7 @@ def hyperparameters(name: str) -> dict[str, Any]:
     return {
         key: (None if p.default is inspect.Parameter.empty else p.default)
         for key, p in signature.parameters.items()
-        if key != "self"
+        if key != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     }
 
 
