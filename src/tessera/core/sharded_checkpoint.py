@@ -392,7 +392,9 @@ def consolidate(path: str | Path, out: str | Path) -> Path:
             model_state[key.removeprefix("model.")] = torch.empty(
                 tuple(item.size), dtype=item.properties.dtype
             )
-    dcp.load({"model": model_state}, storage_reader=reader, no_dist=True)
+    with warnings.catch_warnings():  # "no process group: loading in one process" is the point
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load({"model": model_state}, storage_reader=reader, no_dist=True)
     tensors = _network_tensors(model_state, info["network_prefix"], info["tied"])
     return write_safetensors(tensors, json.loads(info["export_config"]), out)
 
