@@ -4,7 +4,6 @@ Importing this package registers the `text` data set for recipes.
 """
 
 from tessera.data.text import registration as _registration  # noqa: F401
-
 from tessera.data.text.documents import Document, read_documents
 from tessera.data.text.packing import tokenize_to_folder
 from tessera.data.text.token_file import TokenDataset, TokenFile

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tessera.core.errors import ConfigError, did_you_mean
+from tessera.core.errors import ConfigError, UserError, did_you_mean
 
 Position = Literal["learned", "rope", "alibi", "none"]
 Norm = Literal["layernorm", "rmsnorm"]
@@ -72,6 +72,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "d_ff": 11008,
     },
 }
+
+
+class GPTConfigError(UserError):
+    """A GPT config that cannot be accepted."""
+
+
+def describe_errors(error: Any, schema: type[BaseModel]) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            hint = did_you_mean(str(where), schema.model_fields)
+            parts.append(f"model.{where}: unknown option; {hint}")
+        elif item["type"] == "value_error":
+            parts.append(str(item["ctx"]["error"]))
+        else:
+            parts.append(f"model.{where}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(parts)
 
 
 class GPTConfig(BaseModel):
@@ -147,23 +165,22 @@ class GPTConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="wrap")
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> GPTConfig:
-        """Validate a dict, turning pydantic's errors into one `ConfigError` naming each field."""
+    def _one_clear_error(cls, data: Any, handler: Any) -> Any:
+        """Turn pydantic's report into one `UserError` naming each field (a UserError is not a
+        ValueError, so pydantic passes it through to the caller unchanged)."""
         from pydantic import ValidationError
 
         try:
-            return cls.model_validate(data)
+            return handler(data)
         except ValidationError as error:
-            parts = []
-            for item in error.errors():
-                where = ".".join(str(p) for p in item["loc"]) or "model"
-                if item["type"] == "extra_forbidden":
-                    hint = did_you_mean(str(where), cls.model_fields)
-                    parts.append(f"model.{where}: unknown option; {hint}")
-                else:
-                    parts.append(f"model.{where}: {item['msg']} (got {item.get('input')!r})")
-            raise ConfigError("; ".join(parts)) from None
+            raise GPTConfigError(describe_errors(error, cls)) from None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> GPTConfig:
+        """Validate a dict (raises `UserError` naming each bad field)."""
+        return cls.model_validate(data)
 
     # -- derived sizes --------------------------------------------------------------------
 
