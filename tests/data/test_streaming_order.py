@@ -32,31 +32,28 @@ def _ids(dataset) -> list[int]:
     return [sample["id"] for sample in dataset]
 
 
-def _global_from_ranks(per_rank: list[list[int]]) -> list[int]:
-    """Global stream from per-rank streams: rank r's m-th sample is global position r + W m."""
-    world = len(per_rank)
-    out = [None] * sum(len(r) for r in per_rank)
-    for rank, ids in enumerate(per_rank):
-        for m, sample in enumerate(ids):
-            out[rank + world * m] = sample
-    return out
+def _global_batches(per_rank: list[list[int]], batch: int) -> list[set[int]]:
+    """What the trainer sees each step: the union of every rank's k-th batch."""
+    steps = -(-len(per_rank[0]) // batch)
+    return [{i for ids in per_rank for i in ids[k * batch : (k + 1) * batch]} for k in range(steps)]
 
 
-def test_same_global_order_for_any_world_size(fashion_dir, tmp_path):
-    reference = None
+def _ranks(world: int, **kwargs) -> list[list[int]]:
+    return [_ids(StreamingDataset(rank=r, world_size=world, **kwargs)) for r in range(world)]
+
+
+def test_same_global_order_for_any_world_size(fashion_dir):
+    global_batch = 64
+    common = {"local": fashion_dir, "seed": 7, "block_size": 8}  # block_size divides batches
+    order = StreamingDataset(**common).order().tolist()
+    assert order != sorted(order) and sorted(order) == list(range(COUNT))  # shuffled, complete
+    expected = [set(order[k : k + global_batch]) for k in range(0, COUNT, global_batch)]
     for world in (1, 2, 4, 8):
-        per_rank = [
-            _ids(StreamingDataset(local=fashion_dir, seed=7, rank=r, world_size=world))
-            for r in range(world)
-        ]
+        per_rank = _ranks(world, **common)
         assert len({len(ids) for ids in per_rank}) == 1  # equal batch counts on every rank
         flat = [i for ids in per_rank for i in ids]
         assert sorted(flat) == list(range(COUNT))  # the whole data set, no duplicates
-        order = _global_from_ranks(per_rank)
-        if reference is None:
-            reference = order
-            assert order != sorted(order)  # shuffled
-        assert order == reference
+        assert _global_batches(per_rank, global_batch // world) == expected
 
 
 def test_uneven_world_size_gives_equal_counts(fashion_dir):
@@ -98,32 +95,35 @@ def test_dataloader_workers_follow_the_global_order(fashion_dir, tmp_path):
     assert len(batches) == -(-len(expected) // BATCH)
 
 
-@pytest.mark.parametrize(("before", "after"), [(2, 4), (8, 1), (4, 3)])
+@pytest.mark.parametrize(("before", "after"), [(2, 4), (8, 1), (4, 2)])
 def test_resume_mid_epoch_on_another_world_size(fashion_dir, before, after):
-    dataset = StreamingDataset(local=fashion_dir, seed=11, batch_size=BATCH)
-    dataset.set_epoch(3)
-    order = dataset.order().tolist()
+    global_batch = 64
+    common = {"local": fashion_dir, "seed": 11, "block_size": 8}
+    reference = StreamingDataset(**common)
+    reference.set_epoch(3)
+    order = reference.order().tolist()
+    expected = [set(order[k : k + global_batch]) for k in range(0, COUNT, global_batch)]
     steps = 37
-    seen = steps * BATCH * before  # the trainer's global count after 37 steps
+    seen = steps * global_batch  # the trainer's global count after 37 steps
     consumed = []
     for rank in range(before):
-        ds = StreamingDataset(local=fashion_dir, seed=11, rank=rank, world_size=before)
-        ds.set_epoch(3)
-        consumed.append(_ids(ds)[: steps * BATCH])
-    state = StreamingDataset(local=fashion_dir, seed=11, world_size=before, rank=0)
-    state.set_epoch(3)
-    saved = state.state_dict(seen)
+        dataset = StreamingDataset(rank=rank, world_size=before, **common)
+        dataset.set_epoch(3)
+        consumed.append(_ids(dataset)[: steps * global_batch // before])
+    saver = StreamingDataset(rank=0, world_size=before, **common)
+    saver.set_epoch(3)
+    saved = saver.state_dict(seen)
     resumed = []
     for rank in range(after):
-        ds = StreamingDataset(local=fashion_dir, seed=11, rank=rank, world_size=after)
-        ds.load_state_dict(saved)
-        ds.set_epoch(3)  # the trainer calls set_epoch at the (resumed) epoch start
-        resumed.append(_ids(ds))
-    assert _global_from_ranks(consumed) == order[:seen]
-    tail = _global_from_ranks(resumed)
-    assert tail[: COUNT - seen] == order[seen:]  # continues at the next unseen sample
-    ds.set_epoch(4)  # the next epoch starts from its beginning again
-    assert len(_ids(ds)) == -(-COUNT // after)
+        dataset = StreamingDataset(rank=rank, world_size=after, **common)
+        dataset.load_state_dict(saved)
+        dataset.set_epoch(3)  # the trainer calls set_epoch at the (resumed) epoch start
+        resumed.append(_ids(dataset))
+    assert _global_batches(consumed, global_batch // before) == expected[:steps]
+    assert _global_batches(resumed, global_batch // after) == expected[steps:]  # continues
+    assert sorted(i for ids in consumed + resumed for i in ids) == list(range(COUNT))
+    dataset.set_epoch(4)  # the next epoch starts from its beginning again
+    assert len(_ids(dataset)) == COUNT // after
 
 
 def test_resume_with_workers_matches_uninterrupted_run(fashion_dir, tmp_path):
@@ -193,7 +193,7 @@ def _gloo_rank(rank: int, world: int, port: int, data: str, queue) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    dataset = StreamingDataset(local=data, seed=9, batch_size=BATCH)  # rank from the group
+    dataset = StreamingDataset(local=data, seed=9, batch_size=BATCH, block_size=BATCH)
     ids = torch.tensor(_ids(dataset))
     gathered = [torch.zeros_like(ids) for _ in range(world)]
     dist.all_gather(gathered, ids)  # needs the same count on every rank
@@ -220,5 +220,7 @@ def test_real_process_group_ranks_split_the_global_order(fashion_dir):
         process.join(timeout=30)
         assert process.exitcode == 0
     assert results[0] == results[1]
-    expected = StreamingDataset(local=fashion_dir, seed=9).order().tolist()
-    assert _global_from_ranks(results[0]) == expected
+    expected = StreamingDataset(local=fashion_dir, seed=9, block_size=BATCH).order().tolist()
+    assert _global_batches(results[0], BATCH) == [
+        set(expected[k : k + 2 * BATCH]) for k in range(0, COUNT, 2 * BATCH)
+    ]

@@ -52,11 +52,12 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         seed: int = 0,
         batch_size: int | None = None,
         partitions: int = 64,
+        block_size: int = 32,
         shuffle_window: int | None = None,
         epoch_size: int | None = None,
         cache_limit: int | str | None = None,
-        prefetch: int = 4,
-        download_threads: int = 2,
+        prefetch: int = 8,
+        download_threads: int = 8,
         download_retries: int = 5,
         download_backoff: float = 0.25,
         verify: bool = True,
@@ -74,11 +75,18 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             raise DataError("Give either remote/local/split or streams, not both.")
         if on_corrupt not in ("fail", "skip"):
             raise DataError(f"on_corrupt={on_corrupt!r}; accepted values: 'fail', 'skip'.")
-        if partitions < 1 or (batch_size is not None and batch_size < 1):
-            raise DataError("partitions and batch_size must be positive integers.")
+        if partitions < 1 or block_size < 1 or (batch_size is not None and batch_size < 1):
+            raise DataError("partitions, block_size and batch_size must be positive integers.")
         self.streams = streams
         self.shuffle, self.seed, self.batch_size = shuffle, int(seed), batch_size
         self.partitions, self.epoch_size = int(partitions), epoch_size
+        self.block_size = int(block_size)
+        if shuffle and batch_size is not None and batch_size % block_size:
+            logger.warning(
+                "batch_size %d is not a multiple of block_size %d: the global order is still the "
+                "same for any number of ranks, but steps group it differently per world size.",
+                batch_size, block_size,
+            )  # fmt: skip
         self.prefetch, self.download_threads = max(prefetch, 0), max(download_threads, 1)
         self.verify, self.verify_samples, self.on_corrupt = verify, verify_samples, on_corrupt
         self.transform = transform
@@ -127,7 +135,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             [k for c, s in zip(self.caches, self.stream_shards) for k in range(len(s))]
         )
         mean = max(1, self.num_samples // max(len(self.shards), 1))
-        self.shuffle_window = int(shuffle_window) if shuffle_window else 4 * mean
+        self.shuffle_window = int(shuffle_window) if shuffle_window else 2 * mean
         self.fingerprint = shard_hash(
             "|".join(
                 f"{s.get('path')}:{s['samples']}:{s.get('raw_hash')}" for s in self.shards
@@ -173,7 +181,13 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         if self._order_cache is None or self._order_cache[0] != epoch:
             per_shard = epoch_samples(self.stream_shards, self.counts, self.seed, epoch)
             order = epoch_order(
-                per_shard, self.seed, epoch, self.partitions, self.shuffle_window, self.shuffle
+                per_shard,
+                self.seed,
+                epoch,
+                self.partitions,
+                self.shuffle_window,
+                self.shuffle,
+                self.block_size,
             )
             self._order_cache = (epoch, order)
         return self._order_cache[1]
@@ -186,6 +200,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             "samples_seen": int(samples_seen_in_epoch),
             "seed": self.seed,
             "partitions": self.partitions,
+            "block_size": self.block_size,
             "shuffle": self.shuffle,
             "shuffle_window": self.shuffle_window,
             "num_samples": self.num_samples,
@@ -237,7 +252,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         """Sample ids this process reads this epoch, in order."""
         world = current_world(self.rank, self.world_size)
         order = self.order()
-        positions = rank_positions(len(order), self._start(), world.rank, world.size)
+        block = self.block_size if self.shuffle else 1
+        positions = rank_positions(len(order), self._start(), world.rank, world.size, block)
         if workers > 1:
             if self.batch_size is None:
                 logger.warning(

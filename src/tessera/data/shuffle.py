@@ -1,16 +1,18 @@
 """Deterministic, elastic sample order: one global order per epoch, split among ranks and workers.
 
-The global order depends only on the seed, the epoch, the data set's shards and a fixed number of
-canonical partitions P (never on the number of ranks or workers):
+The global order depends only on the seed, the epoch, the data set's shards, a fixed number of
+canonical partitions P and a block size K (never on the number of ranks or workers):
 
 1. Shuffle the order of the shards.
 2. Lay the shards' samples end to end and cut the sequence into P contiguous partitions of equal
-   size (within one sample); each partition covers a small block of shards.
+   size (within one sample); each partition covers a small run of shards.
 3. Inside each partition, shuffle samples within windows of `window` consecutive samples.
-4. Interleave the partitions round-robin: global position g reads partition g mod P.
+4. Cut each partition into blocks of K samples and interleave the blocks round-robin: block b of
+   the global order comes from partition b mod P.
 
-Rank r of W takes global positions start + r, start + r + W, ...: when W divides P it only ever
-reads P / W partitions, so it downloads about 1/W of the shards. See docs/data/shuffle.md.
+Ranks take whole blocks in turn (rank r of W: blocks r, r + W, ...), so when W divides P a rank
+only reads P / W partitions and downloads about 1/W of the shards; a batch of B samples needs
+about B / K partitions. See docs/data/shuffle.md for the trade-off.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def epoch_order(
     partitions: int,
     window: int,
     shuffle: bool = True,
+    block: int = 1,
 ) -> np.ndarray:
     """The global order of sample ids for one epoch (see the module docstring). Without
     `shuffle` it is the data set's own order."""
@@ -68,34 +71,51 @@ def epoch_order(
     parts = [shard_samples[k] for k in shard_order]
     sequence = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     total = len(sequence)
-    partitions = max(1, min(partitions, total)) if total else 1
-    base, extra = divmod(total, partitions)
-    sizes = np.full(partitions, base, dtype=np.int64)
-    sizes[:extra] += 1
+    if not total:
+        return sequence
+    block = max(block, 1)
+    # Partitions hold whole blocks (only the data set's very last block may be short), so every
+    # block of `block` global positions comes from one partition.
+    blocks = -(-total // block)
+    partitions = max(1, min(partitions, blocks))
+    base, extra = divmod(blocks, partitions)
+    block_counts = np.full(partitions, base, dtype=np.int64)
+    block_counts[:extra] += 1
+    sizes = block_counts * block
+    sizes[-1] -= blocks * block - total  # partitions <= blocks, so the last one is not empty
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    if shuffle and window > 1 and total:
-        partition_of = np.repeat(np.arange(partitions), sizes)
-        within = np.arange(total) - starts[partition_of]
-        windows_per_partition = (base + 1) // window + 1
+    partition_of = np.repeat(np.arange(partitions), sizes)
+    within = np.arange(total) - starts[partition_of]
+    if shuffle and window > 1:
+        windows_per_partition = int(sizes.max()) // window + 1
         window_id = partition_of * windows_per_partition + within // window
         keys = window_id + _rng(seed, epoch, 1).random(total)
         sequence = sequence[np.argsort(keys, kind="stable")]
-    grid = np.full((partitions, base + 1), -1, dtype=np.int64)
-    for p in range(partitions):  # P is small (tens to thousands)
-        grid[p, : sizes[p]] = sequence[starts[p] : starts[p + 1]]
-    interleaved = grid.T.reshape(-1)
-    return interleaved[interleaved >= 0]
+    rounds = within // block
+    if total % block:  # the one short block goes last
+        short = (partition_of == partitions - 1) & (within >= sizes[-1] // block * block)
+        rounds[short] = rounds.max() + 1
+    return sequence[np.lexsort((within, partition_of, rounds))]
 
 
-def rank_positions(total: int, start: int, rank: int, world: int) -> np.ndarray:
+def rank_positions(total: int, start: int, rank: int, world: int, block: int = 1) -> np.ndarray:
     """Global positions read by `rank` of `world`, from position `start` to the epoch's end.
 
-    Every rank gets the same count, ceil((total - start) / world); the few positions past the
-    end wrap around to the first unread positions (at most world - 1 repeated samples).
+    Whole rounds of `world` blocks go block by block to the ranks in turn; the remaining tail is
+    dealt sample by sample. Every rank gets the same count, ceil((total - start) / world); the
+    few positions past the end wrap around to the first unread ones (at most world - 1 repeats).
     """
     remaining = max(total - start, 0)
-    per_rank = -(-remaining // world)
-    steps = np.arange(per_rank, dtype=np.int64) * world + rank
+    block = max(block, 1)
+    rounds = remaining // (world * block)
+    full = rounds * world * block
+    in_blocks = (
+        (np.arange(rounds, dtype=np.int64)[:, None] * world + rank) * block
+        + np.arange(block, dtype=np.int64)[None, :]
+    ).reshape(-1)
+    tail_count = -(-(remaining - full) // world)
+    tail = full + np.arange(tail_count, dtype=np.int64) * world + rank
+    steps = np.concatenate([in_blocks, tail])
     if remaining:
         steps %= remaining
     return start + steps
