@@ -1,0 +1,55 @@
+"""The shipped Fashion-MNIST ladder recipes: each loads and builds its methods; 'hot' (which
+stacks every method of the ladder) trains for a few batches through the config builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+
+from tessera.algorithms import build_algorithms
+from tessera.config.build import build_trainer
+from tessera.config.load import load_config
+from tessera.core.engine import order_algorithms
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+LADDER = ["baseline", "mild", "medium", "hot"]
+
+
+@pytest.mark.parametrize("step", LADDER)
+def test_ladder_recipe_loads_and_builds_its_methods(step):
+    config = load_config(RECIPES / f"fashion-mnist-{step}.yaml")
+    built = order_algorithms(build_algorithms(config.algorithms))
+    assert {a.name for a in built} == set(config.algorithms or {})
+
+
+def test_hot_recipe_trains_through_the_config_builder(tmp_path):
+    config = load_config(
+        RECIPES / "fashion-mnist-hot.yaml",
+        [
+            "max_duration=4ba",
+            "eval_interval=2ba",
+            "model.width=8",
+            "data.batch_size=16",
+            "data.train_subset=64",
+            "data.eval_subset=32",
+            f"data.path={DATA.resolve()}",
+            f"run_dir={tmp_path}",
+        ],
+    )
+    trainer, _ = build_trainer(config, write=False)
+    names = [algorithm.name for algorithm in trainer.state.algorithms]
+    assert names.index("progressive_resizing") < names.index("selective_backprop")
+    trainer.fit()
+    assert trainer.state.timestamp.batch == 4
+    assert 0.0 <= trainer.state.eval_results["eval"]["accuracy"] <= 1.0
+
+
+def test_ladder_stacks_more_methods_on_a_shorter_budget():
+    configs = [load_config(RECIPES / f"fashion-mnist-{step}.yaml") for step in LADDER]
+    methods = [set(c.algorithms or {}) for c in configs]
+    assert methods[0] == set()
+    assert methods[1] < methods[2] < methods[3]
+    durations = [int(str(c.max_duration).rstrip("ep")) for c in configs]
+    assert durations == sorted(durations, reverse=True)
