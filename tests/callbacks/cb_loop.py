@@ -123,6 +123,11 @@ class Loop:
         self.batch_sleep = batch_sleep
         self.eval_sleep = eval_sleep
         self.evaluations = 0
+        if scripted_eval is not None:  # the run declares the metrics the script produces
+            for label, values in scripted_eval(0).items():
+                declared = state.eval_metrics.setdefault(label, {})
+                for name in values:
+                    declared.setdefault(name, None)
         self.losses: dict[int, float] = {}  # batch -> loss, as the trainer computed it
         self.lrs: dict[int, float] = {}  # batch -> lr the batch was trained with
         self.engine.run_event(Event.INIT)

@@ -78,11 +78,34 @@ def test_checkpointed_state_continues_the_count():
     assert state.stop_reason is not None and resumed.best == 0.5
 
 
-def test_missing_metric_is_a_clear_error():
-    stopper = EarlyStopper("metrics/eval/acuracy", mode="max")
+@pytest.mark.parametrize(
+    ("monitor", "expected"),
+    [
+        ("metrics/eval/acuracy", r"computes no metric 'acuracy'; did you mean 'accuracy'"),
+        ("metrics/evl/accuracy", r"no evaluation labelled 'evl'; did you mean 'eval'"),
+    ],
+)
+def test_a_monitor_the_run_cannot_produce_is_refused_before_training(monitor, expected):
     state = make_state("10ba")
-    loop = Loop(state, callbacks=[stopper], eval_every=2)
-    with pytest.raises(ConfigError, match="did you mean 'accuracy'"):
+    for stopper in (EarlyStopper(monitor, mode="max"), ThresholdStopper(monitor, 0.5)):
+        with pytest.raises(ConfigError, match=expected):
+            Loop(state, callbacks=[stopper], eval_every=2)  # INIT checks
+    assert state.timestamp.batch == 0
+
+
+def test_no_evaluation_data_is_refused():
+    state = make_state("10ba")
+    state.eval_dataloaders = {}
+    with pytest.raises(ConfigError, match="early_stopping: monitors eval/accuracy, but the run"):
+        Loop(state, callbacks=[EarlyStopper("eval/accuracy")])
+
+
+def test_results_without_the_metric_are_a_clear_error():
+    # An evaluation that produced other metrics than declared: caught when it happens.
+    stopper = EarlyStopper("metrics/eval/accuracy", mode="max")
+    state = make_state("10ba")
+    loop = Loop(state, callbacks=[stopper], eval_every=2, scripted_eval=scripted_loss([1.0]))
+    with pytest.raises(ConfigError, match="has no metric 'accuracy'"):
         loop.fit()
 
 
@@ -90,10 +113,10 @@ def test_missing_metric_is_a_clear_error():
     ("arguments", "field"),
     [
         ({"monitor": "accuracy"}, "monitor"),
-        ({"mode": "biggest"}, "mode"),
-        ({"patience": 0}, "patience"),
-        ({"patience": "3 evals"}, "patience"),
-        ({"min_delta": -1}, "min_delta"),
+        ({"monitor": "eval/loss", "mode": "biggest"}, "mode"),
+        ({"monitor": "eval/loss", "patience": 0}, "patience"),
+        ({"monitor": "eval/loss", "patience": "3 evals"}, "patience"),
+        ({"monitor": "eval/loss", "min_delta": -1}, "min_delta"),
     ],
 )
 def test_bad_arguments_name_the_field(arguments, field):

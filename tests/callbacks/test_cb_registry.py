@@ -107,7 +107,7 @@ def test_unknown_argument_names_callback_field_and_accepted():
     [
         ({"speed_monitor": {"window": 0}}, r"^callbacks\.speed_monitor\.window: 0 must be"),
         (
-            {"early_stopping": {"mode": "up"}},
+            {"early_stopping": {"monitor": "eval/loss", "mode": "up"}},
             r"^callbacks\.early_stopping\.mode: 'up'.*'max' or 'min'",
         ),
         (
@@ -115,10 +115,18 @@ def test_unknown_argument_names_callback_field_and_accepted():
             r"^callbacks\.lr_monitor\.log_interval: 'often'",
         ),
         (
-            {"threshold_stopping": {"threshold": "high"}},
+            {"threshold_stopping": {"monitor": "eval/accuracy", "threshold": "high"}},
             r"^callbacks\.threshold_stopping\.threshold",
         ),
         ({"memory_monitor": [1, 2]}, r"^callbacks\.memory_monitor: expected a mapping"),
+        (
+            {"early_stopping": None},
+            r"^callbacks\.early_stopping: missing required argument\(s\) 'monitor'",
+        ),
+        (
+            {"threshold_stopping": {"monitor": "eval/accuracy"}},
+            r"^callbacks\.threshold_stopping: missing required argument\(s\) 'threshold'",
+        ),
     ],
 )
 def test_bad_values_name_callback_field_and_value(spec, expected):

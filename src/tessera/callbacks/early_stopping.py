@@ -35,12 +35,32 @@ def parse_monitor(monitor: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def check_monitor(state: State, label: str, name: str, where: str) -> None:
+    """Refuse, before training starts, a monitor the run's evaluation can never produce."""
+    if not state.eval_dataloaders:
+        raise ConfigError(
+            f"{where}: monitors {label}/{name}, but the run has no evaluation data; give "
+            "evaluation data or remove the callback"
+        )
+    if label not in state.eval_dataloaders:
+        raise ConfigError(
+            f"{where}.monitor: the run has no evaluation labelled {label!r}; "
+            f"{did_you_mean(label, state.eval_dataloaders)}"
+        )
+    metrics = state.eval_metrics.get(label)
+    if metrics and name not in metrics:
+        raise ConfigError(
+            f"{where}.monitor: evaluation {label!r} computes no metric {name!r}; "
+            f"{did_you_mean(name, metrics)}"
+        )
+
+
 def read_monitored(state: State, label: str, name: str) -> float:
     """The monitored value from the latest evaluation; a clear error if it is not there."""
     if label not in state.eval_results:
         raise ConfigError(
-            f"monitor: no evaluation labelled {label!r}; this run evaluates "
-            f"{sorted(state.eval_results) or 'nothing'} ({did_you_mean(label, state.eval_results)})"
+            f"monitor: the evaluation produced no results labelled {label!r}; "
+            f"{did_you_mean(label, state.eval_results)}"
         )
     results = state.eval_results[label]
     if name not in results:
@@ -70,7 +90,7 @@ class EarlyStopper(Callback):
 
     def __init__(
         self,
-        monitor: str = "metrics/eval/loss",
+        monitor: str,
         mode: str = "min",
         patience: int | str | Time = 3,
         min_delta: float = 0.0,
@@ -97,6 +117,9 @@ class EarlyStopper(Callback):
         self.best_position: float | None = None  # in the patience unit, when patience is a Time
         self.waits = 0  # evaluations since the best
         self.stopped_at: dict[str, int] | None = None
+
+    def init(self, state: State, logger: Logger) -> None:
+        check_monitor(state, self.label, self.name, "early_stopping")
 
     def _improved(self, value: float) -> bool:
         if math.isnan(value):
@@ -157,8 +180,8 @@ class ThresholdStopper(Callback):
 
     def __init__(
         self,
-        monitor: str = "metrics/eval/accuracy",
-        threshold: float = 0.0,
+        monitor: str,
+        threshold: float,
         mode: str = "max",
         stop: bool = True,
     ) -> None:
@@ -172,6 +195,9 @@ class ThresholdStopper(Callback):
         self.reached_at: dict[str, Any] | None = None
         self._seconds_before = 0.0  # wall-clock seconds of earlier sessions of a resumed run
         self._started: float | None = None
+
+    def init(self, state: State, logger: Logger) -> None:
+        check_monitor(state, self.label, self.name, "threshold_stopping")
 
     def fit_start(self, state: State, logger: Logger) -> None:
         self._started = time.perf_counter()

@@ -87,6 +87,18 @@ def accepted_arguments(cls: type) -> list[str]:
     ]
 
 
+def required_arguments(cls: type) -> list[str]:
+    """The constructor arguments that have no default."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.name != "self"
+        and p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
 def _instantiate(where: str, cls: type, arguments: dict[str, Any], defaults: Mapping[str, Any]):
     accepted = accepted_arguments(cls)
     for field in arguments:
@@ -95,6 +107,12 @@ def _instantiate(where: str, cls: type, arguments: dict[str, Any], defaults: Map
                 f"{where}: unknown argument {field!r}; {did_you_mean(str(field), accepted)} "
                 f"Accepted arguments: {', '.join(accepted)}"
             )
+    missing = [field for field in required_arguments(cls) if field not in arguments]
+    if missing:
+        raise ConfigError(
+            f"{where}: missing required argument(s) {', '.join(repr(f) for f in missing)}; "
+            f"accepted arguments: {', '.join(accepted)}"
+        )
     for field, value in defaults.items():
         if field in accepted and field not in arguments:
             arguments[field] = value

@@ -42,6 +42,8 @@ class ProgressBarLogger(LoggerDestination):
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not accepted; use one of {', '.join(MODES)}")
+        if console is not None and not isinstance(console, Console):
+            raise ConfigError(f"console: {console!r} is not a rich Console")
         self.schedule = LogSchedule(log_interval)
         self.mode = mode
         self.console = console
@@ -62,6 +64,8 @@ class ProgressBarLogger(LoggerDestination):
 
     def init(self, state: State, logger: Logger) -> None:
         self.active = state.rank == 0
+        if self.console is None:
+            self.console = Console(highlight=False, soft_wrap=True)
 
     def fit_start(self, state: State, logger: Logger) -> None:
         if not self.active:
