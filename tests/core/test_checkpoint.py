@@ -6,16 +6,20 @@ import torch
 from tessera.core import checkpoint
 from tessera.core.errors import CheckpointError
 from tessera.core.trainer import Trainer
+from tessera.optim import CosineWarmup, ScheduledLR
 
 
 def make(small_loaders, classifier, folder, **kwargs):
     train, _ = small_loaders()
     model = classifier()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedule = ScheduledLR(optimizer, CosineWarmup(t_warmup="3ba"))
     return Trainer(
         model,
         train,
         kwargs.pop("max_duration", "1ep"),
-        optimizers=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        optimizers=optimizer,
+        schedulers=schedule,
         device="cpu",
         save_folder=folder,
         save_interval="2ba",

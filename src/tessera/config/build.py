@@ -141,7 +141,9 @@ def build_trainer(
     schedulers = []
     if config.scheduler is not None:
         schedulers.append(ScheduledLR(optimizer, build_schedule(config.scheduler, ratio)))
-    loggers = _build_named("loggers", config.loggers, folder.root) if rank == 0 else []
+    # Every rank builds the same loggers (they write on rank 0 only), so every rank's
+    # checkpointed callback list matches and any rank can resume from another's state.
+    loggers = _build_named("loggers", config.loggers, folder.root)
     trainer = Trainer(
         model=model,
         train_dataloader=data.train,

@@ -109,13 +109,21 @@ def _schema_at(schema: type[BaseModel], path: list[str]) -> type[BaseModel] | No
     return current
 
 
+def _section_problems(
+    schema: type[BaseModel], values: Any, field: str
+) -> tuple[BaseModel | None, list[str]]:
+    try:
+        return schema.model_validate(values), []
+    except ValidationError as error:
+        return None, describe_validation_error(error, schema, prefix=f"{field}.")
+
+
 def validate_section(schema: type[BaseModel], values: dict[str, Any], field: str) -> BaseModel:
     """Validate a named component's section (model, data, ...) against its own schema."""
-    try:
-        return schema.model_validate(values)
-    except ValidationError as error:
-        lines = describe_validation_error(error, schema, prefix=f"{field}.")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    section, problems = _section_problems(schema, values, field)
+    if section is None:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return section
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -126,17 +134,26 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    try:
-        config = RunConfig.model_validate(raw)
-    except ValidationError as error:
-        lines = describe_validation_error(error, RunConfig)
-        raise ConfigError(f"invalid configuration in {source}:\n  " + "\n  ".join(lines)) from None
-    # Validate the named sections now so every mistake is reported before any work starts.
+    """Validate the run and its named sections, reporting every problem at once."""
     from tessera.data.registry import dataset_entry
     from tessera.models.registry import model_entry
 
-    model = validate_section(model_entry(config.model["name"]).config_class, config.model, "model")
-    data = validate_section(dataset_entry(config.data["name"]).config_class, config.data, "data")
-    config.model = model.model_dump()
-    config.data = data.model_dump()
+    config, problems = _section_problems(RunConfig, raw, "")
+    problems = [line.removeprefix(".") for line in problems]
+    sections = {}
+    for field, lookup in (("model", model_entry), ("data", dataset_entry)):
+        values = raw.get(field)
+        if isinstance(values, dict) and isinstance(values.get("name"), str):
+            try:
+                schema = lookup(values["name"]).config_class
+            except ConfigError as error:
+                problems.append(str(error))
+                continue
+            sections[field], section_problems = _section_problems(schema, values, field)
+            problems += section_problems
+    if problems or config is None:
+        raise ConfigError(f"invalid configuration in {source}:\n  " + "\n  ".join(problems))
+    assert isinstance(config, RunConfig)
+    config.model = sections["model"].model_dump()
+    config.data = sections["data"].model_dump()
     return config

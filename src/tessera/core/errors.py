@@ -29,7 +29,7 @@ class DataError(UserError):
 
 def close_names(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The valid names closest to `name`, for 'did you mean' hints."""
-    return difflib.get_close_matches(name, sorted(choices), n=n, cutoff=0.5)
+    return difflib.get_close_matches(name, sorted(choices), n=n, cutoff=0.6)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

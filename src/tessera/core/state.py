@@ -112,13 +112,14 @@ class State:
                 f"{source} does not fit this model: {str(error).splitlines()[0]} "
                 "(was it saved from a model of another shape?)"
             ) from error
+        # The clock first: time-aware schedulers recompute learning rates from it.
+        self.timestamp = Timestamp.from_state_dict(state["timestamp"])
         _load_each(self.optimizers, state["optimizers"], "optimizers", source)
         _load_each(self.schedulers, state["schedulers"], "schedulers", source)
         _load_each(self.algorithms, state["algorithms"], "algorithms", source)
         _load_each(self.callbacks, state["callbacks"], "callbacks", source)
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
-        self.timestamp = Timestamp.from_state_dict(state["timestamp"])
         data = resumable_part(self.train_dataloader)
         if data is not None and state["data"] is not None:
             data.load_state_dict(state["data"])

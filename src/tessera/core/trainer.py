@@ -221,12 +221,12 @@ class Trainer:
         engine.run_event(Event.BEFORE_OPTIMIZER_STEP)
         self._optimizer_step()
         engine.run_event(Event.AFTER_OPTIMIZER_STEP)
-        for scheduler in state.schedulers:
-            scheduler.step()
         for optimizer in state.optimizers:
             optimizer.zero_grad(set_to_none=True)
         state.last_batch_samples, state.last_batch_tokens = samples, tokens
         state.timestamp = state.timestamp.after_batch(samples, tokens)
+        for scheduler in state.schedulers:  # the next batch's rate, from the advanced clock
+            scheduler.step()
         engine.run_event(Event.BATCH_END)
         engine.run_event(Event.BATCH_CHECKPOINT)
 

@@ -62,9 +62,10 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def candidate_folders(path: str | Path | None = None) -> list[Path]:
-    folders = []
+    """Where to look: only the given path if there is one, else the usual places."""
     if path is not None:
-        folders.append(Path(path).expanduser())
+        return [Path(path).expanduser()]
+    folders = []
     if os.environ.get("TESSERA_DATA_DIR"):
         folders.append(Path(os.environ["TESSERA_DATA_DIR"]).expanduser() / "fashion-mnist")
     folders.append(Path.cwd().parent / "shared" / "data" / "fashion-mnist")
@@ -87,7 +88,7 @@ def find_fashion_mnist(path: str | Path | None = None) -> Path:
         if all(_find_file(folder, stem) for pair in FILES.values() for stem in pair):
             return folder
     if path is not None and not Path(path).expanduser().exists():
-        first = f"the path {path} does not exist. "
+        first = f"data.path {path} does not exist. "
     else:
         first = ""
     raise DataError(

@@ -20,7 +20,8 @@ class FashionMNISTConfig(BaseModel):
     num_workers: int = Field(0, ge=0, description="dataloader worker processes")
     shuffle: bool = True
     drop_last: bool = False
-    train_subset: int | None = Field(None, ge=1, description="use only the first N samples")
+    train_subset: int | None = Field(None, ge=1, description="train on the first N samples only")
+    eval_subset: int | None = Field(None, ge=1, description="evaluate on the first N samples only")
 
 
 def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> DataLoaders:
@@ -29,6 +30,9 @@ def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> Dat
         train.images = train.images[: config.train_subset]
         train.labels = train.labels[: config.train_subset]
     test = FashionMNIST("test", config.path)
+    if config.eval_subset is not None:
+        test.images = test.images[: config.eval_subset]
+        test.labels = test.labels[: config.eval_subset]
     common = {
         "rank": context.rank,
         "world_size": context.world_size,
