@@ -26,10 +26,11 @@ def test_dataset_normalises_and_batches(fashion_mnist_dir):
 
 
 def test_truncated_file_is_named(tmp_path, fashion_mnist_dir):
-    data = gzip.open(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz").read()
+    with gzip.open(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz") as file:
+        data = file.read()
     broken = tmp_path / "t10k-labels-idx1-ubyte.gz"
     broken.write_bytes(gzip.compress(data[:500]))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz is truncated"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz is truncated"):
         read_idx(broken)
 
 
