@@ -67,11 +67,13 @@ def test_uneven_world_size_gives_equal_counts(fashion_dir):
 
 
 def test_each_rank_reads_few_shards(fashion_dir):
-    dataset = StreamingDataset(local=fashion_dir, seed=1, rank=0, world_size=8, partitions=64)
-    shards_touched = set(np.searchsorted(dataset.shard_first, dataset.plan(), side="right") - 1)
+    dataset = StreamingDataset(local=fashion_dir, seed=1, rank=0, world_size=8, partitions=8)
+    plan = dataset.plan()
+    body = plan[: len(plan) * 9 // 10]  # the last round (< world x block samples) is dealt evenly
+    shards_touched = set(np.searchsorted(dataset.shard_first, body, side="right") - 1)
     total = len(dataset.shards)
     assert total >= 30
-    assert len(shards_touched) <= total // 8 + 10  # about 1/8 of the shards, not all of them
+    assert len(shards_touched) <= total // 8 + 2  # about 1/8 of the shards, not all of them
 
 
 def test_epochs_differ_and_repeat_exactly(fashion_dir):

@@ -7,8 +7,9 @@ canonical partitions P and a block size K (never on the number of ranks or worke
 2. Lay the shards' samples end to end and cut the sequence into P contiguous partitions of equal
    size (within one sample); each partition covers a small run of shards.
 3. Inside each partition, shuffle samples within windows of `window` consecutive samples.
-4. Cut each partition into blocks of K samples and interleave the blocks round-robin: block b of
-   the global order comes from partition b mod P.
+4. Cut each partition into blocks of K samples and interleave the blocks round-robin, visiting
+   the partitions in a random order (the same for every round of the epoch): block b of the
+   global order comes from partition visit[b mod P].
 
 Ranks take whole blocks in turn (rank r of W: blocks r, r + W, ...), so when W divides P a rank
 only reads P / W partitions and downloads about 1/W of the shards; a batch of B samples needs
@@ -95,7 +96,10 @@ def epoch_order(
     if total % block:  # the one short block goes last
         short = (partition_of == partitions - 1) & (within >= sizes[-1] // block * block)
         rounds[short] = rounds.max() + 1
-    return sequence[np.lexsort((within, partition_of, rounds))]
+    visit = partition_of  # each round visits the partitions in a fresh random order per epoch
+    if shuffle:
+        visit = np.argsort(_rng(seed, epoch, 3).permutation(partitions))[partition_of]
+    return sequence[np.lexsort((within, visit, rounds))]
 
 
 def rank_positions(total: int, start: int, rank: int, world: int, block: int = 1) -> np.ndarray:
