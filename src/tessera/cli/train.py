@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
+
+from tessera.core.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,27 +25,50 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "processes (one per GPU) through torchrun; see docs/distributed.md.",
     )
     parser.add_argument("recipe", help="run file (YAML)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    scale = parser.add_argument_group("multi-process (torchrun's elastic agent)")
-    scale.add_argument("--nproc", type=int, default=1, help="processes per node (one per GPU)")
-    scale.add_argument("--nnodes", default="1", help="nodes, or MIN:MAX for an elastic run")
-    scale.add_argument("--node-rank", type=int, default=0, help="this node's rank (static)")
-    scale.add_argument("--master-addr", default=None, help="address of node 0 (static)")
-    scale.add_argument("--master-port", type=int, default=None, help="port on node 0 (static)")
-    scale.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT to meet at (elastic)")
-    scale.add_argument("--rdzv-id", default=None, help="job id shared by all nodes (elastic)")
-    scale.add_argument(
+    parser.add_argument(
+        "overrides", nargs=argparse.REMAINDER, help="key=value overrides (options may follow)"
+    )
+    _add_scale_options(parser.add_argument_group("multi-process (torchrun's elastic agent)"))
+    parser.set_defaults(func=run)
+
+
+def _add_scale_options(group: Any) -> None:
+    group.add_argument("--nproc", type=int, default=1, help="processes per node (one per GPU)")
+    group.add_argument("--nnodes", default="1", help="nodes, or MIN:MAX for an elastic run")
+    group.add_argument("--node-rank", type=int, default=0, help="this node's rank (static)")
+    group.add_argument("--master-addr", default=None, help="address of node 0 (static)")
+    group.add_argument("--master-port", type=int, default=None, help="port on node 0 (static)")
+    group.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT to meet at (elastic)")
+    group.add_argument("--rdzv-id", default=None, help="job id shared by all nodes (elastic)")
+    group.add_argument(
         "--max-restarts", type=int, default=0, help="restart the group after failures (resumes)"
     )
-    parser.set_defaults(func=run)
+
+
+def _split_overrides(args: argparse.Namespace) -> None:
+    """Options written after the overrides (`RECIPE a=1 --nproc 2`) are options too."""
+    late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_scale_options(late)
+    found, rest = late.parse_known_args(args.overrides)
+    for name, value in vars(found).items():
+        setattr(args, name, value)
+    unknown = [item for item in rest if "=" not in item]
+    if unknown:
+        raise UserError(
+            f"tessera train: {' '.join(unknown)} is neither an option nor a key=value override; "
+            "see `tessera train --help`"
+        )
+    args.overrides = rest
 
 
 def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
     from tessera.core.distributed import launched_by_torchrun
 
+    _split_overrides(args)
     config = load_config(args.recipe, args.overrides)
     options = _launch_options(args)
+    options.check_counts()
     if options.wants_launcher() and not launched_by_torchrun():
         from tessera.config.build import prepare_run_folder
         from tessera.launch.local import check_options, launch
@@ -57,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     return _train(config)
 
 
-def _launch_options(args: argparse.Namespace) -> object:
+def _launch_options(args: argparse.Namespace) -> Any:
     from tessera.launch.local import LaunchOptions
 
     return LaunchOptions(

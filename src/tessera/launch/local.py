@@ -41,6 +41,12 @@ class LaunchOptions:
     def single_node(self) -> bool:
         return self.nnodes in ("1", "1:1")
 
+    def check_counts(self) -> None:
+        if self.nproc < 1:
+            raise UserError(f"--nproc: {self.nproc} is not a process count; give 1 or more")
+        if self.max_restarts < 0:
+            raise UserError("--max-restarts: give 0 (no restarts) or a positive number")
+
     def wants_launcher(self) -> bool:
         """Whether these options ask for more than the one process already running."""
         return (
@@ -56,10 +62,6 @@ def check_options(options: LaunchOptions, device: str | None) -> None:
     """Refuse what cannot start, before any process is spawned: say which flag to change."""
     import torch
 
-    if options.nproc < 1:
-        raise UserError(f"--nproc: {options.nproc} is not a process count; give 1 or more")
-    if options.max_restarts < 0:
-        raise UserError("--max-restarts: give 0 (no restarts) or a positive number")
     uses_gpu = device is None or device.startswith("cuda")
     if uses_gpu and torch.cuda.is_available() and options.nproc > torch.cuda.device_count():
         raise UserError(
