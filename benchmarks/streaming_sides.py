@@ -104,6 +104,14 @@ def make_loader(lib: str, url: str, cache: str, workers: int, samples_per_shard:
         )
         return dataset, StreamingDataLoader(dataset, **common)
     from litdata import StreamingDataLoader, StreamingDataset
+    from litdata.streaming import downloader
+
+    # The loopback S3 server speaks http://; litdata's obstore path refuses plain http unless
+    # told (real S3 is https). This keeps litdata on its fast obstore downloader.
+    downloader._OBSTORE_CLIENT_OPTIONS = {
+        **downloader._OBSTORE_CLIENT_OPTIONS,
+        "allow_http": "true",
+    }
 
     options = {}
     if url.startswith("s3://"):

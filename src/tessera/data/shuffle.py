@@ -4,8 +4,8 @@ The global order depends only on the seed, the epoch, the data set's shards, a f
 canonical partitions P and a block size K (never on the number of ranks or workers):
 
 1. Shuffle the order of the shards.
-2. Lay the shards' samples end to end and cut the sequence into P contiguous partitions of equal
-   size (within one sample); each partition covers a small run of shards.
+2. Lay the shards' samples end to end and cut the sequence into P contiguous partitions of
+   whole blocks of K samples; each partition covers a run of consecutive shards.
 3. Inside each partition, shuffle samples within windows of `window` consecutive samples.
 4. Cut each partition into blocks of K samples and interleave the blocks round-robin, visiting
    the partitions in a random order (the same for every round of the epoch): block b of the
@@ -75,31 +75,40 @@ def epoch_order(
     if not total:
         return sequence
     block = max(block, 1)
-    # Partitions hold whole blocks (only the data set's very last block may be short), so every
-    # block of `block` global positions comes from one partition.
-    blocks = -(-total // block)
-    partitions = max(1, min(partitions, blocks))
-    base, extra = divmod(blocks, partitions)
-    block_counts = np.full(partitions, base, dtype=np.int64)
-    block_counts[:extra] += 1
-    sizes = block_counts * block
-    sizes[-1] -= blocks * block - total  # partitions <= blocks, so the last one is not empty
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    partition_of = np.repeat(np.arange(partitions), sizes)
-    within = np.arange(total) - starts[partition_of]
-    if shuffle and window > 1:
-        windows_per_partition = int(sizes.max()) // window + 1
-        window_id = partition_of * windows_per_partition + within // window
-        keys = window_id + _rng(seed, epoch, 1).random(total)
-        sequence = sequence[np.argsort(keys, kind="stable")]
-    rounds = within // block
-    if total % block:  # the one short block goes last
-        short = (partition_of == partitions - 1) & (within >= sizes[-1] // block * block)
-        rounds[short] = rounds.max() + 1
-    visit = partition_of  # each round visits the partitions in a fresh random order per epoch
+    # Partitions hold whole blocks of `block` samples (only the data set's very last block may be
+    # short and goes last), so every block of global positions comes from one partition.
+    full_blocks, short = divmod(total, block)
+    partitions = max(1, min(partitions, full_blocks))
+    base, extra = divmod(full_blocks, partitions)
+    counts = np.full(partitions, base, dtype=np.int64)
+    counts[:extra] += 1
+    first_block = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if shuffle and window > 1:  # windows never cross partitions: a partition keeps its shards
+        rng = _rng(seed, epoch, 1)
+        sequence = sequence.copy()
+        for start, count in zip((first_block * block).tolist(), (counts * block).tolist()):
+            sequence[start : start + count] = _window_shuffle(
+                sequence[start : start + count], window, rng
+            )
+        sequence[total - short :] = rng.permutation(sequence[total - short :])
+    visit = np.arange(partitions)
     if shuffle:
-        visit = np.argsort(_rng(seed, epoch, 3).permutation(partitions))[partition_of]
-    return sequence[np.lexsort((within, visit, rounds))]
+        visit = _rng(seed, epoch, 3).permutation(partitions)
+    rounds = np.arange(int(counts.max()) if full_blocks else 0)[:, None]
+    grid = first_block[visit][None, :] + rounds  # block ids: round x visited partition
+    grid = grid[rounds < counts[visit][None, :]]  # drop partitions with fewer blocks
+    elements = (grid[:, None] * block + np.arange(block)[None, :]).reshape(-1)
+    if short:
+        elements = np.concatenate([elements, np.arange(total - short, total)])
+    return sequence[elements]
+
+
+def _window_shuffle(sequence: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle within consecutive windows of `window` samples, in linear time."""
+    full = len(sequence) // window * window
+    head = rng.permuted(sequence[:full].reshape(-1, window), axis=1).reshape(-1)
+    tail = rng.permutation(sequence[full:])
+    return np.concatenate([head, tail])
 
 
 def rank_positions(total: int, start: int, rank: int, world: int, block: int = 1) -> np.ndarray:
