@@ -87,3 +87,16 @@ def test_other_ranks_stay_silent(capsys):
 def test_bad_mode():
     with pytest.raises(ConfigError, match="mode: 'fancy'"):
         ProgressBarLogger(mode="fancy")
+
+
+def test_whole_run_bar_counts_in_the_duration_unit():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    logger = ProgressBarLogger(log_interval=4, console=console)
+    state = make_state("192sp", batch_size=16)  # 12 batches, one bar in samples
+    Loop(state, loggers=[logger]).fit()
+    assert logger.use_bar and not logger.per_epoch
+    frames = buffer.getvalue().split("\r")
+    bars = [frame for frame in frames if frame.startswith("\x1b[2Ksamples ")]
+    assert any("50.0%" in frame for frame in bars) and "100.0%" in bars[-1]
+    assert "training finished at epoch 0 batch 12 (192 samples)" in buffer.getvalue()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MODES = ("auto", "bar", "lines")
 _UNIT_WORDS = {TimeUnit.BATCH: "batch", TimeUnit.SAMPLE: "sample", TimeUnit.TOKEN: "token"}
+_PLURALS = {TimeUnit.BATCH: "batches", TimeUnit.SAMPLE: "samples", TimeUnit.TOKEN: "tokens"}
 
 
 class ProgressBarLogger(LoggerDestination):
@@ -90,7 +91,7 @@ class ProgressBarLogger(LoggerDestination):
             )
             self._progress.start()
             if not self.per_epoch:
-                self._new_task(f"{self._unit.name.lower()}s", self._total, state)
+                self._new_task(_PLURALS[self._unit], self._total, state)
 
     def _new_task(self, description: str, total: float | None, state: State) -> None:
         assert self._progress is not None
