@@ -139,3 +139,13 @@ def test_fused_optimizer_sets_the_flag_and_refuses_what_cannot_fuse():
 
     with pytest.raises(ConfigError, match="no 'fused' implementation"):
         use_fused_kernels(SGDW(model.parameters(), lr=0.1), "fused")
+
+
+def test_ema_warmup_keeps_early_averages_close_to_the_current_weights():
+    from tessera.algorithms.ema import EMA
+
+    ema = EMA(smoothing=0.99)
+    assert ema.current_smoothing() == pytest.approx(0.1)
+    ema.updates = 1000
+    assert ema.current_smoothing() == 0.99
+    assert EMA(smoothing=0.99, warmup=False).current_smoothing() == 0.99

@@ -1,10 +1,12 @@
 """EMA: keep an exponential moving average of the weights and evaluate with it.
 
-After every `update_interval` optimizer steps, `average = smoothing * average + (1 - smoothing)
-* weights` (buffers such as BatchNorm statistics are copied). Evaluation runs with the averaged
-weights (swapped in at EVAL_START, back out at EVAL_END), and at the end of training they
-replace the model's weights when `replace_at_end` is set. The averaged weights are part of
-checkpoints. It changes the evaluated/final model, not the training trajectory.
+After every `update_interval` optimizer steps, `average = s * average + (1 - s) * weights`
+(buffers such as BatchNorm statistics are copied). With `warmup` the smoothing used is
+`s = min(smoothing, (1 + n) / (10 + n))` after n updates, so early averages are not dominated by
+the initial weights (which would make a short run's evaluations meaningless). Evaluation
+runs with the averaged weights (swapped in at EVAL_START, back out at EVAL_END), and at the
+end of training they replace the model's weights when `replace_at_end` is set. The averaged
+weights are part of checkpoints. It changes the evaluated/final model, not the training trajectory.
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ class EMA(Algorithm):
     runs_after = ("squeeze_excite", "factorize", "blurpool", "stochastic_depth", "swa")
 
     def __init__(
-        self, smoothing: float = 0.999, update_interval: int = 1, replace_at_end: bool = True
+        self,
+        smoothing: float = 0.999,
+        update_interval: int = 1,
+        replace_at_end: bool = True,
+        warmup: bool = True,
     ) -> None:
         check_range(NAME, "smoothing", smoothing, 0.0, 1.0, high_inclusive=False)
         check_range(NAME, "update_interval", update_interval, 1, integer=True)
         self.smoothing, self.update_interval = smoothing, update_interval
         self.replace_at_end = replace_at_end
+        self.warmup = warmup
+        self.updates = 0
         self.average: dict[str, torch.Tensor] | None = None
         self._loaded: dict[str, torch.Tensor] | None = None
         self._swapped = False
@@ -87,7 +95,9 @@ class EMA(Algorithm):
             if self.average is None:
                 self._start(model)
             if (state.timestamp.batch + 1) % self.update_interval == 0:
-                update_average(self.average, model, self.smoothing)  # type: ignore[arg-type]
+                smoothing = self.current_smoothing()
+                update_average(self.average, model, smoothing)  # type: ignore[arg-type]
+                self.updates += 1
         elif event == Event.EVAL_START and self.average is not None and not self._swapped:
             swap_weights(self.average, model)
             self._swapped = True
@@ -98,6 +108,11 @@ class EMA(Algorithm):
             if not self._swapped:
                 swap_weights(self.average, model)
             self._swapped = False
+
+    def current_smoothing(self) -> float:
+        if not self.warmup:
+            return self.smoothing
+        return min(self.smoothing, (1.0 + self.updates) / (10.0 + self.updates))
 
     def _start(self, model: nn.Module) -> None:
         tensors = model_tensors(model)
@@ -114,9 +129,11 @@ class EMA(Algorithm):
             self.average = {k: v.detach().clone() for k, v in tensors.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"average": None if self.average is None else dict(self.average)}
+        average = None if self.average is None else dict(self.average)
+        return {"average": average, "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates = int(state.get("updates", 0))
         if state.get("average") is not None:
             self._loaded = dict(state["average"])
             self.average = None

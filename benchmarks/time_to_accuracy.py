@@ -1,0 +1,362 @@
+"""Time-to-accuracy: train recipes to a fixed test accuracy and compare wall-clock times.
+
+    # run recipes (and single-method ablations on the baseline) to a target, several seeds
+    python benchmarks/time_to_accuracy.py run --recipes baseline mild medium hot \
+        --seeds 0 1 --target 0.93 --output benchmarks/results/tta_gpu.json
+    # turn one or more result files into the markdown table and the PNG plot
+    python benchmarks/time_to_accuracy.py report benchmarks/results/tta_*.json
+
+Each run builds the recipe (`recipes/fashion-mnist-<name>.yaml`, plus `--set key=value`
+overrides) with Tessera's own builders, evaluates every `--eval-interval`, and stops at the
+first evaluation at or above the target (ThresholdStopper). Training time excludes the time
+spent evaluating; both wall-clock and process CPU seconds are recorded (the CPU machine is
+shared, so CPU seconds are the steadier measure there). Results are written after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from tessera.algorithms import build_algorithms  # noqa: E402
+from tessera.callbacks.early_stopping import ThresholdStopper  # noqa: E402
+from tessera.config.build import build_data, build_model, build_optimizer, build_schedule  # noqa: E402
+from tessera.config.load import load_config  # noqa: E402
+from tessera.core.callback import Callback  # noqa: E402
+from tessera.core.time import Time, TimeUnit  # noqa: E402
+from tessera.core.trainer import Trainer  # noqa: E402
+from tessera.optim.schedulers import ScheduledLR  # noqa: E402
+
+# Hyper-parameters of each method when it is added alone to the baseline (the ablation).
+ABLATION_KWARGS: dict[str, dict[str, Any]] = {
+    "blurpool": {"min_channels": 16},
+    "channels_last": {},
+    "label_smoothing": {"smoothing": 0.1},
+    "ema": {"smoothing": 0.99},
+    "swa": {"start": 0.6, "update_interval": 20},
+    "progressive_resizing": {"initial_scale": 0.5, "delay": 0.25, "finetune": 0.3},
+    "selective_backprop": {"keep": 0.5, "start": 0.2, "end": 0.7, "interrupt": 2},
+    "colout": {"p_row": 0.15, "p_col": 0.15},
+    "cutout": {"length": 0.25},
+    "mixup": {"alpha": 0.2},
+    "cutmix": {"alpha": 1.0},
+    "squeeze_excite": {"min_channels": 32, "latent_channels": 0.25},
+    "stochastic_depth": {"drop_rate": 0.1},
+    "ghost_batchnorm": {"ghost_batch_size": 64},
+    "layer_freezing": {"freeze_start": 0.6, "freeze_level": 0.5},
+    "gradient_clipping": {"clipping_type": "norm", "threshold": 2.0},
+    "fused_optimizer": {"kind": "foreach"},
+    "randaugment": {"depth": 1, "severity": 5},
+    "sam": {"rho": 0.05, "interval": 2},
+    "weight_standardization": {},
+    "compile": {},
+    "factorize": {"min_features": 32, "latent_features": 0.5},
+}
+
+
+class TrainingClock(Callback):
+    """Training time excluding evaluation, and the accuracy curve at each evaluation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.curve: list[dict[str, float]] = []
+        self.wall = self.cpu = 0.0
+        self._wall_start = self._cpu_start = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _resume(self) -> None:
+        self._wall_start, self._cpu_start = time.perf_counter(), time.process_time()
+
+    def _pause(self) -> None:
+        self._sync()
+        self.wall += time.perf_counter() - self._wall_start
+        self.cpu += time.process_time() - self._cpu_start
+
+    def fit_start(self, state, logger) -> None:
+        self._sync()
+        self._resume()
+
+    def eval_start(self, state, logger) -> None:
+        self._pause()
+
+    def eval_end(self, state, logger) -> None:
+        accuracy = state.eval_results["eval"]["accuracy"]
+        self.curve.append(
+            {
+                "seconds": round(self.wall, 3),
+                "cpu_seconds": round(self.cpu, 3),
+                "samples": state.timestamp.sample,
+                "epoch": round(state.position(TimeUnit.EPOCH), 3),
+                "accuracy": accuracy,
+            }
+        )
+        self._resume()
+
+
+def build_run(
+    recipe: str,
+    seed: int,
+    overrides: list[str],
+    extra: dict[str, Any] | None,
+    device: str,
+    eval_interval: str,
+    target: float,
+):
+    path = ROOT / "recipes" / f"fashion-mnist-{recipe}.yaml"
+    config = load_config(path, [*overrides, f"seed={seed}", f"eval_interval={eval_interval}"])
+    algorithms_spec = dict(config.algorithms or {})
+    algorithms_spec.update(extra or {})
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    data = build_data(config)
+    optimizer = build_optimizer(config.optimizer, model)
+    schedulers = (
+        [ScheduledLR(optimizer, build_schedule(config.scheduler))] if config.scheduler else []
+    )
+    clock = TrainingClock(torch.device(device))
+    stopper = ThresholdStopper("metrics/eval/accuracy", threshold=target)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=data.train,
+        eval_dataloaders=data.eval,
+        max_duration=Time.coerce(config.max_duration, "max_duration"),
+        eval_interval=config.eval_interval,
+        optimizers=optimizer,
+        schedulers=schedulers,
+        algorithms=build_algorithms(algorithms_spec),
+        callbacks=[clock, stopper],
+        precision=config.precision,
+        device=device,
+        seed=config.seed,
+    )
+    return trainer, clock, stopper, config
+
+
+def run_one(
+    name: str, recipe: str, seed: int, args: argparse.Namespace, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    trainer, clock, stopper, config = build_run(
+        recipe, seed, args.set, extra, args.device, args.eval_interval, args.target
+    )
+    trainer.fit()
+    reached = stopper.reached_at is not None
+    best = max((point["accuracy"] for point in clock.curve), default=0.0)
+    return {
+        "name": name,
+        "recipe": recipe,
+        "extra": extra or {},
+        "seed": seed,
+        "max_duration": str(config.max_duration),
+        "algorithms": sorted({**(config.algorithms or {}), **(extra or {})}),
+        "reached": reached,
+        "seconds_to_target": clock.curve[-1]["seconds"] if reached else None,
+        "cpu_seconds_to_target": clock.curve[-1]["cpu_seconds"] if reached else None,
+        "samples_to_target": clock.curve[-1]["samples"] if reached else None,
+        "final_accuracy": clock.curve[-1]["accuracy"] if clock.curve else None,
+        "best_accuracy": best,
+        "train_seconds": round(clock.wall, 3),
+        "throughput": round(trainer.state.timestamp.sample / max(clock.wall, 1e-9), 1),
+        "curve": clock.curve,
+    }
+
+
+def machine_description(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared)"
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def command_run(args: argparse.Namespace) -> None:
+    from rich.progress import Progress
+
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    jobs = [(recipe, recipe, None) for recipe in args.recipes]
+    for method in args.ablation:
+        jobs.append((f"baseline+{method}", "baseline", {method: ABLATION_KWARGS.get(method, {})}))
+    payload = {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_description(args.device),
+        "device": args.device,
+        "torch": torch.__version__,
+        "target": args.target,
+        "overrides": args.set,
+        "eval_interval": args.eval_interval,
+        "runs": [],
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    seeds_for = {
+        name: args.seeds if extra is None else args.seeds[: args.ablation_seeds]
+        for name, _, extra in jobs
+    }
+    total = sum(len(seeds_for[name]) for name, _, _ in jobs)
+    with Progress() as progress:
+        task = progress.add_task("time to accuracy", total=total)
+        for seed_index in range(len(args.seeds)):
+            for name, recipe, extra in jobs:
+                if seed_index >= len(seeds_for[name]):
+                    continue
+                seed = seeds_for[name][seed_index]
+                progress.update(task, description=f"{name} seed {seed}")
+                result = run_one(name, recipe, seed, args, extra)
+                payload["runs"].append(result)
+                write_json(output, payload)
+                progress.console.print(
+                    f"{name:>32} seed {seed}: "
+                    + (
+                        f"{result['seconds_to_target']:.1f}s to target"
+                        if result["reached"]
+                        else "target not reached"
+                    )
+                    + f", best {result['best_accuracy']:.4f}, {result['throughput']:.0f} samples/s"
+                )
+                progress.advance(task)
+    print(f"wrote {output}")
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_name.setdefault(run["name"], []).append(run)
+    table = {}
+    for name, group in by_name.items():
+        times = [r[key] for r in group if r["reached"]]
+        table[name] = {
+            "runs": len(group),
+            "reached": len(times),
+            "median": statistics.median(times) if len(times) == len(group) else None,
+            "min": min(times) if times else None,
+            "max": max(times) if times else None,
+            "best": statistics.median(r["best_accuracy"] for r in group),
+            "throughput": statistics.median(r["throughput"] for r in group),
+            "algorithms": group[0]["algorithms"],
+            "max_duration": group[0]["max_duration"],
+        }
+    return table
+
+
+def markdown_table(payload: dict[str, Any], key: str) -> list[str]:
+    table = summarise(payload["runs"], key)
+    base = table.get("baseline", {})
+    unit = "CPU s" if key.startswith("cpu") else "s"
+    lines = [
+        f"| run | methods | budget | seeds reaching target | median {unit} to target "
+        f"(min-max) | speed-up vs baseline | best accuracy (median) | throughput (samples/s) "
+        "| throughput vs baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in table.items():
+        median = row["median"]
+        speed = f"{base['median'] / median:.2f}x" if median and base.get("median") else "n/a"
+        spread = (
+            f"{median:.1f} ({row['min']:.1f}-{row['max']:.1f})"
+            if median
+            else (
+                "not reached" if not row["reached"] else f"{row['reached']}/{row['runs']} reached"
+            )
+        )
+        ratio = (
+            f"{row['throughput'] / base['throughput']:.2f}x" if base.get("throughput") else "n/a"
+        )
+        lines.append(
+            f"| {name} | {', '.join(row['algorithms']) or '-'} | {row['max_duration']} | "
+            f"{row['reached']}/{row['runs']} | {spread} | {speed} | {row['best']:.4f} | "
+            f"{row['throughput']:.0f} | {ratio} |"
+        )
+    return lines
+
+
+def plot(payloads: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(payloads), figsize=(6.5 * len(payloads), 4.5), squeeze=False)
+    for axis, payload in zip(axes[0], payloads):
+        colours: dict[str, Any] = {}
+        for run in payload["runs"]:
+            if run["extra"]:
+                continue
+            colour = colours.setdefault(run["name"], f"C{len(colours)}")
+            xs = [p["seconds"] for p in run["curve"]]
+            ys = [p["accuracy"] for p in run["curve"]]
+            label = run["name"] if run["seed"] == payload["runs"][0]["seed"] else None
+            axis.plot(xs, ys, marker="o", markersize=3, color=colour, label=label, alpha=0.8)
+        axis.axhline(payload["target"], color="grey", linestyle="--", linewidth=1)
+        axis.set_xlabel("training wall-clock seconds (evaluation excluded)")
+        axis.set_ylabel("test accuracy")
+        axis.set_title(f"{payload['machine']}\n{' '.join(payload['overrides'])}", fontsize=8)
+        axis.set_ylim(max(0.5, payload["target"] - 0.15), min(1.0, payload["target"] + 0.04))
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def command_report(args: argparse.Namespace) -> None:
+    payloads = [json.loads(Path(p).read_text()) for p in args.inputs]
+    for payload in payloads:
+        print(f"\n## {payload['machine']} ({payload['date']}), target {payload['target']}")
+        print(f"`{payload['command']}`\n")
+        print("\n".join(markdown_table(payload, "seconds_to_target")))
+        if not payload["device"].startswith("cuda"):
+            print()
+            print("\n".join(markdown_table(payload, "cpu_seconds_to_target")))
+    if args.plot:
+        plot(payloads, Path(args.plot))
+        print(f"\nplot: {args.plot}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train recipes to the target and write a JSON result")
+    run.add_argument("--recipes", nargs="*", default=["baseline", "mild", "medium", "hot"])
+    run.add_argument("--ablation", nargs="*", default=[], help="methods to add alone to baseline")
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    run.add_argument("--ablation-seeds", type=int, default=1, help="seeds per ablation run")
+    run.add_argument("--target", type=float, default=0.93)
+    run.add_argument("--eval-interval", default="1ep")
+    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
+    run.add_argument("--output", default="benchmarks/results/time_to_accuracy.json")
+    run.set_defaults(func=command_run)
+    report = sub.add_parser("report", help="markdown tables and a plot from result files")
+    report.add_argument("inputs", nargs="+")
+    report.add_argument("--plot", default=None, help="PNG path for accuracy vs time")
+    report.set_defaults(func=command_report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
