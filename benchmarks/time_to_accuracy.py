@@ -117,6 +117,7 @@ def build_run(
     device: str,
     eval_interval: str,
     target: float,
+    stop: bool = True,
 ):
     path = ROOT / "recipes" / f"fashion-mnist-{recipe}.yaml"
     config = load_config(path, [*overrides, f"seed={seed}", f"eval_interval={eval_interval}"])
@@ -127,15 +128,17 @@ def build_run(
     data = build_data(config)
     optimizer = build_optimizer(config.optimizer, model)
     schedulers = (
-        [ScheduledLR(optimizer, build_schedule(config.scheduler))] if config.scheduler else []
+        [ScheduledLR(optimizer, build_schedule(config.scheduler, config.scale_schedule_ratio))]
+        if config.scheduler
+        else []
     )
     clock = TrainingClock(torch.device(device))
-    stopper = ThresholdStopper("metrics/eval/accuracy", threshold=target)
+    stopper = ThresholdStopper("metrics/eval/accuracy", threshold=target, stop=stop)
     trainer = Trainer(
         model=model,
         train_dataloader=data.train,
         eval_dataloaders=data.eval,
-        max_duration=Time.coerce(config.max_duration, "max_duration"),
+        max_duration=Time.coerce(config.max_duration, "max_duration") * config.scale_schedule_ratio,
         eval_interval=config.eval_interval,
         optimizers=optimizer,
         schedulers=schedulers,
@@ -152,11 +155,19 @@ def run_one(
     name: str, recipe: str, seed: int, args: argparse.Namespace, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
     trainer, clock, stopper, config = build_run(
-        recipe, seed, args.set, extra, args.device, args.eval_interval, args.target
+        recipe,
+        seed,
+        args.set,
+        extra,
+        args.device,
+        args.eval_interval,
+        args.target,
+        not args.no_stop,
     )
     trainer.fit()
     reached = stopper.reached_at is not None
     best = max((point["accuracy"] for point in clock.curve), default=0.0)
+    at_target = first_at(clock.curve, args.target)
     return {
         "name": name,
         "recipe": recipe,
@@ -165,15 +176,20 @@ def run_one(
         "max_duration": str(config.max_duration),
         "algorithms": sorted({**(config.algorithms or {}), **(extra or {})}),
         "reached": reached,
-        "seconds_to_target": clock.curve[-1]["seconds"] if reached else None,
-        "cpu_seconds_to_target": clock.curve[-1]["cpu_seconds"] if reached else None,
-        "samples_to_target": clock.curve[-1]["samples"] if reached else None,
+        "seconds_to_target": at_target["seconds"] if at_target else None,
+        "cpu_seconds_to_target": at_target["cpu_seconds"] if at_target else None,
+        "samples_to_target": at_target["samples"] if at_target else None,
         "final_accuracy": clock.curve[-1]["accuracy"] if clock.curve else None,
         "best_accuracy": best,
         "train_seconds": round(clock.wall, 3),
         "throughput": round(trainer.state.timestamp.sample / max(clock.wall, 1e-9), 1),
         "curve": clock.curve,
     }
+
+
+def first_at(curve: list[dict[str, float]], target: float) -> dict[str, float] | None:
+    """The first evaluation point at or above `target`, if any."""
+    return next((point for point in curve if point["accuracy"] >= target), None)
 
 
 def machine_description(device: str) -> str:
@@ -244,13 +260,15 @@ def command_run(args: argparse.Namespace) -> None:
 # -- report --------------------------------------------------------------------------------
 
 
-def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+def summarise(runs: list[dict[str, Any]], target: float, key: str) -> dict[str, dict[str, Any]]:
+    """Per run name: median (and min-max) of `key` ('seconds' or 'cpu_seconds') to target."""
     by_name: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_name.setdefault(run["name"], []).append(run)
     table = {}
     for name, group in by_name.items():
-        times = [r[key] for r in group if r["reached"]]
+        points = [first_at(r["curve"], target) for r in group]
+        times = [p[key] for p in points if p is not None]
         table[name] = {
             "runs": len(group),
             "reached": len(times),
@@ -258,6 +276,7 @@ def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]
             "min": min(times) if times else None,
             "max": max(times) if times else None,
             "best": statistics.median(r["best_accuracy"] for r in group),
+            "final": statistics.median(r["final_accuracy"] or 0.0 for r in group),
             "throughput": statistics.median(r["throughput"] for r in group),
             "algorithms": group[0]["algorithms"],
             "max_duration": group[0]["max_duration"],
@@ -265,34 +284,54 @@ def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]
     return table
 
 
-def markdown_table(payload: dict[str, Any], key: str) -> list[str]:
-    table = summarise(payload["runs"], key)
+def markdown_table(payload: dict[str, Any], key: str, target: float) -> list[str]:
+    table = summarise(payload["runs"], target, key)
     base = table.get("baseline", {})
-    unit = "CPU s" if key.startswith("cpu") else "s"
+    unit = "CPU s" if key.startswith("cpu") else "wall s"
     lines = [
-        f"| run | methods | budget | seeds reaching target | median {unit} to target "
-        f"(min-max) | speed-up vs baseline | best accuracy (median) | throughput (samples/s) "
-        "| throughput vs baseline |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| run | methods | budget | seeds at {target:.3f} | median {unit} to {target:.3f} "
+        "(min-max) | speed-up vs baseline | best acc. (median) | final acc. (median) "
+        "| samples/s | throughput vs baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in table.items():
         median = row["median"]
         speed = f"{base['median'] / median:.2f}x" if median and base.get("median") else "n/a"
-        spread = (
-            f"{median:.1f} ({row['min']:.1f}-{row['max']:.1f})"
-            if median
-            else (
-                "not reached" if not row["reached"] else f"{row['reached']}/{row['runs']} reached"
-            )
-        )
+        if median is not None:
+            spread = f"{median:.1f} ({row['min']:.1f}-{row['max']:.1f})"
+        else:
+            spread = "not reached by every seed"
         ratio = (
             f"{row['throughput'] / base['throughput']:.2f}x" if base.get("throughput") else "n/a"
         )
         lines.append(
             f"| {name} | {', '.join(row['algorithms']) or '-'} | {row['max_duration']} | "
             f"{row['reached']}/{row['runs']} | {spread} | {speed} | {row['best']:.4f} | "
-            f"{row['throughput']:.0f} | {ratio} |"
+            f"{row['final']:.4f} | {row['throughput']:.0f} | {ratio} |"
         )
+    return lines
+
+
+def threshold_sweep(payload: dict[str, Any], thresholds: list[float], key: str) -> list[str]:
+    """Speed-up over baseline at several accuracy thresholds, from the recorded curves."""
+    names = list(dict.fromkeys(run["name"] for run in payload["runs"]))
+    lines = [
+        "| threshold | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for threshold in thresholds:
+        table = summarise(payload["runs"], threshold, key)
+        base = table["baseline"]["median"] if "baseline" in table else None
+        cells = []
+        for name in names:
+            median = table[name]["median"]
+            if median is None:
+                cells.append(f"not reached ({table[name]['reached']}/{table[name]['runs']})")
+            elif base:
+                cells.append(f"{median:.0f} s ({base / median:.2f}x)")
+            else:
+                cells.append(f"{median:.0f} s")
+        lines.append(f"| {threshold:.3f} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -326,12 +365,17 @@ def plot(payloads: list[dict[str, Any]], path: Path) -> None:
 def command_report(args: argparse.Namespace) -> None:
     payloads = [json.loads(Path(p).read_text()) for p in args.inputs]
     for payload in payloads:
-        print(f"\n## {payload['machine']} ({payload['date']}), target {payload['target']}")
+        target = payload["target"]
+        print(f"\n## {payload['machine']} ({payload['date']}), target {target}")
         print(f"`{payload['command']}`\n")
-        print("\n".join(markdown_table(payload, "seconds_to_target")))
+        print("\n".join(markdown_table(payload, "seconds", target)))
         if not payload["device"].startswith("cuda"):
             print()
-            print("\n".join(markdown_table(payload, "cpu_seconds_to_target")))
+            print("\n".join(markdown_table(payload, "cpu_seconds", target)))
+        if args.thresholds:
+            for key in ("seconds", "cpu_seconds"):
+                print(f"\nMedian {key.replace('_', ' ')} to each threshold (speed-up):\n")
+                print("\n".join(threshold_sweep(payload, args.thresholds, key)))
     if args.plot:
         plot(payloads, Path(args.plot))
         print(f"\nplot: {args.plot}")
@@ -352,10 +396,14 @@ def main() -> None:
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
     run.add_argument("--output", default="benchmarks/results/time_to_accuracy.json")
+    run.add_argument(
+        "--no-stop", action="store_true", help="train each budget to the end (full curves)"
+    )
     run.set_defaults(func=command_run)
     report = sub.add_parser("report", help="markdown tables and a plot from result files")
     report.add_argument("inputs", nargs="+")
     report.add_argument("--plot", default=None, help="PNG path for accuracy vs time")
+    report.add_argument("--thresholds", nargs="*", type=float, default=[])
     report.set_defaults(func=command_report)
     args = parser.parse_args()
     args.func(args)
