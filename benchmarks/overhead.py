@@ -15,6 +15,8 @@ The peers' venv comes from ../shared/peers/make-peer-venv. On a GPU machine pass
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -192,13 +194,11 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     marks: list[float] = []
     SIDES[args.worker](args, marks)
-    intervals = [b - a for a, b in zip(marks, marks[1:])][args.warmup :]
+    intervals = [b - a for a, b in itertools.pairwise(marks)][args.warmup :]
     versions = {"torch": torch.__version__, "python": platform.python_version()}
     for name in ("composer", "lightning"):
-        try:
+        with contextlib.suppress(ImportError):
             versions[name] = __import__(name).__version__
-        except ImportError:
-            pass
     print(
         "RESULT "
         + json.dumps(
@@ -233,7 +233,7 @@ def run_side(python: str, side: str, args, model: str) -> dict:
     if python != sys.executable:  # the peers' venv: our package only for the errors module
         env["PYTHONPATH"] = str(REPO / "src")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"{side} failed:\n{result.stderr[-3000:]}")
     return json.loads(line.removeprefix("RESULT "))
