@@ -96,14 +96,19 @@ def test_mfu_is_flops_over_time_over_peak():
     )
 
 
-def test_global_rates_scale_with_world_size():
+def test_device_rates_divide_the_all_rank_counts_by_world_size():
+    # The trainer counts a batch's samples over all ranks; the monitor reports them as they
+    # are and divides by the world size for one device.
     monitor = SpeedMonitor(window=2, log_interval=2)
     state = make_state("2ba", batch_size=BATCH)
     state.world_size = 4
     Loop(state, callbacks=[monitor]).fit()
     latest = monitor.latest
     assert latest["throughput/samples_per_sec"] == pytest.approx(
-        4 * latest["throughput/device/samples_per_sec"]
+        2 * BATCH / monitor.train_seconds, rel=1e-6
+    )
+    assert latest["throughput/device/samples_per_sec"] == pytest.approx(
+        latest["throughput/samples_per_sec"] / 4
     )
 
 

@@ -28,7 +28,8 @@ class SpeedMonitor(Callback):
     """Logs `throughput/*` (samples, tokens, batches per second; MFU) and `time/*` seconds.
 
     `peak_flops_per_second` overrides the device table (needed for MFU on CPUs and unknown
-    accelerators). Global rates assume every rank trains batches of the same size.
+    accelerators). The trainer counts a batch's samples and tokens over all ranks; per-device
+    rates divide them by the world size (ranks train batches of the same size).
     """
 
     def __init__(
