@@ -96,7 +96,9 @@ def test_a_monitor_the_run_cannot_produce_is_refused_before_training(monitor, ex
 def test_no_evaluation_data_is_refused():
     state = make_state("10ba")
     state.eval_dataloaders = {}
-    with pytest.raises(ConfigError, match="early_stopping: monitors eval/accuracy, but the run"):
+    with pytest.raises(
+        ConfigError, match=r"callbacks\.early_stopping: monitors eval/accuracy, but the run"
+    ):
         Loop(state, callbacks=[EarlyStopper("eval/accuracy")])
 
 

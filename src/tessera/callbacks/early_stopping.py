@@ -119,7 +119,7 @@ class EarlyStopper(Callback):
         self.stopped_at: dict[str, int] | None = None
 
     def init(self, state: State, logger: Logger) -> None:
-        check_monitor(state, self.label, self.name, "early_stopping")
+        check_monitor(state, self.label, self.name, "callbacks.early_stopping")
 
     def _improved(self, value: float) -> bool:
         if math.isnan(value):
@@ -197,7 +197,7 @@ class ThresholdStopper(Callback):
         self._started: float | None = None
 
     def init(self, state: State, logger: Logger) -> None:
-        check_monitor(state, self.label, self.name, "threshold_stopping")
+        check_monitor(state, self.label, self.name, "callbacks.threshold_stopping")
 
     def fit_start(self, state: State, logger: Logger) -> None:
         self._started = time.perf_counter()
