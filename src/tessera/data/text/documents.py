@@ -32,9 +32,18 @@ def render_chat(messages: Sequence[dict[str, Any]], where: str) -> Document:
     return Document(text=str(messages[last]["content"]) + "\n", prompt=prompt)
 
 
-def _record_document(record: Any, text_field: str, where: str) -> Document:
+def _record_document(
+    record: Any, text_field: str, where: str, prompt_field: str | None, response_field: str | None
+) -> Document:
     if not isinstance(record, dict):
         raise DataError(f"{where}: each JSONL line must be an object, got {type(record).__name__}.")
+    if prompt_field is not None and response_field is not None:
+        missing = [f for f in (prompt_field, response_field) if f not in record]
+        if missing:
+            raise DataError(
+                f"{where}: no field {missing[0]!r} (fields: {', '.join(sorted(record))})."
+            )
+        return Document(text=str(record[response_field]), prompt=str(record[prompt_field]))
     if "messages" in record:
         return render_chat(record["messages"], where)
     if "prompt" in record:
@@ -51,9 +60,16 @@ def _record_document(record: Any, text_field: str, where: str) -> Document:
 
 
 def read_documents(
-    paths: Sequence[str | Path], text_field: str = "text", lines: bool = False
+    paths: Sequence[str | Path],
+    text_field: str = "text",
+    lines: bool = False,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
 ) -> Iterator[Document]:
-    """Documents from each file in turn (JSONL by the .jsonl/.json suffix, else plain text)."""
+    """Documents from each file in turn (JSONL by the .jsonl/.json suffix, else plain text).
+
+    With `prompt_field` and `response_field`, each JSONL record is a prompt/response pair taken
+    from those fields (e.g. gsm8k's 'context' and 'chain_of_thought')."""
     for raw_path in paths:
         path = Path(raw_path)
         if not path.is_file():
@@ -68,7 +84,7 @@ def read_documents(
                         record = json.loads(line)
                     except json.JSONDecodeError as error:
                         raise DataError(f"{where}: not valid JSON ({error.msg}).") from None
-                    yield _record_document(record, text_field, where)
+                    yield _record_document(record, text_field, where, prompt_field, response_field)
         else:
             text = path.read_text(encoding="utf-8")
             if lines:

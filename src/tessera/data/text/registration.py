@@ -7,6 +7,7 @@ Either `path` (a folder written by `tessera data tokenize`, with train.* and val
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,7 +15,7 @@ from tessera.core.data import make_dataloader
 from tessera.core.errors import ConfigError, DataError
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
 from tessera.data.text.documents import read_documents
-from tessera.data.text.packing import encode_documents, pack_stream, split_documents
+from tessera.data.text.packing import encode_documents, pack_stream, pad_rows, split_documents
 from tessera.data.text.token_file import TokenDataset, TokenFile
 from tessera.data.text.tokenizers import load_tokenizer
 
@@ -28,6 +29,11 @@ class TextDataConfig(BaseModel):
     text: list[str] | str | None = Field(None, description="raw text/JSONL file(s)")
     tokenizer: str | None = Field(None, description="tokenizer spec/file (with `text`)")
     text_field: str = Field("text", description="JSONL field holding the text")
+    prompt_field: str | None = Field(None, description="JSONL field of the prompt (no loss)")
+    response_field: str | None = Field(None, description="JSONL field of the response")
+    packing: Literal["concat", "pad"] = Field(
+        "concat", description="concat documents, or pad one per row (prompt-masked loss)"
+    )
     seq_len: int | None = Field(None, ge=1, description="tokens the model reads per sequence")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="held out for validation (text)")
     batch_size: int = Field(64, ge=1, description="global training batch size (sequences)")
@@ -65,12 +71,24 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
         return train, val
     files = [config.text] if isinstance(config.text, str) else list(config.text or [])
     tokenizer = load_tokenizer(str(config.tokenizer))
-    documents = encode_documents(read_documents(files, config.text_field), tokenizer)
-    train_docs, val_docs = split_documents(documents, config.val_fraction)
+    documents = read_documents(
+        files,
+        config.text_field,
+        prompt_field=config.prompt_field,
+        response_field=config.response_field,
+    )
+    encoded = encode_documents(documents, tokenizer)
+    train_docs, val_docs = split_documents(encoded, config.val_fraction)
     meta = {"vocab_size": tokenizer.vocab_size, "seq_len": config.seq_len}
-    train = TokenDataset(TokenFile.in_memory(pack_stream(train_docs), meta))
-    val = TokenDataset(TokenFile.in_memory(pack_stream(val_docs), meta)) if val_docs else None
-    return train, val
+
+    def dataset(docs: list) -> TokenDataset:
+        if config.packing == "concat":
+            return TokenDataset(TokenFile.in_memory(pack_stream(docs), meta))
+        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+        rows, lengths, prompts, _ = pad_rows(docs, int(config.seq_len), pad_id)
+        return TokenDataset(TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts))
+
+    return dataset(train_docs), (dataset(val_docs) if val_docs else None)
 
 
 def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:

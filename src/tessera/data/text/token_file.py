@@ -110,13 +110,21 @@ class TokenFile:
         self.prompts = self._side_array(".prompts.npy")
 
     @classmethod
-    def in_memory(cls, tokens: np.ndarray, meta: dict[str, Any]) -> TokenFile:
-        """A token stream held in memory, read like a file (for text tokenized at start-up)."""
+    def in_memory(
+        cls,
+        tokens: np.ndarray,
+        meta: dict[str, Any],
+        lengths: np.ndarray | None = None,
+        prompts: np.ndarray | None = None,
+    ) -> TokenFile:
+        """Tokens held in memory, read like a file (for text tokenized at start-up): a 1-D
+        stream, or 2-D padded rows with their lengths and prompt lengths."""
         self = cls.__new__(cls)
         self.prefix = Path("<memory>")
-        self.meta = {"layout": "stream", "shape": list(tokens.shape), **meta}
+        layout = "stream" if tokens.ndim == 1 else "rows"
+        self.meta = {"layout": layout, "shape": list(tokens.shape), **meta}
         self.tokens = np.ascontiguousarray(tokens, dtype=token_dtype(int(meta["vocab_size"])))
-        self.lengths = self.prompts = None
+        self.lengths, self.prompts = lengths, prompts
         return self
 
     def _side_array(self, suffix: str) -> np.ndarray | None:

@@ -175,8 +175,9 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
 
 
 def load_tokenizer(spec: str) -> Tokenizer:
-    """A tokenizer from a spec: a JSON file saved by Tessera, 'byte', or 'char:TEXT_FILE'
-    (the sorted set of characters of that file, no end-of-text id)."""
+    """A tokenizer from a spec: a JSON file saved by Tessera, 'byte', 'char:TEXT_FILE' (the
+    sorted set of characters of that file, no end-of-text id), or an exported model's folder
+    (run folder, final/ or its config.json: the tokenizer saved with the model)."""
     if spec == "byte":
         return ByteTokenizer()
     if spec.startswith("char:"):
@@ -185,6 +186,10 @@ def load_tokenizer(spec: str) -> Tokenizer:
             raise DataError(f"tokenizer {spec!r}: text file {str(corpus)!r} does not exist.")
         return CharTokenizer.train([corpus.read_text(encoding="utf-8")])
     path = Path(spec)
+    for candidate in (path / "config.json", path / "final" / "config.json"):
+        if path.is_dir() and candidate.is_file():
+            path = candidate
+            break
     if not path.is_file():
         raise ConfigError(
             f"tokenizer {spec!r}: no such file; give a tokenizer JSON written by "
@@ -194,6 +199,10 @@ def load_tokenizer(spec: str) -> Tokenizer:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"tokenizer file {str(path)!r} is not readable JSON: {error}") from None
+    if str(data.get("format", "")).startswith("tessera"):  # an exported model's config.json
+        if not data.get("tokenizer"):
+            raise ConfigError(f"{str(path)!r}: the model was exported without a tokenizer.")
+        data = data["tokenizer"]
     if "kind" not in data and "model" in data:  # a raw Hugging Face tokenizer.json
         data = {"kind": "bpe", "tokenizer": data}
     return tokenizer_from_dict(data)

@@ -68,15 +68,20 @@ def read_export_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Rebuild an exported GPT (with its tokenizer attached, when one was saved)."""
+def load_gpt(
+    path: str | Path, device: str | torch.device = "cpu", overrides: dict[str, Any] | None = None
+) -> GPT:
+    """Rebuild an exported GPT (with its tokenizer attached, when one was saved).
+
+    `overrides` changes options that do not affect the weights' shapes (dropout, activation
+    checkpointing) for fine-tuning."""
     from safetensors.torch import load_file
 
     from tessera.data.text.tokenizers import tokenizer_from_dict
 
     folder = find_checkpoint(path)
     data = read_export_config(folder)
-    config = GPTConfig.parse(data["model"])
+    config = GPTConfig.parse({**data["model"], **(overrides or {})})
     tokenizer = tokenizer_from_dict(data["tokenizer"]) if data.get("tokenizer") else None
     model = GPT(config, tokenizer=tokenizer)
     state = _strip_prefixes(load_file(str(folder / WEIGHTS_NAME)))

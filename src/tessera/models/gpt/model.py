@@ -212,6 +212,12 @@ class GPT(ModelAdapter):
         length = _input_ids(batch).shape[1] - 1
         return self.num_tokens(batch) * self.config.flops_per_token(length)
 
+    def network(self) -> nn.Module:
+        """What export writes: this model, with any LoRA adapters merged into plain layers."""
+        from tessera.models.gpt.lora import has_lora, merge_lora
+
+        return merge_lora(self) if has_lora(self) else self
+
     def export_config(self) -> dict[str, Any]:
         shape = self.config.model_dump(exclude={"preset", "tokenizer"})
         tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None

@@ -1,28 +1,78 @@
-"""Registers the GPT family for recipes: `model: {name: gpt, preset: gpt-125m, ...}`."""
+"""Registers the GPT family for recipes: `model: {name: gpt, preset: gpt-125m, ...}`.
+
+Fine-tuning recipes add `init_from` (an exported model to start from: its shape and tokenizer
+come with it) and `lora` (train low-rank adapters instead of all weights).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import Field
+
+from tessera.core.errors import ConfigError
 from tessera.models.gpt.config import GPTConfig
+from tessera.models.gpt.lora import LoRAConfig, apply_lora
 from tessera.models.gpt.model import GPT
 from tessera.models.registry import register_model
 
+# Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
+TRAINING_OPTIONS = ("dropout", "activation_checkpointing")
+_NOT_SHAPE = {"name", "preset", "init_from", "lora", "tokenizer", "init", "init_std"}
+
 
 class GPTRecipeConfig(GPTConfig):
-    """`GPTConfig` plus the registry's `name` field."""
+    """`GPTConfig` plus the registry's `name`, a checkpoint to start from, and LoRA."""
 
     name: str = "gpt"
+    init_from: str | None = Field(None, description="exported model (run folder) to start from")
+    lora: LoRAConfig | None = Field(None, description="train LoRA adapters only")
 
 
-def build_gpt(config: GPTConfig) -> GPT:
+def build_gpt(config: GPTRecipeConfig) -> GPT:
     """The model a recipe describes; its tokenizer (if named) is loaded, checked against
     vocab_size (or supplies it) and saved with the model."""
-    from tessera.data.text.tokenizers import load_tokenizer
+    if config.init_from is not None:
+        model = _from_checkpoint(config)
+    else:
+        from tessera.data.text.tokenizers import load_tokenizer
 
-    shape = GPTConfig.model_validate(config.model_dump(exclude={"name", "preset"}))
-    tokenizer = load_tokenizer(shape.tokenizer) if shape.tokenizer else None
-    if tokenizer is not None:
-        shape = shape.with_vocab(tokenizer.vocab_size)
-    return GPT(shape, tokenizer=tokenizer)
+        shape = GPTConfig.model_validate(
+            config.model_dump(exclude={"name", "preset", "init_from", "lora"})
+        )
+        tokenizer = load_tokenizer(shape.tokenizer) if shape.tokenizer else None
+        if tokenizer is not None:
+            shape = shape.with_vocab(tokenizer.vocab_size)
+        model = GPT(shape, tokenizer=tokenizer)
+    if config.lora is not None:
+        apply_lora(model, config.lora)
+    return model
+
+
+def _from_checkpoint(config: GPTRecipeConfig) -> GPT:
+    from tessera.models.gpt.checkpoint import find_checkpoint, load_gpt, read_export_config
+
+    saved: dict[str, Any] = read_export_config(find_checkpoint(str(config.init_from)))["model"]
+    # Shape fields left at their defaults mean "the checkpoint's"; any other value must match.
+    shape_fields = set(GPTConfig.model_fields) - _NOT_SHAPE - set(TRAINING_OPTIONS)
+    mismatched = [
+        f
+        for f in sorted(shape_fields)
+        if getattr(config, f) != GPTConfig.model_fields[f].default
+        and getattr(config, f) != saved.get(f)
+    ]
+    if mismatched:
+        details = ", ".join(
+            f"{f}: recipe {getattr(config, f)!r} vs checkpoint {saved.get(f)!r}" for f in mismatched
+        )
+        raise ConfigError(
+            f"model.init_from: {config.init_from} is a model of another shape ({details}); "
+            "remove these fields from the recipe (the checkpoint's shape is used) or start "
+            "from a matching checkpoint."
+        )
+    overrides = {f: getattr(config, f) for f in TRAINING_OPTIONS}  # this run's, always
+    model = load_gpt(str(config.init_from), overrides=overrides)
+    return model.train()
 
 
 register_model("gpt", GPTRecipeConfig, build_gpt)
