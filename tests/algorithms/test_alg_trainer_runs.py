@@ -78,7 +78,17 @@ def check_effect(name, trainer, recorder):
         assert model.module.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("name", algorithms.names())
+# Language-model methods run together on a GPT in test_alg_language_model.py.
+LANGUAGE_MODEL = {
+    "alibi",
+    "gated_linear_units",
+    "low_precision_layernorm",
+    "sequence_length_warmup",
+}
+VISION_AND_GENERAL = [name for name in algorithms.names() if name not in LANGUAGE_MODEL]
+
+
+@pytest.mark.parametrize("name", VISION_AND_GENERAL)
 def test_each_method_trains_in_a_real_trainer_run(name, make_trainer):
     kwargs = dict(NEEDS.get(name, {}))
     model = kwargs.pop("model", tiny_resnet)()

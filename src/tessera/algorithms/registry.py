@@ -18,6 +18,10 @@ from tessera.core.errors import ConfigError, did_you_mean
 _PACKAGE = "tessera.algorithms"
 
 ALGORITHMS: dict[str, str] = {
+    "alibi": "alibi:Alibi",
+    "gated_linear_units": "gated_linear_units:GatedLinearUnits",
+    "low_precision_layernorm": "low_precision_layernorm:LowPrecisionLayerNormAlgorithm",
+    "sequence_length_warmup": "sequence_length_warmup:SequenceLengthWarmup",
     "augmix": "augmix:AugMix",
     "blurpool": "blurpool:BlurPool",
     "channels_last": "channels_last:ChannelsLast",
