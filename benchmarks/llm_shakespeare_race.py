@@ -4,7 +4,8 @@ Both run as separate processes on the same machine, one after the other, on the 
 split of tinyshakespeare: nanoGPT's own `train_shakespeare_char` setup (an unmodified copy of
 the peer, run from a temporary folder) and `tessera train recipes/shakespeare-char.yaml` with
 overrides for the same model shape. Every output line is time-stamped from process start; a
-run is stopped at its first evaluation at or below the target, or at the time limit.
+run is timed to its first evaluation at or below the target; nanoGPT is stopped there, Tessera
+runs on to export its model (for `tessera generate`); both stop at the time limit.
 
     python benchmarks/llm_shakespeare_race.py --machine cpu --nanogpt ../shared/peers/nanoGPT \
         --text ../shared/data/tinyshakespeare/input.txt --target 1.88 --limit 1800
@@ -63,7 +64,14 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
         ]
         schedule = {
             "a": ["max_duration=2000ba", "eval_interval=100ba", "optimizer.lr=0.002"],
-            "b": ["max_duration=1200ba", "eval_interval=100ba", "optimizer.lr=0.003"],
+            "b": [
+                "max_duration=800ba",
+                "eval_interval=100ba",
+                "optimizer.lr=0.003",
+                "data.batch_size=24",
+                "scheduler.t_warmup=50ba",
+                "data.eval_max_sequences=512",
+            ],
         }
         return [*data, *common, *shape, *schedule[variant]]
     shape = [
@@ -96,6 +104,7 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
 
 
 def race(
+    stop: bool,
     command: list[str],
     cwd: Path,
     pattern: re.Pattern,
@@ -128,9 +137,10 @@ def race(
                     {"step": int(match.group(1)), "seconds": round(now, 2), "val_loss": loss}
                 )
                 print(f"  {now:7.1f}s step {match.group(1)} val {loss:.4f}", flush=True)
-                if loss <= target:
+                if loss <= target and reached is None:
                     reached = now
-                    break
+                    if stop:
+                        break
             if now > limit:
                 break
     process.kill()
@@ -161,7 +171,15 @@ def run_nanogpt(args: argparse.Namespace, work: Path) -> dict:
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return race(
-        command, copy, NANOGPT_EVAL, 3, args.target, args.limit, args.logs / "nanogpt.log", env
+        True,
+        command,
+        copy,
+        NANOGPT_EVAL,
+        3,
+        args.target,
+        args.limit,
+        args.logs / "nanogpt.log",
+        env,
     )
 
 
@@ -183,6 +201,7 @@ def run_tessera(args: argparse.Namespace, work: Path, variant: str) -> dict:
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     return race(
+        False,
         command,
         ROOT,
         TESSERA_EVAL,
@@ -204,10 +223,12 @@ def main() -> None:
     parser.add_argument("--runs", default="nanogpt,tessera-a", help="which runs, in order")
     parser.add_argument("--logs", type=Path, default=Path("race-logs"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--work", default=None, help="keep run folders here (default: temp)")
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
     results = {"machine": args.machine, "target": args.target}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or scratch
         for run in args.runs.split(","):
             print(f"{run}:", flush=True)
             if run == "nanogpt":

@@ -162,3 +162,25 @@ def test_tokenize_command_refuses_bad_input(tmp_path: Path, capsys: pytest.Captu
     assert "bad.jsonl:2: no field 'text' (fields: body)" in capsys.readouterr().err
     with pytest.raises(UserError, match="no such file"):
         load_tokenizer(str(tmp_path / "missing.json"))
+
+
+def test_tokenize_to_streaming_shards_matches_token_files(tmp_path: Path) -> None:
+    common = [str(SHAKESPEARE), "--tokenizer", "char", "--seq-len", "64"]
+    assert main(["data", "tokenize", *common, "--out", str(tmp_path / "files")]) == 0
+    assert (
+        main(["data", "tokenize", *common, "--out", str(tmp_path / "shards"), "--format", "shards"])
+        == 0
+    )
+    from tessera.data.registry import DataContext
+    from tessera.data.text.registration import TextDataConfig, build_text
+
+    loaders = build_text(
+        TextDataConfig(shards=str(tmp_path / "shards"), batch_size=32, eval_batch_size=32),
+        DataContext(),
+    )
+    streamed = next(iter(loaders.eval["eval"]))["input_ids"]
+    files = TokenDataset(tmp_path / "files" / "val")
+    assert streamed.shape == (32, 65)
+    assert torch.equal(streamed, torch.stack([files[i]["input_ids"] for i in range(32)]))
+    train = next(iter(loaders.train))["input_ids"]
+    assert train.shape == (32, 65) and train.dtype == torch.int64

@@ -32,6 +32,12 @@ def add_parser(subparsers: Any) -> None:
     tokenize.add_argument("--text-field", default="text", help="JSONL field with the text")
     tokenize.add_argument("--lines", action="store_true", help="each text line is a document")
     tokenize.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    tokenize.add_argument(
+        "--format",
+        choices=["tokens", "shards"],
+        default="tokens",
+        help="memory-mapped token files, or streaming shards (OUT/train/, OUT/val/)",
+    )
     tokenize.set_defaults(func=run_tokenize)
 
     tokenizer = commands.add_parser("tokenizer", help="train tokenizers")
@@ -74,6 +80,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         progress=True,
+        shards=args.format == "shards",
     )
     for split, numbers in summary.items():
         details = ", ".join(f"{key} {value:,}" for key, value in numbers.items())

@@ -134,6 +134,36 @@ def write_split(
     return {"sequences": len(documents), "tokens": int(lengths.sum()), "truncated": truncated}
 
 
+def write_split_shards(
+    out: str, documents: list[EncodedDocument], tokenizer: Tokenizer, seq_len: int, mode: str
+) -> dict[str, Any]:
+    """Write one split as streaming shards (`tessera.data.ShardWriter`): one sample per
+    sequence of `seq_len + 1` tokens, with `labels` (-100 = no loss) in pad mode."""
+    from tessera.data.text.token_file import TokenDataset, TokenFile, token_dtype
+    from tessera.data.writer import ShardWriter
+
+    meta = {"vocab_size": tokenizer.vocab_size, "seq_len": seq_len}
+    if mode == "concat":
+        source = TokenFile.in_memory(pack_stream(documents), meta)
+    else:
+        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+        rows, lengths, prompts, _ = pad_rows(documents, seq_len, pad_id)
+        source = TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts)
+    dataset = TokenDataset(source)
+    dtype = token_dtype(tokenizer.vocab_size)
+    columns = {"input_ids": f"tokens:{'uint16' if dtype.itemsize == 2 else 'uint32'}"}
+    if mode == "pad":
+        columns["labels"] = "tokens:int32"
+    with ShardWriter(out, columns, compression="zstd", overwrite=True) as writer:
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            row = {"input_ids": sample["input_ids"].numpy().astype(dtype)}
+            if mode == "pad":
+                row["labels"] = sample["labels"].numpy().astype(np.int32)
+            writer.write(row)
+    return {"sequences": len(dataset), "tokens": int(source.tokens.size)}
+
+
 def tokenize_to_folder(
     documents: Iterable[Document],
     tokenizer: Tokenizer,
@@ -143,8 +173,10 @@ def tokenize_to_folder(
     val_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = False,
+    shards: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Tokenize documents into `out_dir/train.*`, `out_dir/val.*` and `tokenizer.json`."""
+    """Tokenize documents into `out_dir/train.*`, `out_dir/val.*` and `tokenizer.json` (or,
+    with `shards`, streaming shard sets `out_dir/train/` and `out_dir/val/`)."""
     if mode not in MODES:
         raise UserError(f"packing mode {mode!r} is unknown; accepted: {', '.join(MODES)}.")
     if seq_len < 1:
@@ -157,6 +189,12 @@ def tokenize_to_folder(
     train, val = split_documents(encoded, val_fraction, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if shards:
+        summary = {"train": write_split_shards(str(out / "train"), train, tokenizer, seq_len, mode)}
+        if val:
+            summary["val"] = write_split_shards(str(out / "val"), val, tokenizer, seq_len, mode)
+        tokenizer.save(out / "tokenizer.json")
+        return summary
     summary = {"train": write_split(out / "train", train, tokenizer, seq_len, mode)}
     if val:
         summary["val"] = write_split(out / "val", val, tokenizer, seq_len, mode)

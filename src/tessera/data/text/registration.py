@@ -1,7 +1,9 @@
 """Registers token data for recipes: `data: {name: text, text: FILE, tokenizer: SPEC, ...}`.
 
-Either `path` (a folder written by `tessera data tokenize`, with train.* and val.*) or `text`
-(raw text/JSONL files, tokenized in memory at start-up: fine for corpora of a few hundred MB).
+One of `path` (a folder written by `tessera data tokenize`, with train.* and val.*), `shards`
+(`tessera data tokenize --format shards`: streaming shards, local or remote, read through
+`StreamingDataset`) or `text` (raw text/JSONL files, tokenized in memory at start-up: fine for
+corpora of a few hundred MB).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tessera.core.data import make_dataloader
@@ -26,6 +30,10 @@ class TextDataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "text"
     path: str | None = Field(None, description="folder from `tessera data tokenize`")
+    shards: str | None = Field(
+        None, description="folder/URL from `tessera data tokenize --format shards` (streamed)"
+    )
+    cache: str | None = Field(None, description="local cache folder when `shards` is remote")
     text: list[str] | str | None = Field(None, description="raw text/JSONL file(s)")
     tokenizer: str | None = Field(None, description="tokenizer spec/file (with `text`)")
     text_field: str = Field("text", description="JSONL field holding the text")
@@ -45,8 +53,11 @@ class TextDataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> TextDataConfig:
-        if (self.path is None) == (self.text is None):
-            raise ValueError("give exactly one of 'path' (tokenized folder) or 'text' (raw files)")
+        if sum(x is not None for x in (self.path, self.text, self.shards)) != 1:
+            raise ValueError(
+                "give exactly one of 'path' (token files), 'shards' (streaming shards) or "
+                "'text' (raw files)"
+            )
         if self.text is not None and self.tokenizer is None:
             raise ValueError("'text' needs 'tokenizer' (e.g. 'char:FILE', 'byte', a JSON file)")
         if self.text is not None and self.seq_len is None:
@@ -91,7 +102,51 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
     return dataset(train_docs), (dataset(val_docs) if val_docs else None)
 
 
+def _as_tensors(sample: dict) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(value.astype(np.int64)) for key, value in sample.items()}
+
+
+def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
+    from torch.utils.data import DataLoader
+
+    from tessera.data.dataset import StreamingDataset
+
+    batch = per_rank_batch_size(config.batch_size, context)
+    remote = "://" in str(config.shards)
+    location = (
+        {"remote": config.shards, "local": config.cache} if remote else {"local": config.shards}
+    )
+
+    def stream(split: str, shuffle: bool, batch_size: int) -> StreamingDataset:
+        return StreamingDataset(
+            **location,
+            split=split,
+            shuffle=shuffle,
+            seed=context.seed,
+            batch_size=batch_size,
+            transform=_as_tensors,
+            rank=context.rank,
+            world_size=context.world_size,
+        )
+
+    train = stream("train", config.shuffle, batch)
+    loaders = DataLoaders(
+        train=DataLoader(
+            train, batch_size=batch, num_workers=config.num_workers, drop_last=config.drop_last
+        )
+    )
+    val_index = Path(str(config.shards)) / "val"
+    if remote or val_index.is_dir():
+        val = stream("val", False, config.eval_batch_size)
+        loaders.eval["eval"] = DataLoader(
+            val, batch_size=config.eval_batch_size, num_workers=config.num_workers
+        )
+    return loaders
+
+
 def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:
+    if config.shards is not None:
+        return _build_shards(config, context)
     train, val = _datasets(config)
     batch = per_rank_batch_size(config.batch_size, context)
     if config.drop_last and len(train) < batch * context.world_size:
