@@ -30,6 +30,8 @@ def add_parser(subparsers: Any) -> None:
     )
     tokenize.add_argument("--val-fraction", type=float, default=0.1, help="held-out share")
     tokenize.add_argument("--text-field", default="text", help="JSONL field with the text")
+    tokenize.add_argument("--prompt-field", default=None, help="JSONL field of prompts (no loss)")
+    tokenize.add_argument("--response-field", default=None, help="JSONL field of responses")
     tokenize.add_argument("--lines", action="store_true", help="each text line is a document")
     tokenize.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     tokenize.add_argument(
@@ -63,7 +65,13 @@ def run_tokenize(args: argparse.Namespace) -> int:
     from tessera.data.text.tokenizers import CharTokenizer, load_tokenizer
 
     def documents() -> Any:
-        return read_documents(args.inputs, args.text_field, lines=args.lines)
+        return read_documents(
+            args.inputs,
+            args.text_field,
+            lines=args.lines,
+            prompt_field=args.prompt_field,
+            response_field=args.response_field,
+        )
 
     if args.tokenizer == "char":
         tokenizer = CharTokenizer.train(
