@@ -1,5 +1,5 @@
-"""Shared runs for the distributed tests: a one-process reference run that the multi-process
-runs must reproduce (same recipe, same global batch)."""
+"""Shared runs for the distributed tests: a one-process reference run, and the same recipe on
+two DDP processes through the launcher (the uninterrupted run the restart test must equal)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ from dist_support import summary, tiny_recipe, train
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
-    """One process, no parallelism: 6 batches of a tiny GPT, checkpoints at 3 and 6."""
+    """One process, no parallelism."""
     folder = tmp_path_factory.mktemp("reference")
-    recipe = tiny_recipe(folder)
-    result = train(recipe)
+    result = train(tiny_recipe(folder))
+    return {"run": folder / "runs" / "tiny", "summary": summary(result)}
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory):
+    """Two processes, DDP (the default strategy), same global batch."""
+    folder = tmp_path_factory.mktemp("ddp")
+    result = train(tiny_recipe(folder), "--nproc", "2")
     return {"run": folder / "runs" / "tiny", "summary": summary(result)}

@@ -16,24 +16,22 @@ from dist_support import (
 from safetensors.torch import load_file
 
 
-def test_ddp_two_processes_match_one(tmp_path, reference):
-    recipe = tiny_recipe(tmp_path)
-    result = train(recipe, "--nproc", "2")
-    run = tmp_path / "runs" / "tiny"
-    assert summary(result)["world_size"] == 2
-    # rank 0's rank-0 full checkpoints (DDP) and every rank's log in the run folder
+def test_ddp_two_processes_match_one(ddp_run, reference):
+    run = ddp_run["run"]
+    assert ddp_run["summary"]["world_size"] == 2
+    # rank 0 writes full checkpoints (DDP); every rank's log lands in the run folder
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
-        "ep0-ba3.pt",
-        "ep0-ba6.pt",
+        "ep0-ba22.pt",
+        "ep0-ba24.pt",
     ]
     assert len(list((run / "logs").glob("*/attempt_0/*/stderr.log"))) == 2
     assert_same_weights(weights(run), weights(reference["run"]))
     # the logged training loss is the mean over ranks: the whole batch's loss
     expected_losses = train_losses(reference["run"])
-    assert sorted(expected_losses) == [1, 2, 3, 4, 5, 6]
+    assert sorted(expected_losses) == list(range(1, 25))
     assert train_losses(run) == pytest.approx(expected_losses, abs=1e-5)
     # evaluation metrics are reduced over both ranks' halves of the eval data
-    assert summary(result)["eval"]["eval"]["loss"] == pytest.approx(
+    assert ddp_run["summary"]["eval"]["eval"]["loss"] == pytest.approx(
         reference["summary"]["eval"]["eval"]["loss"], abs=1e-5
     )
 
@@ -41,9 +39,9 @@ def test_ddp_two_processes_match_one(tmp_path, reference):
 def test_fsdp_saved_on_two_resumes_on_one(tmp_path, reference):
     recipe = tiny_recipe(tmp_path, parallelism={"strategy": "fsdp"})
     run = tmp_path / "runs" / "tiny"
-    first = train(recipe, "--nproc", "2", "max_duration=3ba")
+    first = train(recipe, "--nproc", "2", "max_duration=10ba")
     assert summary(first)["world_size"] == 2
-    shards = run / "checkpoints" / "ep0-ba3"
+    shards = run / "checkpoints" / "ep0-ba10"
     assert {p.name for p in shards.iterdir()} >= {
         ".metadata",
         "__0_0.distcp",
@@ -52,15 +50,15 @@ def test_fsdp_saved_on_two_resumes_on_one(tmp_path, reference):
         "train-state-rank1.pt",
     }
     second = train(recipe)  # same run folder, one process: autoresume reshards 2 -> 1
-    assert summary(second)["resumed_from"].endswith("ep0-ba3")
-    assert summary(second)["timestamp"]["batch"] == 6
+    assert summary(second)["resumed_from"].endswith("ep0-ba10")
+    assert summary(second)["timestamp"]["batch"] == 24
     # same step, same data order, same optimizer state: the one-process run's weights/losses
     assert_same_weights(weights(run), weights(reference["run"]))
     assert train_losses(run) == pytest.approx(train_losses(reference["run"]), abs=1e-5)
     # the sharded checkpoint consolidates into the exported model, without a process group
     from tessera.core.sharded_checkpoint import consolidate
 
-    folder = consolidate(run / "checkpoints" / "ep0-ba6", tmp_path / "consolidated")
+    folder = consolidate(run / "checkpoints" / "ep0-ba24", tmp_path / "consolidated")
     merged = load_file(str(folder / "model.safetensors"))
     final = weights(run)
     assert all(torch.equal(merged[name], final[name]) for name in final)
@@ -71,9 +69,9 @@ def test_fsdp_saved_on_two_resumes_on_one(tmp_path, reference):
 def test_fsdp_saved_on_one_resumes_on_two(tmp_path, reference):
     recipe = tiny_recipe(tmp_path, parallelism={"strategy": "fsdp"})
     run = tmp_path / "runs" / "tiny"
-    train(recipe, "max_duration=3ba")
+    train(recipe, "max_duration=10ba")
     second = train(recipe, "--nproc", "2")
-    assert summary(second)["resumed_from"].endswith("ep0-ba3")
+    assert summary(second)["resumed_from"].endswith("ep0-ba10")
     assert summary(second)["world_size"] == 2
     assert_same_weights(weights(run), weights(reference["run"]))
     assert train_losses(run) == pytest.approx(train_losses(reference["run"]), abs=1e-5)

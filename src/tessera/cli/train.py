@@ -126,6 +126,7 @@ def _train(config: object) -> int:
             if trainer.engine.profile:
                 for event, hook, seconds, calls in trainer.engine.timing_report():
                     print(f"{seconds:9.3f}s {calls:7d}x  {event:<22} {hook}")
+        distributed.barrier()  # leave together: no rank tears down while another still works
     finally:
         distributed.stop()
     return 0

@@ -156,12 +156,35 @@ def start(
     options: dict[str, Any] = {"timeout": datetime.timedelta(seconds=timeout_s)}
     if chosen.type == "cuda":
         options["device_id"] = chosen
-    if "MASTER_ADDR" not in os.environ:  # one process that needs a group (FSDP): local store
+    store = _restart_store(world_size, options["timeout"])
+    if store is not None:
+        options.update(store=store, rank=rank, world_size=world_size)
+    elif "MASTER_ADDR" not in os.environ:  # one process that needs a group (FSDP): local store
         options.update(
             init_method=f"tcp://127.0.0.1:{free_port()}", rank=rank, world_size=world_size
         )
     dist.init_process_group(name, **options)
     return ProcessInfo(rank, world_size, local_rank, local_world_size, chosen, name)
+
+
+def _restart_store(world_size: int, timeout: datetime.timedelta) -> Any:
+    """Under torchrun, the agent's key-value store with a prefix per restart attempt.
+
+    The elastic agent keeps one store across restarts; without a fresh prefix, a restarted
+    rank can read the address a dead rank published in the previous attempt and fail to
+    connect (seen with gloo in torch 2.13). Returns None outside torchrun.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=timeout,
+    )
+    return dist.PrefixStore(f"tessera/attempt-{attempt}", client)
 
 
 def stop() -> None:
