@@ -98,5 +98,6 @@ def test_whole_run_bar_counts_in_the_duration_unit():
     assert logger.use_bar and not logger.per_epoch
     frames = buffer.getvalue().split("\r")
     bars = [frame for frame in frames if frame.startswith("\x1b[2Ksamples ")]
-    assert any("50.0%" in frame for frame in bars) and "100.0%" in bars[-1]
+    # Rich redraws on its own clock, so only the last frame (drawn on stop) is certain.
+    assert bars and "100.0%" in bars[-1] and "loss " in bars[-1]
     assert "training finished at epoch 0 batch 12 (192 samples)" in buffer.getvalue()

@@ -39,13 +39,13 @@ def test_samples_per_second_matches_a_controlled_sleep():
     monitor = SpeedMonitor(window=4, log_interval=4)
     recorder = Recorder()
     state = make_state("8ba", batch_size=BATCH)
-    # The clock runs after the monitor; both see the same batches.
-    Loop(state, callbacks=[monitor, clock], loggers=[recorder], batch_sleep=SLEEP).fit()
+    # The clock runs just before the monitor at each event: both time the same batches.
+    Loop(state, callbacks=[clock, monitor], loggers=[recorder], batch_sleep=SLEEP).fit()
 
     rates = recorder.values("throughput/samples_per_sec")
     assert sorted(rates) == [4, 8]
-    expected = 4 * BATCH / sum(clock.durations[4:8])  # the window: the last 4 batches
-    assert rates[8] == pytest.approx(expected, rel=0.1)
+    window_seconds = sum(clock.durations[4:8])  # the window: the last 4 batches
+    assert 4 * BATCH / rates[8] == pytest.approx(window_seconds, abs=0.02)
     assert rates[8] < BATCH / SLEEP  # each batch took at least the sleep
     assert recorder.values("throughput/batches_per_sec")[8] == pytest.approx(
         rates[8] / BATCH, rel=1e-9
@@ -53,16 +53,39 @@ def test_samples_per_second_matches_a_controlled_sleep():
     assert "throughput/tokens_per_sec" not in recorder.records[-1][1]
     assert "throughput/mfu" not in recorder.records[-1][1]  # CPU, no peak given
     train_seconds = recorder.values("time/train_seconds")[8]
-    assert train_seconds == pytest.approx(sum(clock.durations), rel=0.05)
+    assert train_seconds == pytest.approx(sum(clock.durations), abs=0.02)
+
+
+class EvalClock(Callback):
+    """Measures, independently, the time from FIT_START to each BATCH_END and each evaluation."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.batch_ends: list[float] = []
+        self.evaluations: list[float] = []
+        self._eval_start = 0.0
+
+    def fit_start(self, state, logger):
+        self.start = time.perf_counter()
+
+    def batch_end(self, state, logger):
+        self.batch_ends.append(time.perf_counter() - self.start)
+
+    def eval_start(self, state, logger):
+        self._eval_start = time.perf_counter()
+
+    def eval_end(self, state, logger):
+        self.evaluations.append(time.perf_counter() - self._eval_start)
 
 
 def test_evaluation_time_is_not_training_time():
     monitor = SpeedMonitor(window=4, log_interval=4)
+    clock = EvalClock()
     recorder = Recorder()
     state = make_state("4ba", batch_size=BATCH)
     loop = Loop(
         state,
-        callbacks=[monitor],
+        callbacks=[clock, monitor],
         loggers=[recorder],
         eval_every=2,
         eval_sleep=0.5,
@@ -70,11 +93,14 @@ def test_evaluation_time_is_not_training_time():
         scripted_eval=lambda i: {"eval": {"accuracy": 0.5}},
     )
     loop.fit()
-    # 4 batches of >= 40 ms each; with the 0.5 s evaluation counted it would be < 29/s.
+    # Evaluations ran after batches 2 and 4; only the first lies inside the timed batches.
+    assert len(clock.evaluations) == 2 and min(clock.evaluations) >= 0.5
+    wall_to_batch_4 = clock.batch_ends[3]
+    logged = recorder.values("time/train_seconds")[4]
+    assert logged == pytest.approx(wall_to_batch_4 - clock.evaluations[0], abs=0.05)
+    assert monitor.eval_seconds == pytest.approx(sum(clock.evaluations), abs=0.05)
     rate = recorder.values("throughput/samples_per_sec")[4]
-    assert rate > 4 * BATCH / (4 * SLEEP + 0.5)
-    assert monitor.eval_seconds >= 0.5
-    assert monitor.train_seconds < 4 * SLEEP + 0.5
+    assert rate == pytest.approx(4 * BATCH / logged, rel=1e-6)
 
 
 def test_mfu_is_flops_over_time_over_peak():
