@@ -77,6 +77,7 @@ def make_state(
     optimizers: Sequence[torch.optim.Optimizer] | None = None,
     rank: int = 0,
 ) -> State:
+    torch.manual_seed(0)  # the same initial weights in every test
     images, labels = fashion_mnist(samples)
     loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size)
     model = model or TinyClassifier()
