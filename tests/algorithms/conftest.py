@@ -65,9 +65,9 @@ def tiny_mlp(seed: int = 0) -> ModuleAdapter:
 
 @pytest.fixture
 def loaders(fashion_test):
-    """(train, eval) loaders over real images: `batches` batches of 32 to train on."""
+    """(train, eval) loaders over real images: `batches` batches of 16 to train on."""
 
-    def build(batches: int = 3, batch_size: int = 32, shuffle: bool = True):
+    def build(batches: int = 3, batch_size: int = 16, shuffle: bool = True):
         train = make_dataloader(
             FirstImages(fashion_test, 0, batches * batch_size),
             batch_size,

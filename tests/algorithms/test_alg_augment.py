@@ -23,9 +23,9 @@ def test_mixup_is_the_stated_convex_combination(images):
     assert lam == 0.7 and torch.equal(targets, y) and torch.equal(permuted, y[permutation])
     assert torch.allclose(mixed, 0.7 * x + 0.3 * x[permutation])
     generator = torch.Generator().manual_seed(0)
-    lams = [mixup_batch(x, y, alpha=0.2, generator=generator)[3] for _ in range(200)]
+    lams = [mixup_batch(x[:4], y[:4], alpha=0.2, generator=generator)[3] for _ in range(100)]
     # Beta(0.2, 0.2) piles up near 0 and 1
-    assert sum(lam < 0.1 or lam > 0.9 for lam in lams) > 100
+    assert sum(lam < 0.1 or lam > 0.9 for lam in lams) > 50
 
 
 def test_cutmix_pastes_one_box_and_lam_is_the_kept_area(images):
