@@ -212,9 +212,12 @@ def command_run(args: argparse.Namespace) -> None:
         # Untimed warm-up so CUDA/cuDNN start-up is not charged to the first recipe.
         warm_args = argparse.Namespace(**{**vars(args), "set": [*args.set, "max_duration=40ba"]})
         build_run("hot", 0, warm_args.set, None, args.device, "1ep", 2.0)[0].fit()
-    jobs = [(recipe, recipe, None) for recipe in args.recipes]
-    for method in args.ablation:
-        jobs.append((f"baseline+{method}", "baseline", {method: ABLATION_KWARGS.get(method, {})}))
+    # The recipe ladder over every seed first (the headline), then the one-method ablations.
+    jobs = [(recipe, recipe, None, seed) for seed in args.seeds for recipe in args.recipes]
+    for seed in args.seeds[: args.ablation_seeds]:
+        for method in args.ablation:
+            extra = {method: ABLATION_KWARGS.get(method, {})}
+            jobs.append((f"baseline+{method}", "baseline", extra, seed))
     payload = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -224,36 +227,25 @@ def command_run(args: argparse.Namespace) -> None:
         "target": args.target,
         "overrides": args.set,
         "eval_interval": args.eval_interval,
+        "stop_at_target": not args.no_stop,
         "runs": [],
     }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    seeds_for = {
-        name: args.seeds if extra is None else args.seeds[: args.ablation_seeds]
-        for name, _, extra in jobs
-    }
-    total = sum(len(seeds_for[name]) for name, _, _ in jobs)
     with Progress() as progress:
-        task = progress.add_task("time to accuracy", total=total)
-        for seed_index in range(len(args.seeds)):
-            for name, recipe, extra in jobs:
-                if seed_index >= len(seeds_for[name]):
-                    continue
-                seed = seeds_for[name][seed_index]
-                progress.update(task, description=f"{name} seed {seed}")
-                result = run_one(name, recipe, seed, args, extra)
-                payload["runs"].append(result)
-                write_json(output, payload)
-                progress.console.print(
-                    f"{name:>32} seed {seed}: "
-                    + (
-                        f"{result['seconds_to_target']:.1f}s to target"
-                        if result["reached"]
-                        else "target not reached"
-                    )
-                    + f", best {result['best_accuracy']:.4f}, {result['throughput']:.0f} samples/s"
-                )
-                progress.advance(task)
+        task = progress.add_task("time to accuracy", total=len(jobs))
+        for name, recipe, extra, seed in jobs:
+            progress.update(task, description=f"{name} seed {seed}")
+            result = run_one(name, recipe, seed, args, extra)
+            payload["runs"].append(result)
+            write_json(output, payload)
+            reached = result["seconds_to_target"]
+            progress.console.print(
+                f"{name:>32} seed {seed}: "
+                + (f"{reached:.1f}s to target" if reached is not None else "target not reached")
+                + f", best {result['best_accuracy']:.4f}, {result['throughput']:.0f} samples/s"
+            )
+            progress.advance(task)
     print(f"wrote {output}")
 
 
