@@ -98,6 +98,12 @@ class SAM(Algorithm):
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if not state.optimizers:
             raise ConfigError("algorithm 'sam' wraps the optimizer, but the run has none")
+        if state.scaler is not None:
+            raise ConfigError(
+                f"algorithm 'sam' cannot run with precision '{state.precision.value}': PyTorch's "
+                "gradient scaler does not accept the closure SAM's second pass needs; use "
+                "precision 'amp_bf16' or 'fp32'"
+            )
         if isinstance(state.optimizers[0], SAMOptimizer):
             return
         state.optimizers[0] = SAMOptimizer(
