@@ -207,6 +207,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def command_run(args: argparse.Namespace) -> None:
     from rich.progress import Progress
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
         # Untimed warm-up so CUDA/cuDNN start-up is not charged to the first recipe.
@@ -228,6 +230,7 @@ def command_run(args: argparse.Namespace) -> None:
         "overrides": args.set,
         "eval_interval": args.eval_interval,
         "stop_at_target": not args.no_stop,
+        "threads": torch.get_num_threads(),
         "runs": [],
     }
     output = Path(args.output)
@@ -388,6 +391,12 @@ def main() -> None:
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
     run.add_argument("--output", default="benchmarks/results/time_to_accuracy.json")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 avoids OpenMP oversubscription on a busy shared machine)",
+    )
     run.add_argument(
         "--no-stop", action="store_true", help="train each budget to the end (full curves)"
     )
