@@ -177,6 +177,7 @@ def build_trainer(
     if sharded:
         autoresume = folder.checkpoints if config.autoresume else None
         sharded_checkpoint.resume(trainer, autoresume, config.load_path)
+    trainer.logger.log_hyperparameters(config.model_dump(mode="json"))
     return trainer, folder
 
 

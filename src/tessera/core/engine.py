@@ -141,5 +141,12 @@ class Engine:
         return sorted(rows, key=lambda row: row[2], reverse=True)[:top]
 
     def close(self) -> None:
+        """Close every callback, even when one of them fails; the first error is raised."""
+        first_error: BaseException | None = None
         for callback in self.callbacks:
-            callback.close(self.state, self.logger)
+            try:
+                callback.close(self.state, self.logger)
+            except Exception as error:
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
