@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LEVELS = (2.5, 2.3, 2.1, 2.0, 1.88, 1.6, 1.47)
 NANOGPT_EVAL = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 TESSERA_EVAL = re.compile(r"eval at batch (\d+): loss ([\d.]+)")
 
@@ -52,6 +53,8 @@ NANOGPT_ARGS = {
 def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
     data = [f"data.text={text}", f"data.tokenizer=char:{text}", f"model.tokenizer=char:{text}"]
     common = ["save_interval=null", "loggers={progress: {}}", "data.eval_max_sequences=null"]
+    if machine == "cpu" and variant in ("recipe", "short"):
+        return [*data, "save_interval=null", "loggers={progress: {}}", *schedule_cpu(variant)]
     if machine == "cpu":
         shape = [
             "model.n_layer=4",
@@ -103,6 +106,10 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
     return [*data, *common, *shape, *schedule[variant]]
 
 
+def schedule_cpu(variant: str) -> list[str]:
+    return {"recipe": [], "short": ["max_duration=1000ba", "optimizer.lr=0.003"]}[variant]
+
+
 def race(
     stop: bool,
     command: list[str],
@@ -130,13 +137,15 @@ def race(
         for line in process.stdout:
             now = time.perf_counter() - start
             handle.write(f"{now:8.2f} {line}")
+            handle.flush()
             match = pattern.search(line)
             if match:
                 loss = float(match.group(loss_group))
                 history.append(
                     {"step": int(match.group(1)), "seconds": round(now, 2), "val_loss": loss}
                 )
-                print(f"  {now:7.1f}s step {match.group(1)} val {loss:.4f}", flush=True)
+                name = log.stem
+                print(f"  {name}: {now:7.1f}s step {match.group(1)} val {loss:.4f}", flush=True)
                 if loss <= target and reached is None:
                     reached = now
                     if stop:
@@ -224,18 +233,39 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, default=Path("race-logs"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--work", default=None, help="keep run folders here (default: temp)")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run all at once (on a machine loaded by others, both then share its load)",
+    )
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
     results = {"machine": args.machine, "target": args.target}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.work or scratch
-        for run in args.runs.split(","):
-            print(f"{run}:", flush=True)
+
+        def one(run: str) -> dict:
             if run == "nanogpt":
-                results[run] = run_nanogpt(args, Path(tmp))
-            else:
-                results[run] = run_tessera(args, Path(tmp), run.split("-")[1])
-            print(json.dumps({run: results[run]["seconds_to_target"]}), flush=True)
+                return run_nanogpt(args, Path(tmp))
+            return run_tessera(args, Path(tmp), run.split("-", 1)[1])
+
+        runs = args.runs.split(",")
+        if args.parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(runs)) as pool:
+                for run, result in zip(runs, pool.map(one, runs)):
+                    results[run] = result
+        else:
+            for run in runs:
+                print(f"{run}:", flush=True)
+                results[run] = one(run)
+    for run in runs:
+        history = results[run]["history"]
+        results[run]["seconds_to"] = {
+            str(level): next((h["seconds"] for h in history if h["val_loss"] <= level), None)
+            for level in LEVELS
+        }
     base = results.get("nanogpt", {}).get("seconds_to_target")
     for value in results.values():
         if isinstance(value, dict) and value.get("seconds_to_target") and base:

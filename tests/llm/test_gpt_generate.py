@@ -18,7 +18,7 @@ STYLES = [
 
 def model_for(style: dict, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=50, max_seq_len=40, n_layer=2, n_head=4, d_model=32, **style)
+    config = GPTConfig(vocab_size=50, max_seq_len=24, n_layer=2, n_head=4, d_model=32, **style)
     model = GPT(config).eval()
     # Larger weights than the init make the logits far from uniform, so errors would show.
     with torch.no_grad():
@@ -30,12 +30,12 @@ def model_for(style: dict, seed: int = 0) -> GPT:
 @pytest.mark.parametrize("style", STYLES, ids=lambda s: s["position"])
 def test_cached_logits_equal_full_recomputation(style: dict) -> None:
     model = model_for(style)
-    ids = torch.randint(0, 50, (3, 25))
+    ids = torch.randint(0, 50, (3, 24))
     with torch.no_grad():
         full = model.run(ids)
         cache = model.new_cache(3)
         pieces = [model.run(ids[:, :9], cache=cache)]
-        pieces += [model.run(ids[:, i : i + 1], cache=cache) for i in range(9, 25)]
+        pieces += [model.run(ids[:, i : i + 1], cache=cache) for i in range(9, 24)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-4, atol=1e-4)
 
 
@@ -43,12 +43,12 @@ def test_cached_logits_equal_full_recomputation(style: dict) -> None:
 def test_greedy_generation_with_and_without_cache_is_identical(style: dict) -> None:
     model = model_for(style, seed=1)
     prompts = [[1, 2, 3, 4], [7, 8], [9, 10, 11, 12, 13, 14]]
-    # 50 new tokens run past max_seq_len (40): both modes then slide a window.
-    sampling = Sampling(max_new_tokens=50, temperature=0.0)
+    # 30 new tokens run past max_seq_len (24): both modes then slide a window.
+    sampling = Sampling(max_new_tokens=30, temperature=0.0)
     cached = generate_ids(model, prompts, sampling, use_cache=True)
     recomputed = generate_ids(model, prompts, sampling, use_cache=False)
     assert cached == recomputed
-    assert all(len(row) == 50 for row in cached)
+    assert all(len(row) == 30 for row in cached)
 
 
 def test_a_padded_batch_decodes_each_row_as_if_alone() -> None:
@@ -88,8 +88,8 @@ def test_eos_and_stop_end_rows_early() -> None:
 
 def test_bad_requests_are_refused_clearly() -> None:
     model = model_for(STYLES[0])
-    with pytest.raises(UserError, match=r"prompt of 41 tokens is longer than .* \(40\)"):
-        generate_ids(model, [[1] * 41], Sampling(max_new_tokens=1))
+    with pytest.raises(UserError, match=r"prompt of 25 tokens is longer than .* \(24\)"):
+        generate_ids(model, [[1] * 25], Sampling(max_new_tokens=1))
     with pytest.raises(UserError, match="top_p must be in"):
         generate_ids(model, [[1]], Sampling(top_p=1.5))
     with pytest.raises(UserError, match="at least one token"):

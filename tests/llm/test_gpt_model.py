@@ -167,4 +167,4 @@ def test_too_long_and_out_of_vocabulary_inputs_are_refused() -> None:
     with pytest.raises(UserError, match=r"60 tokens is longer than the model's max_seq_len \(48\)"):
         model({"input_ids": torch.zeros(1, 61, dtype=torch.long)})
     with pytest.raises(UserError, match=r"token id 120 but the model's vocab_size is 97"):
-        model({"input_ids": torch.full((1, 8), 120)})
+        GPT(tiny("gpt2"))({"input_ids": torch.full((1, 8), 120)})
