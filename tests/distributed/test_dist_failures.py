@@ -85,6 +85,7 @@ def test_killed_rank_restarts_and_ends_like_an_uninterrupted_run(tmp_path, ddp_r
     assert all(torch.equal(resumed[name], uninterrupted[name]) for name in uninterrupted)
 
 
+@pytest.mark.slow
 def test_nccl_on_cpu_stops_every_rank_with_the_fix(tmp_path):
     recipe = tiny_recipe(tmp_path, parallelism={"backend": "nccl"})
     started = time.monotonic()
