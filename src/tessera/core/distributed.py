@@ -71,10 +71,10 @@ def barrier() -> None:
 
 
 def launched_by_torchrun() -> bool:
-    """True inside a worker started by torchrun's elastic agent (or a scheduler that sets RANK)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or (
-        "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    )
+    """True inside a worker process: torchrun's elastic agent sets TORCHELASTIC_RUN_ID, and
+    any launcher that starts one process per device sets LOCAL_RANK. (RANK alone is not
+    enough: a Kubernetes PyTorchJob sets RANK/WORLD_SIZE per pod, for torchrun to read.)"""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
 
 
 def free_port(host: str = "127.0.0.1") -> int:
