@@ -285,8 +285,10 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         last_use = {s: i for i, s in enumerate(sequence)}
         rank_of = {s: i for i, s in enumerate(use_order)}
         open_files: dict[int, ShardFile] = {}
+        careful: set[int] = set()  # shards whose samples need checks (known bad, or verify_samples)
         futures: dict[int, Future[str]] = {}
         submitted = 0
+        transform = self.transform
         pool = ThreadPoolExecutor(self.download_threads, thread_name_prefix="tessera-prefetch")
         try:
             for position, (shard, index) in enumerate(zip(sequence, within)):
@@ -298,11 +300,14 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                         futures[upcoming] = pool.submit(self._local_path, upcoming)
                         submitted += 1
                     file = open_files[shard] = self._open(shard, futures.pop(shard, None))
-                sample = self._read(file, shard, index)
+                    cache = self.shard_cache[shard]
+                    if self.verify_samples or int(self.shard_offset[shard]) in cache.bad_samples:
+                        careful.add(shard)
+                sample = self._read(file, shard, index) if shard in careful else file.get(index)
                 if last_use[shard] == position:
                     open_files.pop(shard).close()
                 if sample is not None:
-                    yield sample if self.transform is None else self.transform(sample)
+                    yield sample if transform is None else transform(sample)
         finally:
             for file in open_files.values():
                 file.close()

@@ -32,6 +32,7 @@ class ShardFile:
         self.path = path
         self.name = name
         self.decoder = decoder
+        self._decode = decoder._decode
         with open(path, "rb") as file:
             self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         self._view = memoryview(self._map)
@@ -48,7 +49,7 @@ class ShardFile:
         return self._view[self._offsets[i] : self._offsets[i + 1]]
 
     def get(self, i: int) -> dict[str, Any]:
-        return self.decoder(self._view[self._offsets[i] : self._offsets[i + 1]])
+        return self._decode(self._view[self._offsets[i] : self._offsets[i + 1]])
 
     def check(self, i: int) -> bool:
         return sample_hash(self.raw(i)) == self._hashes[i]
