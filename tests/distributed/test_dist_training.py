@@ -37,7 +37,8 @@ def test_ddp_two_processes_match_one(ddp_run, reference):
 
 
 def test_fsdp_saved_on_two_resumes_on_one(tmp_path, reference):
-    recipe = tiny_recipe(tmp_path, parallelism={"strategy": "fsdp"})
+    # async_checkpoint: the shards are written in the background (DCP async_save)
+    recipe = tiny_recipe(tmp_path, parallelism={"strategy": "fsdp", "async_checkpoint": True})
     run = tmp_path / "runs" / "tiny"
     first = train(recipe, "--nproc", "2", "max_duration=10ba")
     assert summary(first)["world_size"] == 2
