@@ -272,7 +272,9 @@ def summarise(runs: list[dict[str, Any]], target: float, key: str) -> dict[str, 
             "max": max(times) if times else None,
             "best": statistics.median(r["best_accuracy"] for r in group),
             "final": statistics.median(r["final_accuracy"] or 0.0 for r in group),
-            "throughput": statistics.median(r["throughput"] for r in group),
+            "throughput": statistics.median(
+                r["curve"][-1]["samples"] / max(r["curve"][-1][key], 1e-9) for r in group
+            ),
             "algorithms": group[0]["algorithms"],
             "max_duration": group[0]["max_duration"],
         }
@@ -286,7 +288,7 @@ def markdown_table(payload: dict[str, Any], key: str, target: float) -> list[str
     lines = [
         f"| run | methods | budget | seeds at {target:.3f} | median {unit} to {target:.3f} "
         "(min-max) | speed-up vs baseline | best acc. (median) | final acc. (median) "
-        "| samples/s | throughput vs baseline |",
+        f"| samples per {unit[:-2] or 'wall'} s | throughput vs baseline |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in table.items():

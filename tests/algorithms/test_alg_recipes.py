@@ -40,16 +40,15 @@ def test_hot_recipe_trains_through_the_config_builder(tmp_path):
     )
     trainer, _ = build_trainer(config, write=False)
     names = [algorithm.name for algorithm in trainer.state.algorithms]
-    assert names.index("progressive_resizing") < names.index("selective_backprop")
+    assert set(names) == {"selective_backprop", "blurpool", "label_smoothing", "ema"}
     trainer.fit()
     assert trainer.state.timestamp.batch == 4
     assert 0.0 <= trainer.state.eval_results["eval"]["accuracy"] <= 1.0
 
 
-def test_ladder_stacks_more_methods_on_a_shorter_budget():
+def test_ladder_stacks_more_methods_on_the_same_budget():
     configs = [load_config(RECIPES / f"fashion-mnist-{step}.yaml") for step in LADDER]
     methods = [set(c.algorithms or {}) for c in configs]
     assert methods[0] == set()
     assert methods[1] < methods[2] < methods[3]
-    durations = [int(str(c.max_duration).rstrip("ep")) for c in configs]
-    assert durations == sorted(durations, reverse=True)
+    assert len({str(c.max_duration) for c in configs}) == 1
