@@ -167,9 +167,10 @@ class ProgressBarLogger(LoggerDestination):
         percent = f"{100 * state.progress():.0f}%"
         if self.per_epoch:
             of = f"/{state.batches_per_epoch}" if state.batches_per_epoch else ""
-            return (
-                f"epoch {ts.epoch + 1}/{int(self._total)} batch {ts.batch_in_epoch}{of} {percent}"
-            )
+            epoch, batch = ts.epoch + 1, ts.batch_in_epoch
+            if batch == 0 and ts.epoch > 0 and state.batches_per_epoch:  # an epoch just ended
+                epoch, batch = ts.epoch, state.batches_per_epoch
+            return f"epoch {epoch}/{int(self._total)} batch {batch}{of} {percent}"
         word = _UNIT_WORDS[self._unit]
         return f"{word} {ts.get(self._unit)}/{int(self._total)} {percent}"
 
