@@ -120,6 +120,8 @@ def _device_for(local_rank: int, local_world_size: int, requested: str | None) -
             "train on CPU processes"
         )
     device = torch.device("cuda", local_rank)
+    if requested is not None and ":" in requested and local_world_size == 1:
+        device = torch.device(requested)  # one process on a named GPU (device=cuda:1)
     torch.cuda.set_device(device)
     return device
 
