@@ -199,7 +199,7 @@ def test_mixing_loss_in_the_trainer_is_the_mixed_cross_entropy(name, make_traine
     assert not torch.equal(mixing.permuted_targets, targets)
 
 
-@pytest.mark.parametrize("name", ["ema", "swa", "magnitude_pruning", "layer_freezing"])
+@pytest.mark.parametrize("name", ["ema", "swa", "magnitude_pruning", "layer_freezing", "sam"])
 def test_method_state_survives_a_checkpoint(name, make_trainer, tmp_path):
     kwargs = RUN_KWARGS.get(name, {})
     trainer = make_trainer([algorithms.get(name, **kwargs)], batches=2, max_duration="2ep")

@@ -91,6 +91,7 @@ class SAM(Algorithm):
         check_range(NAME, "epsilon", epsilon, 0.0, low_inclusive=False)
         check_range(NAME, "interval", interval, 1, integer=True)
         self.rho, self.epsilon, self.interval = rho, epsilon, interval
+        self.wrapper: SAMOptimizer | None = None
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -105,7 +106,15 @@ class SAM(Algorithm):
                 "precision 'amp_bf16' or 'fp32'"
             )
         if isinstance(state.optimizers[0], SAMOptimizer):
+            self.wrapper = state.optimizers[0]
             return
-        state.optimizers[0] = SAMOptimizer(
-            state.optimizers[0], self.rho, self.epsilon, self.interval
-        )
+        self.wrapper = SAMOptimizer(state.optimizers[0], self.rho, self.epsilon, self.interval)
+        state.optimizers[0] = self.wrapper
+
+    def state_dict(self) -> dict[str, Any]:
+        # The step count decides which steps are SAM steps (with interval > 1).
+        return {"steps": self.wrapper.steps if self.wrapper is not None else 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.wrapper is not None:
+            self.wrapper.steps = int(state.get("steps", 0))
