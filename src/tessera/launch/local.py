@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +136,7 @@ def torchrun_arguments(options: LaunchOptions, log_dir: Path, program: list[str]
             f"--master-port={options.master_port or 29500}",
         ]
     else:  # one node: a private rendezvous on a free local port
-        arguments += ["--standalone", f"--rdzv-id={options.rdzv_id or uuid.uuid4().hex[:12]}"]
+        arguments.append("--standalone")
     return [*arguments, "--module", *program]
 
 
