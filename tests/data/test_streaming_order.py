@@ -97,6 +97,27 @@ def test_dataloader_workers_follow_the_global_order(fashion_dir, tmp_path):
     assert len(batches) == -(-len(expected) // BATCH)
 
 
+def test_persistent_spawned_workers_follow_set_epoch(fashion_dir):
+    import copy
+    import pickle
+
+    dataset = StreamingDataset(local=fashion_dir, seed=8, batch_size=BATCH)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=BATCH,
+        num_workers=1,
+        persistent_workers=True,
+        multiprocessing_context="spawn",  # the dataset is pickled into fresh interpreters
+    )
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        expected = StreamingDataset(local=fashion_dir, seed=8)
+        expected.set_epoch(epoch)
+        assert [i for b in loader for i in b["id"].tolist()] == _ids(expected)
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(dataset)))  # plain copies still work
+    assert clone.epoch == 1 and _ids(clone) == _ids(expected)
+
+
 @pytest.mark.parametrize(("before", "after"), [(2, 4), (8, 1), (4, 2)])
 def test_resume_mid_epoch_on_another_world_size(fashion_dir, before, after):
     global_batch = 64

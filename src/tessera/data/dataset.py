@@ -9,9 +9,11 @@ DataLoader collects round-robin from its workers come out in the global order; c
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.context import get_spawning_popen
 from typing import Any
 
 import numpy as np
@@ -142,8 +144,9 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             ).encode()
             + f"|{self.counts}".encode()
         )
-        self.epoch = 0
-        self._resume: tuple[int, int] | None = None
+        # (epoch, resume epoch or -1, resume position) in memory shared with DataLoader workers,
+        # so set_epoch/load_state_dict reach persistent workers too
+        self._position = multiprocessing.RawArray("q", [0, -1, 0])
         self._order_cache: tuple[int, np.ndarray] | None = None
 
     def _load_index(self, stream: Stream, source: Storage) -> dict[str, Any]:
@@ -168,6 +171,34 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         return index
 
     # ---- epoch, order, resume -------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self._position[0])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._position[0] = int(value)
+
+    @property
+    def _resume(self) -> tuple[int, int] | None:
+        epoch, start = int(self._position[1]), int(self._position[2])
+        return None if epoch < 0 else (epoch, start)
+
+    @_resume.setter
+    def _resume(self, value: tuple[int, int] | None) -> None:
+        self._position[1], self._position[2] = value if value is not None else (-1, 0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if get_spawning_popen() is None:  # a plain copy (not a worker start): plain values
+            state["_position"] = list(self._position)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_position"], list):
+            state["_position"] = multiprocessing.RawArray("q", state["_position"])
+        self.__dict__.update(state)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration follows; a pending resume position
         applies only to the epoch it was saved in."""

@@ -17,7 +17,7 @@ import numpy as np
 import xxhash
 
 from tessera.core.errors import DataError
-from tessera.data.columns import Column
+from tessera.data.columns import Column, parse_columns
 
 FORMAT_NAME = "tessera-shards"
 FORMAT_VERSION = 1
@@ -75,6 +75,7 @@ class SampleDecoder:
     """
 
     def __init__(self, columns: list[Column], decode_images: bool = True):
+        self._spec = ({c.name: c.kind for c in columns}, decode_images)
         self.names = [c.name for c in columns]
         decoders = [
             bytes if c.kind.startswith("image") and not decode_images else c.decode for c in columns
@@ -99,6 +100,13 @@ class SampleDecoder:
 
     def __call__(self, view: memoryview) -> dict[str, Any]:
         return self._decode(view)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # generated code does not pickle: rebuild it
+        return _decoder_from_spec, self._spec
+
+
+def _decoder_from_spec(columns: dict[str, str], decode_images: bool) -> SampleDecoder:
+    return SampleDecoder(parse_columns(columns), decode_images)
 
 
 def build_shard(samples: list[bytes]) -> bytes:
