@@ -136,3 +136,16 @@ def test_cache_of_another_data_set_is_refused(s3_data, tmp_path):
         writer.write({"id": 1})
     with pytest.raises(DataError, match="holds shards of s3://fashion/test"):
         StreamingDataset(str(tmp_path / "elsewhere"), str(tmp_path / "c"))
+
+
+def test_cli_inspects_and_verifies_an_s3_data_set(s3_data, capsys):
+    import json
+
+    from tessera.cli.main import main
+
+    url, options = s3_data
+    args = ["data", "inspect", url, "--verify", "--json", "--storage-options", json.dumps(options)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.split("verified")[0])["samples"] == COUNT
+    assert "all checksums match" in out

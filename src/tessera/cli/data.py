@@ -50,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
         "--image-format", default="png", help="Fashion-MNIST images: png or raw (uint8 arrays)"
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    _storage_argument(convert)
     convert.set_defaults(func=run_convert)
 
     inspect = commands.add_parser(
@@ -60,7 +61,30 @@ def add_parser(subparsers: Any) -> None:
     inspect.add_argument("location", help="data set folder or URL")
     inspect.add_argument("--verify", action="store_true", help="check every shard's checksums")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _storage_argument(inspect)
     inspect.set_defaults(func=run_inspect)
+
+
+def _storage_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-options",
+        default=None,
+        metavar="JSON",
+        help='fsspec options for remote storage, e.g. \'{"client_kwargs": {"endpoint_url": '
+        '"http://127.0.0.1:9000"}}\' (credentials also come from the usual environment variables)',
+    )
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.storage_options is None:
+        return None
+    try:
+        options = json.loads(args.storage_options)
+    except json.JSONDecodeError as error:
+        raise UserError(f"--storage-options is not valid JSON ({error}).") from None
+    if not isinstance(options, dict):
+        raise UserError("--storage-options must be a JSON object, e.g. '{\"anon\": true}'.")
+    return options
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -77,6 +101,7 @@ def run_convert(args: argparse.Namespace) -> int:
         compression=compression,
         shard_size=args.shard_size,
         overwrite=args.overwrite,
+        storage_options=_storage_options(args),
         **options,
     )
     print(f"wrote {index['num_samples']:,} samples in {len(index['shards'])} shards to {args.out}")
@@ -89,7 +114,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     from tessera.data.verify import summarize, verify
 
-    summary = summarize(args.location)
+    storage_options = _storage_options(args)
+    summary = summarize(args.location, storage_options)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -100,7 +126,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         Console().print(table)
     if not args.verify:
         return 0
-    problems = verify(args.location)
+    problems = verify(args.location, storage_options)
     if problems:
         raise UserError(
             f"{len(problems)} problem(s) in {args.location}: " + "; ".join(problems[:20])
