@@ -100,3 +100,19 @@ def test_export_command_and_unsupported_architectures(tmp_path: Path) -> None:
     )
     with pytest.raises(UserError, match="no native Hugging Face architecture for position='alibi'"):
         export_hf(alibi, tmp_path / "alibi")
+
+
+def test_byte_tokenizer_exports_to_an_equivalent_hf_tokenizer(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from tessera.data.text import ByteTokenizer
+
+    model = GPT(
+        GPTConfig(vocab_size=257, max_seq_len=32, n_layer=1, n_head=2, d_model=16),
+        tokenizer=ByteTokenizer(),
+    )
+    export_hf(model, tmp_path / "hf")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:300] + " naïve 東京 🙂\n\tend"
+    assert hf_tokenizer(text)["input_ids"] == ByteTokenizer().encode(text)
+    assert hf_tokenizer.decode(ByteTokenizer().encode(text)) == text
+    assert hf_tokenizer.eos_token_id == 256

@@ -179,10 +179,33 @@ def hf_tokenizer(tokenizer: Any) -> Any:
         backend.decoder = tk.decoders.Fuse()
         if tokenizer.eos_id is not None:
             backend.add_special_tokens(["<|endoftext|>"])
+    elif kind == "byte":
+        import tokenizers as tk
+
+        # GPT-2's byte-to-character table makes each byte one vocabulary entry, id = byte value.
+        alphabet = _byte_alphabet()
+        backend = tk.Tokenizer(tk.models.BPE(vocab={alphabet[b]: b for b in range(256)}, merges=[]))
+        backend.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        backend.decoder = tk.decoders.ByteLevel()
+        backend.add_special_tokens(["<|endoftext|>"])
     else:
         return None
     eos = "<|endoftext|>" if tokenizer.eos_id is not None else None
     return tf.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos)
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (used by ByteLevel)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
 
 
 def export_hf(model: GPT, out_dir: str | Path) -> Path:
