@@ -231,7 +231,9 @@ def run_side(python: str, side: str, args, model: str) -> dict:
     ]
     env = {**os.environ}
     if python != sys.executable:  # the peers' venv: our package only for the errors module
-        env["PYTHONPATH"] = str(REPO / "src")
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+        )
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
     if result.returncode != 0 or line is None:
