@@ -69,7 +69,7 @@ class State:
         """The model without DDP/FSDP/compile wrappers (what checkpoints save)."""
         model = self.model
         while not isinstance(model, ModelAdapter):
-            inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+            inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
             if inner is None:
                 raise TypeError(f"state.model wraps no ModelAdapter: {type(model).__name__}")
             model = inner
