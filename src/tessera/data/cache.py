@@ -233,6 +233,9 @@ class ShardCache:
             return
         now = time.time()
         for entry in os.scandir(self.folder):
-            if ".tmp-" in entry.name and now - entry.stat().st_mtime > older_than:
-                with suppress(FileNotFoundError):
+            if ".tmp-" not in entry.name:
+                continue
+            # Another worker may finish (rename) or remove its temporary file meanwhile.
+            with suppress(FileNotFoundError):
+                if now - entry.stat().st_mtime > older_than:
                     os.remove(entry.path)
