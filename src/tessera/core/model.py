@@ -8,11 +8,13 @@ family implements it natively.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchmetrics import Metric
+
+if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they build metrics
+    from torchmetrics import Metric
 
 
 class ModelAdapter(nn.Module):

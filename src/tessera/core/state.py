@@ -10,11 +10,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchmetrics import Metric
 
 from tessera.core.checkpoint import FORMAT_VERSION
 from tessera.core.data import resumable_part
@@ -24,6 +23,9 @@ from tessera.core.event import Event
 from tessera.core.model import ModelAdapter
 from tessera.core.precision import Precision
 from tessera.core.time import Time, Timestamp, TimeUnit
+
+if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they build metrics
+    from torchmetrics import Metric
 
 
 @dataclass

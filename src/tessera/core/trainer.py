@@ -281,7 +281,9 @@ class Trainer:
                 with autocast(state.precision, state.device):
                     state.loss = model.loss(state.outputs, state.batch)
                 engine.run_event(Event.AFTER_LOSS)
-                weighted = state.loss * (model.num_samples(state.batch) / total)
+                weighted = state.loss
+                if len(microbatches) > 1:  # each microbatch's share of the batch's mean loss
+                    weighted = state.loss * (model.num_samples(state.batch) / total)
                 batch_loss += weighted.detach()
                 engine.run_event(Event.BEFORE_BACKWARD)
                 if state.scaler is not None:

@@ -6,13 +6,15 @@ Batches are `(inputs, targets)`; the module sees `inputs`, the loss sees `(outpu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchmetrics import Metric
 
 from tessera.core.model import ModelAdapter
+
+if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they build metrics
+    from torchmetrics import Metric
 
 
 class ModuleAdapter(ModelAdapter):
