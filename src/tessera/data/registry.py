@@ -6,14 +6,14 @@ the evaluation dataloaders for one rank. `batch_size` is the global batch (all r
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from tessera.core.errors import ConfigError, did_you_mean
+from tessera.core.errors import ConfigError
+from tessera.core.registry import Entry, NamedRegistry
 
 
 @dataclass
@@ -31,37 +31,18 @@ class DataContext:
     world_size: int = 1
 
 
-@dataclass(frozen=True)
-class DatasetEntry:
-    config_class: type[BaseModel]
-    build: Callable[[Any, DataContext], DataLoaders]
-
-
-_DATASETS: dict[str, DatasetEntry] = {}
 # Modules that register data sets when imported (kept lazy so `import tessera` stays fast).
-_PROVIDERS = ["tessera.data.vision", "tessera.data.text"]
+DATASETS = NamedRegistry("data", "data set", ["tessera.data.vision", "tessera.data.text"])
 
 
 def register_dataset(
     name: str, config_class: type[BaseModel], build: Callable[[Any, DataContext], DataLoaders]
 ) -> None:
-    _DATASETS[name] = DatasetEntry(config_class, build)
+    DATASETS.register(name, config_class, build)
 
 
-def _load_providers() -> None:
-    for module in _PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-
-
-def dataset_entry(name: str) -> DatasetEntry:
-    _load_providers()
-    if name not in _DATASETS:
-        raise ConfigError(f"data.name: unknown data set {name!r}; {did_you_mean(name, _DATASETS)}")
-    return _DATASETS[name]
+def dataset_entry(name: str) -> Entry:
+    return DATASETS.entry(name)
 
 
 def per_rank_batch_size(batch_size: int, context: DataContext) -> int:

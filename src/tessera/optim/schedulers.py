@@ -90,46 +90,42 @@ class LinearWarmup(Schedule):
         return 1.0 if warm is None else warm
 
 
-class Linear(Schedule):
+class _WarmupThenDecay(Schedule):
+    """Warm up linearly over t_warmup, then follow `decay(fraction)` until t_max."""
+
+    time_fields = ("t_warmup", "t_max")
+
+    def __init__(
+        self, t_warmup: Time | str | int = "0ba", t_max: Time | str = "1dur", alpha_f: float = 0.0
+    ) -> None:
+        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
+        self.alpha_f = alpha_f
+
+    def decay(self, fraction: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warmup = self._span(self.t_warmup, state, "t_warmup")
+        warm = _warmup(t, warmup)
+        if warm is not None:
+            return warm
+        end = self._span(self.t_max, state, "t_max")
+        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
+        return self.alpha_f + (1 - self.alpha_f) * self.decay(fraction)
+
+
+class Linear(_WarmupThenDecay):
     """Warm up, then linear from 1 to alpha_f at t_max."""
 
-    time_fields = ("t_warmup", "t_max")
-
-    def __init__(
-        self, t_warmup: Time | str | int = "0ba", t_max: Time | str = "1dur", alpha_f: float = 0.0
-    ) -> None:
-        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
-        self.alpha_f = alpha_f
-
-    def multiplier(self, t: float, state: State | None) -> float:
-        warmup = self._span(self.t_warmup, state, "t_warmup")
-        warm = _warmup(t, warmup)
-        if warm is not None:
-            return warm
-        end = self._span(self.t_max, state, "t_max")
-        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
-        return 1.0 + (self.alpha_f - 1.0) * fraction
+    def decay(self, fraction: float) -> float:
+        return 1.0 - fraction
 
 
-class CosineWarmup(Schedule):
+class CosineWarmup(_WarmupThenDecay):
     """Warm up linearly, then cosine decay from 1 to alpha_f at t_max."""
 
-    time_fields = ("t_warmup", "t_max")
-
-    def __init__(
-        self, t_warmup: Time | str | int = "0ba", t_max: Time | str = "1dur", alpha_f: float = 0.0
-    ) -> None:
-        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
-        self.alpha_f = alpha_f
-
-    def multiplier(self, t: float, state: State | None) -> float:
-        warmup = self._span(self.t_warmup, state, "t_warmup")
-        warm = _warmup(t, warmup)
-        if warm is not None:
-            return warm
-        end = self._span(self.t_max, state, "t_max")
-        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
-        return self.alpha_f + (1 - self.alpha_f) * 0.5 * (1 + math.cos(math.pi * fraction))
+    def decay(self, fraction: float) -> float:
+        return 0.5 * (1 + math.cos(math.pi * fraction))
 
 
 class Step(Schedule):
@@ -159,10 +155,8 @@ class MultiStep(Schedule):
         return self.gamma**passed
 
 
-class Polynomial(Schedule):
+class Polynomial(_WarmupThenDecay):
     """Warm up, then (1 - fraction) ** power from 1 down to alpha_f."""
-
-    time_fields = ("t_warmup", "t_max")
 
     def __init__(
         self,
@@ -171,17 +165,11 @@ class Polynomial(Schedule):
         t_max: Time | str = "1dur",
         alpha_f: float = 0.0,
     ) -> None:
-        self.power, self.alpha_f = power, alpha_f
-        self.t_warmup, self.t_max = _time(t_warmup, "t_warmup"), _time(t_max, "t_max")
+        super().__init__(t_warmup, t_max, alpha_f)
+        self.power = power
 
-    def multiplier(self, t: float, state: State | None) -> float:
-        warmup = self._span(self.t_warmup, state, "t_warmup")
-        warm = _warmup(t, warmup)
-        if warm is not None:
-            return warm
-        end = self._span(self.t_max, state, "t_max")
-        fraction = min(max((t - warmup) / max(end - warmup, 1e-12), 0.0), 1.0)
-        return self.alpha_f + (1 - self.alpha_f) * (1 - fraction) ** self.power
+    def decay(self, fraction: float) -> float:
+        return (1 - fraction) ** self.power
 
 
 class InverseSquareRoot(Schedule):
