@@ -79,8 +79,26 @@ def run(args: argparse.Namespace) -> int:
     if launched_by_torchrun():
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        return record(_train)(config)  # an uncaught error reaches the launcher's report
+        code = record(_train)(config)  # an uncaught error reaches the launcher's report
+        _exit_worker(code)
     return _train(config)
+
+
+def _exit_worker(code: int) -> None:
+    """End a torchrun worker that finished: flush and leave without interpreter teardown.
+
+    Tearing down gloo's threads at interpreter exit occasionally aborts a rank that has already
+    finished ("terminate called without an active exception"), turning a good run into a
+    failure; everything is written and the process group left by now, so skip that teardown.
+    """
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _launch_options(args: argparse.Namespace) -> Any:
