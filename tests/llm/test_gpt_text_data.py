@@ -80,6 +80,39 @@ def test_concat_packing_keeps_every_token_and_marks_boundaries(tmp_path: Path) -
     assert TokenDataset(tmp_path / "train", seq_len=8)[1]["input_ids"].tolist() == stream[8:17]
 
 
+def test_window_stride_gives_overlapping_windows_that_cover_every_start(tmp_path: Path) -> None:
+    text = SHAKESPEARE.read_text()[:2000]
+    tokenizer = CharTokenizer.train([text])
+    tokenize_to_folder([Document(text)], tokenizer, tmp_path, seq_len=64, val_fraction=0.0)
+    stream = tokenizer.encode(text)
+    dataset = TokenDataset(tmp_path / "train", seq_len=64, stride=16)
+    assert len(dataset) == (len(stream) - 65) // 16 + 1
+    for index in (0, 1, 7, len(dataset) - 1):
+        assert dataset[index]["input_ids"].tolist() == stream[index * 16 : index * 16 + 65]
+    every_start = TokenDataset(tmp_path / "train", seq_len=64, stride=1)
+    assert len(every_start) == len(stream) - 64
+    assert every_start[len(every_start) - 1]["input_ids"].tolist() == stream[-65:]
+    with pytest.raises(DataError, match="window_stride must be at least 1"):
+        TokenDataset(tmp_path / "train", seq_len=64, stride=0)
+
+
+def test_window_stride_in_a_run_file_reaches_only_the_training_split() -> None:
+    from tessera.data.registry import DataContext
+    from tessera.data.text.registration import TextDataConfig, build_text
+
+    options = {"text": str(SHAKESPEARE), "tokenizer": f"char:{SHAKESPEARE}", "seq_len": 128}
+    context = DataContext(seed=0, rank=0, world_size=1)
+    plain = build_text(TextDataConfig(**options, batch_size=8), context)
+    strided = build_text(TextDataConfig(**options, batch_size=8, window_stride=1), context)
+    tokens = strided.train.dataset.file.tokens.size
+    assert len(plain.train.dataset) == (tokens - 1) // 128
+    assert len(strided.train.dataset) == tokens - 128  # one window at every start
+    assert torch.equal(strided.train.dataset[128]["input_ids"], plain.train.dataset[1]["input_ids"])
+    assert len(strided.eval["eval"].dataset) == len(plain.eval["eval"].dataset)
+    with pytest.raises(ValueError, match="window_stride' needs a concatenated token stream"):
+        TextDataConfig(**options, packing="pad", window_stride=4)
+
+
 def test_pad_packing_masks_prompts_and_padding(tmp_path: Path) -> None:
     records = [
         {"prompt": "Q:ab ", "response": "A:cd"},

@@ -43,6 +43,12 @@ class TextDataConfig(BaseModel):
         "concat", description="concat documents, or pad one per row (prompt-masked loss)"
     )
     seq_len: int | None = Field(None, ge=1, description="tokens the model reads per sequence")
+    window_stride: int | None = Field(
+        None,
+        ge=1,
+        description="tokens between the starts of consecutive training sequences (default "
+        "seq_len: back to back; smaller: overlapping windows, 1: every start position)",
+    )
     val_fraction: float = Field(0.1, ge=0, lt=1, description="held out for validation (text)")
     batch_size: int = Field(64, ge=1, description="global training batch size (sequences)")
     eval_batch_size: int = Field(64, ge=1, description="evaluation batch size per process")
@@ -62,6 +68,11 @@ class TextDataConfig(BaseModel):
             raise ValueError("'text' needs 'tokenizer' (e.g. 'char:FILE', 'byte', a JSON file)")
         if self.text is not None and self.seq_len is None:
             raise ValueError("'text' needs 'seq_len'")
+        if self.window_stride is not None and (self.shards is not None or self.packing == "pad"):
+            raise ValueError(
+                "'window_stride' needs a concatenated token stream ('text' or 'path' with "
+                "packing 'concat'); streaming shards and padded rows hold fixed sequences"
+            )
         return self
 
 
@@ -73,7 +84,7 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
                 f"data.path: {str(folder)!r} has no train.json; write it with "
                 "`tessera data tokenize INPUT --out FOLDER`."
             )
-        train = TokenDataset(folder / "train", config.seq_len)
+        train = TokenDataset(folder / "train", config.seq_len, config.window_stride)
         val = (
             TokenDataset(folder / "val", config.seq_len)
             if (folder / "val.json").is_file()
@@ -92,14 +103,14 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
     train_docs, val_docs = split_documents(encoded, config.val_fraction)
     meta = {"vocab_size": tokenizer.vocab_size, "seq_len": config.seq_len}
 
-    def dataset(docs: list) -> TokenDataset:
+    def dataset(docs: list, stride: int | None = None) -> TokenDataset:
         if config.packing == "concat":
-            return TokenDataset(TokenFile.in_memory(pack_stream(docs), meta))
+            return TokenDataset(TokenFile.in_memory(pack_stream(docs), meta), stride=stride)
         pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         rows, lengths, prompts, _ = pad_rows(docs, int(config.seq_len), pad_id)
         return TokenDataset(TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts))
 
-    return dataset(train_docs), (dataset(val_docs) if val_docs else None)
+    return dataset(train_docs, config.window_stride), (dataset(val_docs) if val_docs else None)
 
 
 def _as_tensors(sample: dict) -> dict[str, torch.Tensor]:

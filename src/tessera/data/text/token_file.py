@@ -140,10 +140,15 @@ class TokenDataset(Dataset):
     """Fixed-length sequences `{"input_ids": [seq_len + 1]}` (plus `"labels"` for rows).
 
     For a `stream` file, `seq_len` may be chosen at read time (default: the one it was
-    tokenized for); for `rows` it is fixed by the file.
+    tokenized for); for `rows` it is fixed by the file. `stride` (stream files only) is the
+    distance between the starts of consecutive sequences: `seq_len` (the default) cuts the
+    stream into back-to-back sequences; a smaller stride gives overlapping windows, so a model
+    trained for many epochs sees the text cut at many different places (1: every start).
     """
 
-    def __init__(self, source: str | Path | TokenFile, seq_len: int | None = None) -> None:
+    def __init__(
+        self, source: str | Path | TokenFile, seq_len: int | None = None, stride: int | None = None
+    ) -> None:
         self.file = source if isinstance(source, TokenFile) else TokenFile(source)
         stored = self.file.meta.get("seq_len")
         if self.file.layout == "rows":
@@ -152,7 +157,13 @@ class TokenDataset(Dataset):
                     f"token file {str(self.file.prefix)!r} holds padded rows for seq_len "
                     f"{stored}, not {seq_len}; tokenize again with --seq-len {seq_len}."
                 )
+            if stride is not None:
+                raise DataError(
+                    f"token file {str(self.file.prefix)!r} holds padded rows (one document "
+                    "each); window_stride applies only to concatenated ('concat') token streams."
+                )
             self.seq_len = int(stored)
+            self.stride = self.seq_len
         else:
             self.seq_len = int(seq_len or stored)
             if self.file.tokens.size < self.seq_len + 1:
@@ -160,6 +171,9 @@ class TokenDataset(Dataset):
                     f"token file {str(self.file.prefix)!r} holds {self.file.tokens.size} tokens, "
                     f"fewer than one sequence of {self.seq_len + 1}; use a smaller seq_len."
                 )
+            self.stride = self.seq_len if stride is None else int(stride)
+            if self.stride < 1:
+                raise DataError(f"window_stride must be at least 1, not {self.stride}.")
 
     @property
     def vocab_size(self) -> int:
@@ -168,14 +182,14 @@ class TokenDataset(Dataset):
     def __len__(self) -> int:
         if self.file.layout == "rows":
             return self.file.tokens.shape[0]
-        return (self.file.tokens.size - 1) // self.seq_len
+        return (self.file.tokens.size - self.seq_len - 1) // self.stride + 1
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"sequence {index} of {len(self)}")
         index %= len(self)
         if self.file.layout == "stream":
-            start = index * self.seq_len
+            start = index * self.stride
             window = self.file.tokens[start : start + self.seq_len + 1]
             return {"input_ids": torch.from_numpy(window.astype(np.int64))}
         row = torch.from_numpy(self.file.tokens[index].astype(np.int64))
