@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tessera.core.errors import UserError
 
@@ -59,7 +60,18 @@ def choose_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+# Decoding calls attention with a new key length at every token. cuDNN's attention backend
+# builds a fresh execution plan for each new shape (measured on an H100: ~60 ms a token, 20
+# tokens/s for a 125M model), so generation keeps to the flash, memory-efficient and math ones.
+_DECODING_BACKENDS = [
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+]
+
+
 @torch.no_grad()
+@sdpa_kernel(_DECODING_BACKENDS)
 def generate_ids(
     model: torch.nn.Module,
     prompts: Sequence[Sequence[int]],
