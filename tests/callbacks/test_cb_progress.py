@@ -32,6 +32,10 @@ def test_lines_when_stdout_is_not_a_terminal(capsys):
     evals = [line for line in out.splitlines() if line.startswith("eval at batch")]
     assert len(evals) == 2 and re.search(r"accuracy 0\.\d{4}", evals[0])
     assert "training finished at epoch 0 batch 12" in out
+    parameters = sum(p.numel() for p in state.model.parameters())
+    start = out.splitlines()[0]
+    assert start.startswith(f"training {type(state.model).__name__} ({parameters:,} parameters)")
+    assert "from batch 0/12" in start and "world size 1" in start
     # The loss also went to the other loggers, as loss/train, on the same steps.
     losses = recorder.values("loss/train")
     assert sorted(losses) == [4, 8, 12]

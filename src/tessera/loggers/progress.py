@@ -80,6 +80,11 @@ class ProgressBarLogger(LoggerDestination):
         self._fit_start = time.perf_counter()
         self._progress_at_start = state.progress()
         self._last_log = (self._fit_start, state.timestamp.sample, state.timestamp.token)
+        parameters = sum(p.numel() for p in state.model.parameters())
+        self._print(
+            f"training {type(state.model).__name__} ({parameters:,} parameters) from "
+            f"{self._position_text(state)}, world size {state.world_size}"
+        )
         if self.use_bar:
             self._progress = Progress(
                 TextColumn("{task.description}"),
