@@ -5,7 +5,8 @@ split of tinyshakespeare: nanoGPT's own `train_shakespeare_char` setup (an unmod
 the peer, run from a temporary folder) and `tessera train recipes/shakespeare-char.yaml` with
 overrides for the same model shape. Every output line is time-stamped from process start; a
 run is timed to its first evaluation at or below the target; nanoGPT is stopped there, Tessera
-runs on to export its model (for `tessera generate`); both stop at the time limit.
+runs on to export its model (for `tessera generate`) unless `--stop-tessera`; both stop at the
+time limit.
 
     python benchmarks/llm_shakespeare_race.py --machine cpu --nanogpt ../shared/peers/nanoGPT \
         --text ../shared/data/tinyshakespeare/input.txt --target 1.88 --limit 1800
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LEVELS = (2.5, 2.3, 2.1, 2.0, 1.88, 1.6, 1.47)
+LEVELS = (2.5, 2.3, 2.1, 2.0, 1.88, 1.6, 1.55, 1.5, 1.47)
 NANOGPT_EVAL = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 TESSERA_EVAL = re.compile(r"eval at batch (\d+): loss ([\d.]+)")
 
@@ -53,7 +54,7 @@ NANOGPT_ARGS = {
 def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
     data = [f"data.text={text}", f"data.tokenizer=char:{text}", f"model.tokenizer=char:{text}"]
     common = ["save_interval=null", "loggers={progress: {}}", "data.eval_max_sequences=null"]
-    if machine == "cpu" and variant in ("recipe", "short"):
+    if machine == "cpu" and variant in CPU_VARIANTS:
         return [*data, "save_interval=null", "loggers={progress: {}}", *schedule_cpu(variant)]
     if machine == "cpu":
         shape = [
@@ -84,30 +85,56 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
         "model.max_seq_len=256",
         "model.dropout=0.2",
         "data.seq_len=256",
-        "data.batch_size=64",
-        "data.eval_batch_size=62",
+        "data.eval_batch_size=256",
         "precision=amp_bf16",
-        "algorithms={compile: {}}",
+        "eval_interval=50ba",
+        "scheduler.t_warmup=100ba",
+        "optimizer.lr=0.002",
     ]
+    compiled = ["algorithms={compile: {}}"]
+    blocks = ["algorithms={compile: {scope: blocks}}"]
     schedule = {
-        "a": [
-            "max_duration=3000ba",
-            "eval_interval=250ba",
-            "optimizer.lr=0.002",
-            "scheduler.t_warmup=100ba",
-        ],
-        "b": [
-            "max_duration=2000ba",
-            "eval_interval=200ba",
-            "optimizer.lr=0.003",
-            "scheduler.t_warmup=100ba",
-        ],
+        # nanoGPT's batch (64) with a shorter schedule at a higher learning rate
+        "a": ["data.batch_size=64", "max_duration=3000ba", *compiled],
+        # 2x and 4x the batch: more tokens a step at nearly the same step time on a GPU
+        "b": ["data.batch_size=128", "max_duration=2000ba", *compiled],
+        "c": ["data.batch_size=256", "max_duration=1500ba", *compiled],
+        "d": ["data.batch_size=256", "max_duration=1500ba"],  # c without torch.compile
+        # b and c overfit after ~30M tokens: budgets that end their cosine decay there, and a
+        # compile of one transformer block (shared by all six) instead of the whole model
+        "e": ["data.batch_size=128", "max_duration=1000ba", *blocks],
+        "f": ["data.batch_size=128", "max_duration=1000ba"],
+        "g": ["data.batch_size=256", "max_duration=600ba", *blocks],
+        # nanoGPT draws windows at random offsets; back-to-back sequences (above) repeat the
+        # same cuts every epoch and overfit sooner. window_stride=1: a window at every start.
+        "h": ["data.batch_size=128", "max_duration=1000ba", "data.window_stride=1"],
+        "i": ["data.batch_size=128", "max_duration=700ba", "data.window_stride=1"],
+        "j": ["data.batch_size=256", "max_duration=500ba", "data.window_stride=1"],
     }
     return [*data, *common, *shape, *schedule[variant]]
 
 
+CPU_VARIANTS = ("recipe", "short", "stride", "fast", "seqwarmup", "alibi", "glu")
+
+
 def schedule_cpu(variant: str) -> list[str]:
-    return {"recipe": [], "short": ["max_duration=1000ba", "optimizer.lr=0.003"]}[variant]
+    short = ["max_duration=1000ba", "optimizer.lr=0.003"]
+    return {
+        "recipe": [],
+        "short": short,
+        # windows at every start position instead of back-to-back cuts (as nanoGPT samples)
+        "stride": [*short, "data.window_stride=1"],
+        "fast": [
+            "max_duration=700ba",
+            "optimizer.lr=0.004",
+            "scheduler.t_warmup=50ba",
+            "data.window_stride=1",
+        ],
+        # the language-model methods, one at a time on `short` (the method table)
+        "seqwarmup": [*short, "algorithms={sequence_length_warmup: {duration: 0.3}}"],
+        "alibi": [*short, "algorithms={alibi: {}}"],
+        "glu": [*short, "algorithms={gated_linear_units: {}}"],
+    }[variant]
 
 
 def race(
@@ -210,7 +237,7 @@ def run_tessera(args: argparse.Namespace, work: Path, variant: str) -> dict:
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     return race(
-        False,
+        args.stop_tessera,
         command,
         ROOT,
         TESSERA_EVAL,
@@ -232,6 +259,11 @@ def main() -> None:
     parser.add_argument("--runs", default="nanogpt,tessera-a", help="which runs, in order")
     parser.add_argument("--logs", type=Path, default=Path("race-logs"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--stop-tessera",
+        action="store_true",
+        help="stop Tessera runs at the target too (saves GPU time; no exported model)",
+    )
     parser.add_argument("--work", default=None, help="keep run folders here (default: temp)")
     parser.add_argument(
         "--parallel",

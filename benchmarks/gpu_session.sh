@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Every GPU benchmark of benchmarks/results/{llm,time_to_accuracy}.md in a few device calls.
+#
+#   OUT=results-dir bash benchmarks/gpu_session.sh llm      # MFU vs transformers, generation, 2:4
+#   OUT=results-dir bash benchmarks/gpu_session.sh race     # nanoGPT vs Tessera to val loss 1.47
+#   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
+#   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
+#
+# Expects beside the repository root (ignored by git, carried to the GPU machine):
+#   .whl/        wheels the GPU image lacks (pydantic, pydantic-core, annotated-types,
+#                typing-inspection, zstandard), installed with --no-deps
+#   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt
+#   .gpu_data/fashion-mnist/   the four Fashion-MNIST IDX files
+# Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
+set -u
+part=${1:?usage: gpu_session.sh llm|race|gen|vision}
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+if ! $PY -c "import pydantic, zstandard" 2>/dev/null; then
+    $PY -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -2
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
+    --format=csv | tee "$OUT/gpu-$part.txt"
+$PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
+    | tee -a "$OUT/gpu-$part.txt"
+
+case $part in
+llm)
+    timeout 360 $PY benchmarks/gpu_llm_mfu.py --steps 8 --out "$OUT/mfu.json" >"$OUT/mfu.log" 2>&1
+    echo "mfu exit $?"; grep -E '^\||error' "$OUT/mfu.log"; grep kv_cache "$OUT/mfu.log"
+    timeout 90 $PY benchmarks/sparsity_2to4.py --output "$OUT/sparsity_2to4.json" >"$OUT/sparsity.log" 2>&1
+    echo "sparsity exit $?"; tail -12 "$OUT/sparsity.log"
+    ;;
+race)
+    timeout 570 $PY benchmarks/llm_shakespeare_race.py --machine gpu --nanogpt .peers/nanoGPT \
+        --text .peers/input.txt --target 1.47 --limit "${RACE_LIMIT:-150}" --stop-tessera \
+        --runs "${RACE_RUNS:-nanogpt,tessera-h,tessera-i,tessera-j}" --logs "$OUT" --out "$OUT/race.json" \
+        >"$OUT/race.log" 2>&1
+    echo "race exit $?"; grep -E '^  [a-z]' "$OUT/race.log" | tail -40
+    grep -E 'seconds_to_target|speedup' "$OUT/race.json"
+    ;;
+gen)
+    timeout 120 $PY benchmarks/llm_generation.py --preset gpt-125m --vocab 50304 --new 128 --bf16 \
+        --profile >"$OUT/generation.log" 2>&1
+    echo "generation exit $?"; tail -40 "$OUT/generation.log" | cut -c1-160
+    ;;
+vision)
+    timeout "${VISION_LIMIT:-540}" $PY benchmarks/time_to_accuracy.py run --device cuda --target 0.93 \
+        --eval-interval 117ba --set model.width=32 "data.path=$PWD/.gpu_data/fashion-mnist" \
+        --seeds ${VISION_SEEDS:-0 1} --ablation ${VISION_ABLATION:-} \
+        --output "$OUT/time_to_accuracy_gpu.json" >"$OUT/vision.log" 2>&1
+    echo "vision exit $?"; grep -E 'seed [0-9]+:' "$OUT/vision.log" | tail -30
+    ;;
+*)
+    echo "unknown part: $part (llm, race, gen or vision)" >&2
+    exit 2
+    ;;
+esac
