@@ -114,7 +114,17 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
     return [*data, *common, *shape, *schedule[variant]]
 
 
-CPU_VARIANTS = ("recipe", "short", "stride", "fast", "seqwarmup", "alibi", "glu")
+CPU_VARIANTS = (
+    "recipe",
+    "short",
+    "stride",
+    "fast",
+    "seqwarmup",
+    "alibi",
+    "glu",
+    "glu1200",
+    "glualibi",
+)
 
 
 def schedule_cpu(variant: str) -> list[str]:
@@ -134,6 +144,19 @@ def schedule_cpu(variant: str) -> list[str]:
         "seqwarmup": [*short, "algorithms={sequence_length_warmup: {duration: 0.3}}"],
         "alibi": [*short, "algorithms={alibi: {}}"],
         "glu": [*short, "algorithms={gated_linear_units: {}}"],
+        # the best of the method table, a little longer, evaluated every 100 batches
+        "glu1200": [
+            "max_duration=1200ba",
+            "optimizer.lr=0.003",
+            "eval_interval=100ba",
+            "algorithms={gated_linear_units: {}}",
+        ],
+        "glualibi": [
+            "max_duration=1200ba",
+            "optimizer.lr=0.003",
+            "eval_interval=100ba",
+            "algorithms={gated_linear_units: {}, alibi: {}}",
+        ],
     }[variant]
 
 
