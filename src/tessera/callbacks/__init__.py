@@ -6,8 +6,7 @@ importing the package costs nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tessera.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "SpeedMonitor": "tessera.callbacks.speed_monitor",
@@ -20,9 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tessera.callbacks' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ Names are imported on first use, so `import tessera.data.<module>` stays light.
 
 from __future__ import annotations
 
-from typing import Any
+from tessera.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "ShardWriter": "tessera.data.writer",
@@ -14,11 +14,4 @@ _EXPORTS = {
     "Stream": "tessera.data.streams",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tessera.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
