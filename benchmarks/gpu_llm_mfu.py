@@ -63,7 +63,7 @@ def hf_model(config: GPTConfig) -> torch.nn.Module:
     return model
 
 
-def time_training(model: torch.nn.Module, step_fn, steps: int, warmup: int = 3) -> float:
+def time_training(step_fn, steps: int, warmup: int = 3) -> float:
     """Seconds per step (median of `steps` after `warmup`)."""
     times = []
     for i in range(warmup + steps):
@@ -77,32 +77,46 @@ def time_training(model: torch.nn.Module, step_fn, steps: int, warmup: int = 3) 
     return times[len(times) // 2]
 
 
-def bench_size(name: str, steps: int, with_hf: bool) -> list[dict]:
-    seq = SEQ if name != "smoke" else 64
-    config = shape(name, seq)
-    vocab = config.vocab_size
-    batch = BATCH[name]
-    rows = []
-    flops_per_token = config.flops_per_token(seq)
-    torch.manual_seed(0)
-    model = GPT(config).to(DEVICE)
-    for block in model.blocks:
-        block.compile()
+def measure(library: str, name: str, config: GPTConfig, model, loss_of, batch: int, steps: int):
+    """Train `model` on `loss_of(model)` with bf16 autocast and fused AdamW; the result row."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=DEVICE == "cuda")
-    ids = torch.randint(0, vocab, (batch, seq + 1), device=DEVICE)
 
-    def ours_step() -> None:
+    def step() -> None:
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            loss = model.loss(model({"input_ids": ids}), {"input_ids": ids})
+            loss = loss_of(model)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds = time_training(model, ours_step, steps)
-    tokens = batch * seq / seconds
-    rows.append(_row("tessera", name, config, batch, seq, tokens, flops_per_token))
-    print(json.dumps(rows[-1]), flush=True)
-    del model, optimizer
+    seq = config.max_seq_len
+    tokens = batch * seq / time_training(step, steps)
+    row = _row(library, name, config, batch, seq, tokens, config.flops_per_token(seq))
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def bench_size(name: str, steps: int, with_hf: bool) -> list[dict]:
+    seq = SEQ if name != "smoke" else 64
+    config = shape(name, seq)
+    batch = BATCH[name]
+    torch.manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch, seq + 1), device=DEVICE)
+    model = GPT(config).to(DEVICE)
+    for block in model.blocks:
+        block.compile()
+    batch_dict = {"input_ids": ids}
+    rows = [
+        measure(
+            "tessera",
+            name,
+            config,
+            model,
+            lambda m: m.loss(m(batch_dict), batch_dict),
+            batch,
+            steps,
+        )
+    ]
+    del model
     reset_memory()
     if with_hf:
         torch.manual_seed(0)
@@ -111,21 +125,19 @@ def bench_size(name: str, steps: int, with_hf: bool) -> list[dict]:
         except Exception as error:  # record, keep the rest of the run
             print(json.dumps({"library": "transformers", "size": name, "error": repr(error)}))
             return rows
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=DEVICE == "cuda")
         inputs = ids[:, :seq]
-
-        def hf_step() -> None:
-            with torch.autocast(DEVICE, dtype=torch.bfloat16):
-                loss = model(input_ids=inputs, labels=inputs).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        seconds = time_training(model, hf_step, steps)
-        tokens = batch * seq / seconds
-        rows.append(_row("transformers", name, config, batch, seq, tokens, flops_per_token))
-        print(json.dumps(rows[-1]), flush=True)
-        del model, optimizer
+        rows.append(
+            measure(
+                "transformers",
+                name,
+                config,
+                model,
+                lambda m: m(input_ids=inputs, labels=inputs).loss,
+                batch,
+                steps,
+            )
+        )
+        del model
         reset_memory()
     return rows
 
