@@ -16,7 +16,7 @@ import numpy as np
 
 from tessera.core.errors import DataError, UserError
 from tessera.data.text.documents import Document
-from tessera.data.text.token_file import write_token_file
+from tessera.data.text.token_file import TokenDataset, TokenFile, token_dtype, write_token_file
 from tessera.data.text.tokenizers import Tokenizer
 
 MODES = ("concat", "pad")
@@ -134,22 +134,31 @@ def write_split(
     return {"sequences": len(documents), "tokens": int(lengths.sum()), "truncated": truncated}
 
 
+def sequence_dataset(
+    documents: list[EncodedDocument],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    mode: str,
+    stride: int | None = None,
+) -> TokenDataset:
+    """The documents as an in-memory `TokenDataset` of `seq_len + 1`-token sequences:
+    packed into one stream (`concat`, windows `stride` apart) or one padded row each (`pad`)."""
+    meta = {"vocab_size": tokenizer.vocab_size, "seq_len": seq_len}
+    if mode == "concat":
+        return TokenDataset(TokenFile.in_memory(pack_stream(documents), meta), stride=stride)
+    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    rows, lengths, prompts, _ = pad_rows(documents, seq_len, pad_id)
+    return TokenDataset(TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts))
+
+
 def write_split_shards(
     out: str, documents: list[EncodedDocument], tokenizer: Tokenizer, seq_len: int, mode: str
 ) -> dict[str, Any]:
     """Write one split as streaming shards (`tessera.data.ShardWriter`): one sample per
     sequence of `seq_len + 1` tokens, with `labels` (-100 = no loss) in pad mode."""
-    from tessera.data.text.token_file import TokenDataset, TokenFile, token_dtype
     from tessera.data.writer import ShardWriter
 
-    meta = {"vocab_size": tokenizer.vocab_size, "seq_len": seq_len}
-    if mode == "concat":
-        source = TokenFile.in_memory(pack_stream(documents), meta)
-    else:
-        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-        rows, lengths, prompts, _ = pad_rows(documents, seq_len, pad_id)
-        source = TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts)
-    dataset = TokenDataset(source)
+    dataset = sequence_dataset(documents, tokenizer, seq_len, mode)
     dtype = token_dtype(tokenizer.vocab_size)
     columns = {"input_ids": f"tokens:{'uint16' if dtype.itemsize == 2 else 'uint32'}"}
     if mode == "pad":
@@ -161,7 +170,7 @@ def write_split_shards(
             if mode == "pad":
                 row["labels"] = sample["labels"].numpy().astype(np.int32)
             writer.write(row)
-    return {"sequences": len(dataset), "tokens": int(source.tokens.size)}
+    return {"sequences": len(dataset), "tokens": int(dataset.file.tokens.size)}
 
 
 def tokenize_to_folder(

@@ -19,8 +19,8 @@ from tessera.core.data import make_dataloader
 from tessera.core.errors import ConfigError, DataError
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
 from tessera.data.text.documents import read_documents
-from tessera.data.text.packing import encode_documents, pack_stream, pad_rows, split_documents
-from tessera.data.text.token_file import TokenDataset, TokenFile
+from tessera.data.text.packing import encode_documents, sequence_dataset, split_documents
+from tessera.data.text.token_file import TokenDataset
 from tessera.data.text.tokenizers import load_tokenizer
 
 
@@ -101,16 +101,10 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
     )
     encoded = encode_documents(documents, tokenizer)
     train_docs, val_docs = split_documents(encoded, config.val_fraction)
-    meta = {"vocab_size": tokenizer.vocab_size, "seq_len": config.seq_len}
-
-    def dataset(docs: list, stride: int | None = None) -> TokenDataset:
-        if config.packing == "concat":
-            return TokenDataset(TokenFile.in_memory(pack_stream(docs), meta), stride=stride)
-        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-        rows, lengths, prompts, _ = pad_rows(docs, int(config.seq_len), pad_id)
-        return TokenDataset(TokenFile.in_memory(rows, meta, lengths=lengths, prompts=prompts))
-
-    return dataset(train_docs, config.window_stride), (dataset(val_docs) if val_docs else None)
+    seq_len, mode = int(config.seq_len), config.packing
+    train = sequence_dataset(train_docs, tokenizer, seq_len, mode, config.window_stride)
+    val = sequence_dataset(val_docs, tokenizer, seq_len, mode) if val_docs else None
+    return train, val
 
 
 def _as_tensors(sample: dict) -> dict[str, torch.Tensor]:
