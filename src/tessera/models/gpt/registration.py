@@ -18,7 +18,8 @@ from tessera.models.registry import register_model
 
 # Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
 TRAINING_OPTIONS = ("dropout", "activation_checkpointing")
-_NOT_SHAPE = {"name", "preset", "init_from", "lora", "tokenizer", "init", "init_std"}
+_RECIPE_ONLY = {"name", "preset", "init_from", "lora"}  # recipe fields that are not GPTConfig's
+_NOT_SHAPE = _RECIPE_ONLY | {"tokenizer", "init", "init_std"}
 
 
 class GPTRecipeConfig(GPTConfig):
@@ -37,9 +38,7 @@ def build_gpt(config: GPTRecipeConfig) -> GPT:
     else:
         from tessera.data.text.tokenizers import load_tokenizer
 
-        shape = GPTConfig.model_validate(
-            config.model_dump(exclude={"name", "preset", "init_from", "lora"})
-        )
+        shape = GPTConfig.model_validate(config.model_dump(exclude=_RECIPE_ONLY))
         tokenizer = load_tokenizer(shape.tokenizer) if shape.tokenizer else None
         if tokenizer is not None:
             shape = shape.with_vocab(tokenizer.vocab_size)
