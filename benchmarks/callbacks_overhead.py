@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tessera.callbacks import build_callbacks
 from tessera.core.trainer import Trainer
 from tessera.loggers import build_loggers
-from tessera.models.adapters import ModuleAdapter
+from tessera.models.module_with_loss import ModuleWithLoss
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fashion-mnist"
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     loader = DataLoader(TensorDataset(*load(args.batches * 64)), batch_size=64)
-    model = ModuleAdapter(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)))
+    model = ModuleWithLoss(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)))
     run_dir = Path(tempfile.mkdtemp(prefix="tessera-cb-bench-"))
     callbacks = build_callbacks(
         {"speed_monitor": None, "lr_monitor": None, "memory_monitor": None}, args.log_interval
@@ -108,7 +108,7 @@ def hook_costs(run_dir: Path, repeats: int = 2000) -> None:
     from tessera.loggers.jsonl import JSONLLogger
     from tessera.loggers.progress import ProgressBarLogger
 
-    model = ModuleAdapter(nn.Linear(784, 10))
+    model = ModuleWithLoss(nn.Linear(784, 10))
     print(f"\n{'hook (alone)':<22}{'us, plain batch':>16}{'us, log step':>14}")
     for make in (SpeedMonitor, LRMonitor, MemoryMonitor, ProgressBarLogger):
         cost = []

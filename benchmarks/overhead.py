@@ -99,7 +99,7 @@ def run_raw(args, marks):
 def run_tessera(args, marks):
     from tessera.core.callback import Callback
     from tessera.core.trainer import Trainer
-    from tessera.models import ModuleAdapter
+    from tessera.models import ModuleWithLoss
 
     class Marks(Callback):
         def batch_end(self, state, logger):
@@ -107,7 +107,7 @@ def run_tessera(args, marks):
 
     module, loader = workload(args.model, args.batch_size, args.device)
     trainer = Trainer(
-        ModuleAdapter(module),
+        ModuleWithLoss(module),
         loader,
         f"{args.steps}ba",
         optimizers=make_optimizer(module),

@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from tessera.core.data import make_dataloader
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
-from tessera.models import ModuleAdapter
+from tessera.models import ModuleWithLoss
 from tessera.models.resnet import ResNet
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion-mnist"
@@ -45,12 +45,12 @@ def accuracy_metrics():
     return {"accuracy": MulticlassAccuracy(num_classes=10, average="micro")}
 
 
-def tiny_resnet(seed: int = 0, width: int = 8) -> ModuleAdapter:
+def tiny_resnet(seed: int = 0, width: int = 8) -> ModuleWithLoss:
     torch.manual_seed(seed)
-    return ModuleAdapter(ResNet(width=width, blocks_per_stage=[1, 1, 1]), metrics=accuracy_metrics)
+    return ModuleWithLoss(ResNet(width=width, blocks_per_stage=[1, 1, 1]), metrics=accuracy_metrics)
 
 
-def tiny_mlp(seed: int = 0) -> ModuleAdapter:
+def tiny_mlp(seed: int = 0) -> ModuleWithLoss:
     torch.manual_seed(seed)
     network = nn.Sequential(
         nn.Flatten(),
@@ -60,7 +60,7 @@ def tiny_mlp(seed: int = 0) -> ModuleAdapter:
         nn.ReLU(),
         nn.Linear(64, 10),
     )
-    return ModuleAdapter(network, metrics=accuracy_metrics)
+    return ModuleWithLoss(network, metrics=accuracy_metrics)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tessera.core.callback import Callback
 from tessera.core.engine import Engine
 from tessera.core.event import Event
 from tessera.core.logger import Logger, LoggerDestination
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.core.state import State
 from tessera.core.time import Time
 
@@ -42,7 +42,7 @@ def fashion_mnist(count: int, split: str = "train") -> tuple[torch.Tensor, torch
     )
 
 
-class TinyClassifier(ModelAdapter):
+class TinyClassifier(TrainableModel):
     """A linear classifier over pixels; reports `flops` per sample when given."""
 
     def __init__(self, flops_per_sample: float | None = None, tokens_per_sample: int = 0):
@@ -73,7 +73,7 @@ def make_state(
     max_duration: str = "20ba",
     batch_size: int = 16,
     samples: int = 320,
-    model: ModelAdapter | None = None,
+    model: TrainableModel | None = None,
     optimizers: Sequence[torch.optim.Optimizer] | None = None,
     rank: int = 0,
 ) -> State:

@@ -12,7 +12,7 @@ from tessera.callbacks import build_callbacks
 from tessera.core.trainer import Trainer
 from tessera.loggers import build_loggers
 from tessera.loggers.jsonl import read_jsonl
-from tessera.models.adapters import ModuleAdapter
+from tessera.models.module_with_loss import ModuleWithLoss
 
 
 class Pixels(nn.Module):
@@ -28,7 +28,7 @@ def make_trainer(run_dir, callbacks_spec, max_duration="8ba", **kwargs):
     torch.manual_seed(0)
     train = DataLoader(TensorDataset(*fashion_mnist(256)), batch_size=32)
     evaluation = DataLoader(TensorDataset(*fashion_mnist(200, "test")), batch_size=100)
-    model = ModuleAdapter(
+    model = ModuleWithLoss(
         Pixels(), metrics=lambda: {"accuracy": MulticlassAccuracy(10, average="micro")}
     )
     loggers = build_loggers({"progress": {"mode": "lines"}, "jsonl": None}, run_dir, 2)

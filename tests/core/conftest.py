@@ -7,7 +7,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from tessera.core.data import make_dataloader
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
-from tessera.models import ModuleAdapter
+from tessera.models import ModuleWithLoss
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +48,10 @@ def small_loaders(fashion_test_split):
     return build
 
 
-def tiny_classifier(seed: int = 0) -> ModuleAdapter:
+def tiny_classifier(seed: int = 0) -> ModuleWithLoss:
     torch.manual_seed(seed)
     network = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
-    return ModuleAdapter(
+    return ModuleWithLoss(
         network, metrics=lambda: {"accuracy": MulticlassAccuracy(num_classes=10, average="micro")}
     )
 

@@ -83,9 +83,9 @@ def test_resume_restores_everything(tmp_path, small_loaders, classifier):
 
 def test_checkpoint_of_another_shape_names_the_problem(tmp_path, small_loaders, classifier):
     make(small_loaders, classifier, tmp_path, max_duration="2ba").fit()
-    from tessera.models import ModuleAdapter
+    from tessera.models import ModuleWithLoss
 
-    other = ModuleAdapter(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+    other = ModuleWithLoss(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
     train, _ = small_loaders()
     with pytest.raises(CheckpointError, match="does not fit this model"):
         Trainer(

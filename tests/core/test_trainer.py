@@ -106,7 +106,7 @@ class OutOfMemoryAbove(torch.nn.Module):
 
 
 def test_auto_microbatch_halves_on_oom_and_matches_fixed_size(small_loaders, classifier):
-    from tessera.models import ModuleAdapter
+    from tessera.models import ModuleWithLoss
 
     results = []
     for setting in ("auto", 8):
@@ -115,7 +115,7 @@ def test_auto_microbatch_halves_on_oom_and_matches_fixed_size(small_loaders, cla
         trainer = make_trainer(
             small_loaders,
             None,
-            model=ModuleAdapter(network),
+            model=ModuleWithLoss(network),
             max_duration="3ba",
             device_train_microbatch_size=setting,
         )

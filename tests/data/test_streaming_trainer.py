@@ -12,7 +12,7 @@ from streaming_support import fashion_samples, isolated_cache  # noqa: F401
 from torch import nn
 
 from tessera.core.callback import Callback
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.core.trainer import Trainer
 from tessera.data.dataset import StreamingDataset
 from tessera.data.writer import ShardWriter
@@ -20,7 +20,7 @@ from tessera.data.writer import ShardWriter
 BATCH = 25
 
 
-class PixelClassifier(ModelAdapter):
+class PixelClassifier(TrainableModel):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Linear(784, 10)

@@ -14,7 +14,7 @@ from tessera.core import distributed, sharded_checkpoint
 from tessera.core.data import make_dataloader
 from tessera.core.errors import CheckpointError
 from tessera.core.trainer import Trainer
-from tessera.models import ModuleAdapter
+from tessera.models import ModuleWithLoss
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def fsdp_trainer():
     torch.manual_seed(0)
     network = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
     data = TensorDataset(torch.randn(64, 6), torch.randint(0, 3, (64,)))
-    model = ModuleAdapter(network)
+    model = ModuleWithLoss(network)
     trainer = Trainer(
         model,
         make_dataloader(data, batch_size=8, seed=0),

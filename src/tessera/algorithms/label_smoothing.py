@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from tessera.algorithms.common import check_range
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -44,15 +46,18 @@ def smoothed_loss(loss: torch.Tensor, logits: torch.Tensor, smoothing: float) ->
     return (1.0 - smoothing) * loss + smoothing * uniform_cross_entropy(logits).to(loss.dtype)
 
 
+class LabelSmoothingConfig(ComponentConfig):
+    smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="probability mass spread evenly over all classes"
+    )
+
+
 class LabelSmoothing(Algorithm):
     """Replace the loss after it is computed by its label-smoothed value."""
 
     name = NAME
+    Config = LabelSmoothingConfig
     runs_after = ("mixup", "cutmix")
-
-    def __init__(self, smoothing: float = 0.1) -> None:
-        check_range(NAME, "smoothing", smoothing, 0.0, 1.0, high_inclusive=False)
-        self.smoothing = smoothing
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_LOSS
@@ -64,7 +69,4 @@ class LabelSmoothing(Algorithm):
                 "algorithm 'label_smoothing' needs model outputs that are class logits "
                 f"(a tensor of shape (..., classes)); got {type(outputs).__name__}"
             )
-        state.loss = smoothed_loss(state.loss, outputs, self.smoothing)
-
-    def __repr__(self) -> str:
-        return f"LabelSmoothing(smoothing={self.smoothing})"
+        state.loss = smoothed_loss(state.loss, outputs, self.config.smoothing)

@@ -7,6 +7,10 @@ where a bare number means epochs: nobody logs every ten epochs by accident this 
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 from tessera.core.interval import Interval
@@ -26,6 +30,19 @@ def parse_log_interval(value: Time | str | int, field_name: str = "log_interval"
     if time.value <= 0:
         raise ConfigError(f"{field_name}: {value!r} must be more than zero")
     return time
+
+
+def _log_interval_from_config(value: Any) -> Time:
+    try:
+        return parse_log_interval(value, "value")
+    except ConfigError as error:
+        raise ValueError(str(error).removeprefix("value: ")) from None
+
+
+# A config field for how often to log: '10ba', '1ep', '0.1dur' or a bare number of batches.
+LogInterval = Annotated[
+    Time, BeforeValidator(_log_interval_from_config), PlainSerializer(str, return_type=str)
+]
 
 
 class LogSchedule:

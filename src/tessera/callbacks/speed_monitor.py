@@ -12,16 +12,27 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from tessera.callbacks.log_schedule import LogSchedule
+from pydantic import Field
+
+from tessera.callbacks.log_schedule import LogInterval, LogSchedule
 from tessera.callbacks.peak_flops import peak_flops_per_second as known_peak
 from tessera.core.callback import Callback
-from tessera.core.errors import ConfigError
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
-from tessera.core.time import Time
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
+
+
+class SpeedMonitorConfig(ComponentConfig):
+    window: int = Field(20, ge=1, description="batches the rates are averaged over")
+    log_interval: LogInterval = Field("10ba", description="how often to log (bare number: batches)")
+    peak_flops_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="peak FLOP/s of one device for MFU (default: the known-GPU table)",
+    )
 
 
 class SpeedMonitor(Callback):
@@ -32,29 +43,16 @@ class SpeedMonitor(Callback):
     rates divide them by the world size (ranks train batches of the same size).
     """
 
-    def __init__(
-        self,
-        window: int = 20,
-        log_interval: Time | str | int = "10ba",
-        peak_flops_per_second: float | None = None,
-    ) -> None:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ConfigError(f"window: {window!r} must be a positive number of batches")
-        if peak_flops_per_second is not None and (
-            isinstance(peak_flops_per_second, bool)
-            or not isinstance(peak_flops_per_second, (int, float))
-            or peak_flops_per_second <= 0
-        ):
-            raise ConfigError(
-                f"peak_flops_per_second: {peak_flops_per_second!r} must be a positive number "
-                "of FLOP/s (e.g. 989e12), or left unset to use the known-GPU table"
-            )
-        self.window = window
-        self.schedule = LogSchedule(log_interval)
-        self.peak_override = float(peak_flops_per_second) if peak_flops_per_second else None
+    Config = SpeedMonitorConfig
+
+    def __init__(self, config: SpeedMonitorConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.window = self.config.window
+        self.schedule = LogSchedule(self.config.log_interval)
+        self.peak_override = self.config.peak_flops_per_second
         self.peak: float | None = self.peak_override
         # (seconds, samples, tokens, flops or None) per batch in the window.
-        self._batches: deque[tuple[float, int, int, float | None]] = deque(maxlen=window)
+        self._batches: deque[tuple[float, int, int, float | None]] = deque(maxlen=self.window)
         self._last_end: float | None = None
         self._eval_start: float | None = None
         self.train_seconds = 0.0

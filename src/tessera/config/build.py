@@ -17,11 +17,11 @@ from tessera.config.schema import OptimizerConfig, RunConfig, SchedulerConfig
 from tessera.core import distributed, sharded_checkpoint
 from tessera.core.checkpoint import atomic_write
 from tessera.core.errors import ConfigError, UserError
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.core.time import Time
 from tessera.core.trainer import Trainer
-from tessera.data.registry import DataContext, DataLoaders, dataset_entry
-from tessera.models.registry import model_entry
+from tessera.data.registry import DATASETS, DataContext, DataLoaders
+from tessera.models.registry import MODELS
 from tessera.optim import OPTIMIZERS, SCHEDULES, ScheduledLR, parameter_groups
 
 
@@ -62,15 +62,13 @@ def prepare_run_folder(config: RunConfig, write: bool = True) -> RunFolder:
     return folder
 
 
-def build_model(config: RunConfig) -> ModelAdapter:
-    entry = model_entry(config.model["name"])
-    return entry.build(entry.config_class.model_validate(config.model))
+def build_model(config: RunConfig) -> TrainableModel:
+    return MODELS.build(config.model["name"], config.model)
 
 
 def build_data(config: RunConfig, rank: int = 0, world_size: int = 1) -> DataLoaders:
-    entry = dataset_entry(config.data["name"])
     context = DataContext(seed=config.seed, rank=rank, world_size=world_size)
-    return entry.build(entry.config_class.model_validate(config.data), context)
+    return DATASETS.build(config.data["name"], config.data, context=context)
 
 
 def build_optimizer(config: OptimizerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

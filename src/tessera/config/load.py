@@ -135,21 +135,16 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate the run and its named sections, reporting every problem at once."""
-    from tessera.data.registry import dataset_entry
-    from tessera.models.registry import model_entry
+    from tessera.data.registry import DATASETS
+    from tessera.models.registry import MODELS
 
     config, problems = _section_problems(RunConfig, raw, "")
     problems = [line.removeprefix(".") for line in problems]
     sections = {}
-    for field, lookup in (("model", model_entry), ("data", dataset_entry)):
+    for field, registry in (("model", MODELS), ("data", DATASETS)):
         values = raw.get(field)
         if isinstance(values, dict) and isinstance(values.get("name"), str):
-            try:
-                schema = lookup(values["name"]).config_class
-            except ConfigError as error:
-                problems.append(str(error))
-                continue
-            sections[field], section_problems = _section_problems(schema, values, field)
+            sections[field], section_problems = registry.validate(values["name"], values, field)
             problems += section_problems
     if problems or config is None:
         raise ConfigError(f"invalid configuration in {source}:\n  " + "\n  ".join(problems))

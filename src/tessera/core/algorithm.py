@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tessera.core.component import Configurable
+
 if TYPE_CHECKING:
     from tessera.core.event import Event
     from tessera.core.logger import Logger
     from tessera.core.state import State
 
 
-class Algorithm:
-    """A speed-up method attached to training events.
+class Algorithm(Configurable):
+    """A speed-up method attached to training events; its options are `self.config` (`Config`).
 
     name: registry name (`"label_smoothing"`), used in errors and checkpoints.
     conflicts: names of algorithms that cannot be used together with this one.
@@ -39,6 +41,3 @@ class Algorithm:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tessera.core.component import Configurable
+
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
 
 
-class Callback:
-    """Base class: define `fit_start(self, state, logger)`, `batch_end(...)`, etc."""
+class Callback(Configurable):
+    """Base class: define `fit_start(self, state, logger)`, `batch_end(...)`, etc.
+
+    Options are declared as fields of `Config` and read from `self.config`.
+    """
 
     def state_dict(self) -> dict[str, Any]:
         return {}

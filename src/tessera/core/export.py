@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from tessera.core.checkpoint import atomic_write
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 
 
-def export_model(model: ModelAdapter, folder: str | Path) -> Path:
+def export_model(model: TrainableModel, folder: str | Path) -> Path:
     """Write the bare network's weights and its config; returns the folder."""
     folder = Path(folder)
     network = model.network()

@@ -1,8 +1,8 @@
 """The model interface the trainer drives.
 
-The trainer never calls a network directly: it hands each batch to a `ModelAdapter`, which knows
+The trainer never calls a network directly: it hands each batch to a `TrainableModel`, which knows
 how to run the forward pass, compute the loss and update metrics for its kind of batch. Any
-`nn.Module` plus a loss function becomes one through `tessera.models.ModuleAdapter`; the GPT
+`nn.Module` plus a loss function becomes one through `tessera.models.ModuleWithLoss`; the GPT
 family implements it natively.
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they 
     from torchmetrics import Metric
 
 
-class ModelAdapter(nn.Module):
+class TrainableModel(nn.Module):
     """Base class for models the trainer can train and evaluate.
 
     Subclasses implement `forward` and `loss`; the rest has sensible defaults. `forward` must be

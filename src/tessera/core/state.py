@@ -20,7 +20,7 @@ from tessera.core.data import resumable_part
 from tessera.core.determinism import load_rng_state, rng_state
 from tessera.core.errors import CheckpointError, ConfigError
 from tessera.core.event import Event
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.core.precision import Precision
 from tessera.core.time import Time, Timestamp, TimeUnit
 
@@ -67,13 +67,13 @@ class State:
     last_event: Event | None = None
 
     @property
-    def unwrapped_model(self) -> ModelAdapter:
+    def unwrapped_model(self) -> TrainableModel:
         """The model without DDP/FSDP/compile wrappers (what checkpoints save)."""
         model = self.model
-        while not isinstance(model, ModelAdapter):
+        while not isinstance(model, TrainableModel):
             inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
             if inner is None:
-                raise TypeError(f"state.model wraps no ModelAdapter: {type(model).__name__}")
+                raise TypeError(f"state.model wraps no TrainableModel: {type(model).__name__}")
             model = inner
         return model
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
 
 from tessera.core.errors import ConfigError
 
@@ -162,3 +164,17 @@ class Timestamp:
 
     def __str__(self) -> str:
         return f"epoch {self.epoch} batch {self.batch} ({self.sample} samples)"
+
+
+def _time_from_config(value: Any) -> Time:
+    try:
+        return Time.coerce(value, "value")
+    except ConfigError as error:  # pydantic names the field; keep only what is wrong
+        raise ValueError(str(error).removeprefix("value: ")) from None
+
+
+# A `Time` field of a config: accepts '10ep', '500ba', ... or a bare integer (epochs) and is
+# written back as its string.
+TimeValue = Annotated[
+    Time, BeforeValidator(_time_from_config), PlainSerializer(str, return_type=str)
+]

@@ -28,7 +28,7 @@ from tessera.core.event import Event
 from tessera.core.export import export_model
 from tessera.core.logger import Logger, LoggerDestination
 from tessera.core.microbatch import is_out_of_memory, move_to_device, split_batch
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.core.precision import (
     Precision,
     autocast,
@@ -50,7 +50,7 @@ def default_device() -> torch.device:
 
 
 class Trainer:
-    """Trains a `ModelAdapter` for `max_duration` ("2ep", "1000ba", "1e8tok").
+    """Trains a `TrainableModel` for `max_duration` ("2ep", "1000ba", "1e8tok").
 
     device_train_microbatch_size: None (whole batch), an int, or "auto" (halve on OOM).
     save_folder + save_interval: checkpoints; autoresume: continue from the newest valid one.
@@ -58,7 +58,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: ModelAdapter,
+        model: TrainableModel,
         train_dataloader: Iterable[Any],
         max_duration: Time | str | int,
         optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,

@@ -1,19 +1,19 @@
 """Data sets by name, for recipes: `data: {name: fashion_mnist, batch_size: 128}`.
 
-Each entry pairs a pydantic config class with a builder that returns the train dataloader and
-the evaluation dataloaders for one rank. `batch_size` is the global batch (all ranks together).
+`DATASETS` is a `tessera.core.registry.Registry` (entry-point group `tessera.data`). Each entry
+is a builder marked with `@builder(SomeConfig)` that returns the train dataloader and the
+evaluation dataloaders for one rank, given a `DataContext`. `batch_size` is the global batch
+(all ranks together).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
-
 from tessera.core.errors import ConfigError
-from tessera.core.registry import Entry, NamedRegistry
+from tessera.core.registry import Registry
 
 
 @dataclass
@@ -31,18 +31,14 @@ class DataContext:
     world_size: int = 1
 
 
-# Modules that register data sets when imported (kept lazy so `import tessera` stays fast).
-DATASETS = NamedRegistry("data", "data set", ["tessera.data.vision", "tessera.data.text"])
-
-
-def register_dataset(
-    name: str, config_class: type[BaseModel], build: Callable[[Any, DataContext], DataLoaders]
-) -> None:
-    DATASETS.register(name, config_class, build)
-
-
-def dataset_entry(name: str) -> Entry:
-    return DATASETS.entry(name)
+DATASETS = Registry(
+    "data",
+    "data",
+    {
+        "fashion_mnist": "tessera.data.vision:build_fashion_mnist",
+        "text": "tessera.data.text.registration:build_text",
+    },
+)
 
 
 def per_rank_batch_size(batch_size: int, context: DataContext) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.core.data import make_dataloader
+from tessera.core.registry import builder
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
-from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
+from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 
 
 class FashionMNISTConfig(BaseModel):
@@ -24,6 +25,7 @@ class FashionMNISTConfig(BaseModel):
     eval_subset: int | None = Field(None, ge=1, description="evaluate on the first N samples only")
 
 
+@builder(FashionMNISTConfig)
 def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> DataLoaders:
     train = FashionMNIST("train", config.path)
     if config.train_subset is not None:
@@ -58,6 +60,3 @@ def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> Dat
             )
         },
     )
-
-
-register_dataset("fashion_mnist", FashionMNISTConfig, build_fashion_mnist)

@@ -18,24 +18,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tessera.core.errors import ConfigError
+from pydantic import Field
+
+from tessera.core.component import ComponentConfig
 from tessera.core.logger import LoggerDestination
+from tessera.loggers.registry import inside_run
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
 
 
+class JSONLConfig(ComponentConfig):
+    path: Path = Field(
+        Path("metrics.jsonl"), description="file to append to (relative: inside the run folder)"
+    )
+    all_ranks: bool = Field(False, description="every rank writes its own <stem>.rank<R> file")
+
+
 class JSONLLogger(LoggerDestination):
     """Appends metrics to `path` as JSON lines; only rank 0 writes (unless `all_ranks`)."""
 
-    def __init__(self, path: str | Path, all_ranks: bool = False) -> None:
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise ConfigError(f"path: {path!r} is not a file path; give e.g. 'metrics.jsonl'")
-        self.path = Path(path)
-        self.all_ranks = bool(all_ranks)
+    Config = JSONLConfig
+
+    def __init__(self, config: JSONLConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.path = self.config.path
+        self.all_ranks = self.config.all_ranks
         self.active = True  # decided from the rank at INIT
         self._file: IO[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: JSONLConfig, run_dir: Path | None = None, **context: Any):
+        return cls(config.model_copy(update={"path": inside_run(config.path, run_dir)}))
 
     def init(self, state: State, logger: Logger) -> None:
         self.active = self.all_ranks or state.rank == 0

@@ -1,6 +1,6 @@
-"""Models: adapters for plain modules, vision networks, the GPT family, and a registry."""
+"""Models: a plain module plus its loss (`ModuleWithLoss`), vision networks, the GPT family."""
 
-from tessera.models.adapters import ModuleAdapter
-from tessera.models.registry import model_entry, model_names, register_model
+from tessera.models.module_with_loss import ModuleWithLoss
+from tessera.models.registry import MODELS, model_names
 
-__all__ = ["ModuleAdapter", "model_entry", "model_names", "register_model"]
+__all__ = ["MODELS", "ModuleWithLoss", "model_names"]

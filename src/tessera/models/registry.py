@@ -1,31 +1,22 @@
 """Models by name, for recipes: `model: {name: resnet, width: 16}`.
 
-Each entry pairs a pydantic config class (validates the YAML's fields, supplies defaults) with a
-builder that returns a `ModelAdapter`.
+`MODELS` is a `tessera.core.registry.Registry` (entry-point group `tessera.models`). Each entry
+is a builder function marked with `@builder(SomeConfig)`: the config validates the section and
+supplies defaults, the builder returns a `TrainableModel`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from tessera.core.registry import Registry
 
-from pydantic import BaseModel
-
-from tessera.core.model import ModelAdapter
-from tessera.core.registry import Entry, NamedRegistry
-
-# Modules that register models when imported (kept lazy so `import tessera` stays fast).
-MODELS = NamedRegistry("model", "model", ["tessera.models.vision", "tessera.models.gpt"])
-
-
-def register_model(
-    name: str, config_class: type[BaseModel], build: Callable[[Any], ModelAdapter]
-) -> None:
-    MODELS.register(name, config_class, build)
-
-
-def model_entry(name: str) -> Entry:
-    return MODELS.entry(name)
+MODELS = Registry(
+    "models",
+    "model",
+    {
+        "resnet": "tessera.models.vision:build_resnet",
+        "gpt": "tessera.models.gpt.registration:build_gpt",
+    },
+)
 
 
 def model_names() -> list[str]:

@@ -7,8 +7,8 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from tessera.models.adapters import ModuleAdapter
-from tessera.models.registry import register_model
+from tessera.core.registry import builder
+from tessera.models.module_with_loss import ModuleWithLoss
 from tessera.models.resnet import ResNet
 
 
@@ -27,14 +27,12 @@ def classification_metrics(num_classes: int) -> dict[str, Metric]:
     return {"accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro")}
 
 
-def build_resnet(config: ResNetConfig) -> ModuleAdapter:
+@builder(ResNetConfig)
+def build_resnet(config: ResNetConfig) -> ModuleWithLoss:
     kwargs = config.model_dump(exclude={"name"})
-    return ModuleAdapter(
+    return ModuleWithLoss(
         ResNet(**kwargs),
         loss_fn=nn.functional.cross_entropy,
         metrics=lambda: classification_metrics(config.num_classes),
         config={"architecture": "tessera.models.resnet.ResNet", "kwargs": kwargs},
     )
-
-
-register_model("resnet", ResNetConfig, build_resnet)

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tessera.core.data import make_dataloader
 from tessera.core.errors import ConfigError, DataError
-from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size, register_dataset
+from tessera.core.registry import builder
+from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 from tessera.data.text.documents import read_documents
 from tessera.data.text.packing import encode_documents, sequence_dataset, split_documents
 from tessera.data.text.token_file import TokenDataset
@@ -149,6 +150,7 @@ def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
     return loaders
 
 
+@builder(TextDataConfig)
 def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:
     if config.shards is not None:
         return _build_shards(config, context)
@@ -180,6 +182,3 @@ def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:
             val, config.eval_batch_size, shuffle=False, num_workers=config.num_workers, **common
         )
     return loaders
-
-
-register_dataset("text", TextDataConfig, build_text)

@@ -1,4 +1,4 @@
-"""`GPT`: the decoder-only transformer, implementing the trainer's `ModelAdapter` directly.
+"""`GPT`: the decoder-only transformer, implementing the trainer's `TrainableModel` directly.
 
 Training batches are dicts `{"input_ids": LongTensor[B, T + 1]}` (optionally `"labels"` of the
 same shape, -100 where no loss is wanted): the network reads the first T tokens and is scored on
@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tessera.core.errors import UserError
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 from tessera.models.gpt.cache import KVCache
 from tessera.models.gpt.config import GPTConfig
 from tessera.models.gpt.layers import Block, alibi_slopes, make_norm, rope_tables
@@ -26,7 +26,7 @@ from tessera.models.gpt.metrics import TokenLoss
 EXPORT_FORMAT = "tessera-gpt"
 
 
-class GPT(ModelAdapter):
+class GPT(TrainableModel):
     """A GPT-2 or Llama/MPT style language model built from a `GPTConfig`."""
 
     def __init__(self, config: GPTConfig, tokenizer: Any = None) -> None:
@@ -157,7 +157,7 @@ class GPT(ModelAdapter):
             dtype or weight.dtype,
         )
 
-    # -- the ModelAdapter interface ---------------------------------------------------------
+    # -- the TrainableModel interface ---------------------------------------------------------
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = _input_ids(batch)

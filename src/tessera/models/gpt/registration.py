@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import Field
 
 from tessera.core.errors import ConfigError
+from tessera.core.registry import builder
 from tessera.models.gpt.config import GPTConfig
 from tessera.models.gpt.lora import LoRAConfig, apply_lora
 from tessera.models.gpt.model import GPT
-from tessera.models.registry import register_model
 
 # Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
 TRAINING_OPTIONS = ("dropout", "activation_checkpointing")
@@ -30,6 +30,7 @@ class GPTRecipeConfig(GPTConfig):
     lora: LoRAConfig | None = Field(None, description="train LoRA adapters only")
 
 
+@builder(GPTRecipeConfig)
 def build_gpt(config: GPTRecipeConfig) -> GPT:
     """The model a recipe describes; its tokenizer (if named) is loaded, checked against
     vocab_size (or supplies it) and saved with the model."""
@@ -72,6 +73,3 @@ def _from_checkpoint(config: GPTRecipeConfig) -> GPT:
     overrides = {f: getattr(config, f) for f in TRAINING_OPTIONS}  # this run's, always
     model = load_gpt(str(config.init_from), overrides=overrides)
     return model.train()
-
-
-register_model("gpt", GPTRecipeConfig, build_gpt)

@@ -1,4 +1,4 @@
-"""`ModuleAdapter`: any `nn.Module` plus a loss function, trainable by Tessera.
+"""`ModuleWithLoss`: any `nn.Module` plus a loss function, trainable by Tessera.
 
 Batches are `(inputs, targets)`; the module sees `inputs`, the loss sees `(outputs, targets)`.
 """
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tessera.core.model import ModelAdapter
+from tessera.core.model import TrainableModel
 
 if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they build metrics
     from torchmetrics import Metric
 
 
-class ModuleAdapter(ModelAdapter):
+class ModuleWithLoss(TrainableModel):
     """Wraps a plain module for the trainer; metrics come from a factory so each use is fresh."""
 
     def __init__(

@@ -1,0 +1,128 @@
+"""Components configured by one pydantic model, `Config`, declared beside their code.
+
+A method, callback or logger subclasses `Configurable` and names its options once, as fields of
+its `Config` (type, default, range, description). The same validation runs for
+`BlurPool(min_channels=8)` in Python and for `algorithms: {blurpool: {min_channels: 8}}` in a
+recipe, so a default is written in one place and a bad value gets the same message everywhere:
+the field, the value given and what is accepted, every problem at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tessera.core.errors import ConfigError, did_you_mean
+
+
+class ComponentConfig(BaseModel):
+    """Base of every component's options: unknown keys refused, defaults and changes checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+def validation_problems(
+    error: ValidationError, schema: type[BaseModel], prefix: str = ""
+) -> list[str]:
+    """One line per problem: the field's dotted path, the value given and what is accepted."""
+    lines = []
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"]]
+        field = prefix + ".".join(location)
+        kind = problem["type"]
+        if kind == "extra_forbidden":
+            parent = schema_at(schema, location[:-1])
+            names = list(parent.model_fields) if parent else []
+            lines.append(f"{field}: unknown key; {did_you_mean(location[-1], names)}")
+        elif kind == "missing":
+            lines.append(f"{field}: required field is missing")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            where = field or prefix.rstrip(".") or "value"
+            lines.append(f"{where}: {problem.get('input')!r} is not accepted: {message}")
+    return lines
+
+
+def schema_at(schema: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The nested config class at a dotted path of field names, if there is one."""
+    current: Any = schema
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        field = fields.get(part) if fields else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return None
+    return current
+
+
+def validate_options(
+    schema: type[BaseModel], options: Any, where: str = ""
+) -> tuple[BaseModel | None, list[str]]:
+    """Validate `options` (a mapping or a config instance) against `schema`; (config, problems)."""
+    if isinstance(options, schema):
+        return options, []
+    if isinstance(options, BaseModel):
+        options = options.model_dump()
+    if options is None:
+        options = {}
+    prefix = f"{where}." if where else ""
+    if not isinstance(options, dict):
+        return None, [
+            f"{where or schema.__name__}: expected a mapping of options, got "
+            f"{type(options).__name__} {options!r}"
+        ]
+    try:
+        return schema.model_validate(options), []
+    except ValidationError as error:
+        return None, validation_problems(error, schema, prefix)
+
+
+def build_config(schema: type[BaseModel], options: Any, where: str = "") -> BaseModel:
+    """`schema` validated from `options`, or one ConfigError listing every problem."""
+    config, problems = validate_options(schema, options, where)
+    if config is None:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+class Configurable:
+    """A component whose options are `self.config`, an instance of its class's `Config`.
+
+    Build it with keyword options (`LabelSmoothing(smoothing=0.1)`) or a ready config
+    (`LabelSmoothing(LabelSmoothingConfig(smoothing=0.1))`). Subclasses that keep more state
+    override `__init__(self, config=None, /, **options)` and call `super().__init__` first.
+    """
+
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    config: Any
+
+    def __init__(self, config: ComponentConfig | None = None, /, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError(
+                f"{type(self).__name__}: give either a config or keyword options, not both"
+            )
+        given = config if config is not None else options
+        self.config = build_config(self.Config, given, self.config_name())
+
+    @classmethod
+    def config_name(cls) -> str:
+        """How errors name this component's options (the registry name where there is one)."""
+        return getattr(cls, "name", "") or cls.__name__
+
+    @classmethod
+    def from_config(cls, config: BaseModel, **context: Any) -> Configurable:
+        """Build from a validated config; `context` carries what the run supplies (unused here)."""
+        return cls(config)
+
+    def __repr__(self) -> str:
+        config = getattr(self, "config", None)
+        values = config.model_dump() if isinstance(config, BaseModel) else {}
+        fields = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        return f"{type(self).__name__}({fields})"
