@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from tessera.core.data import make_dataloader
+from tessera.data.sampler import make_dataloader
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
 from tessera.models import ModuleWithLoss
 from tessera.models.resnet import ResNet

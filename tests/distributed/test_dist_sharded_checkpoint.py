@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from tessera.core import distributed, sharded_checkpoint
-from tessera.core.data import make_dataloader
+from tessera.data.sampler import make_dataloader
 from tessera.core.errors import CheckpointError
 from tessera.core.trainer import Trainer
 from tessera.models import ModuleWithLoss

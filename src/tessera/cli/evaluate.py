@@ -1,4 +1,7 @@
-"""`tessera eval RUN_OR_CHECKPOINT`: evaluate trained weights on the run's evaluation data."""
+"""`tessera eval RUN_OR_CHECKPOINT`: evaluate trained weights on the run's evaluation data.
+
+It uses the `Evaluator` component alone: no optimizer, no training state.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a checkpoint on a dataset",
         description="Evaluate a run folder (its final model), a final/ model folder, or a "
-        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe).",
+        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe). "
+        "Overrides may change the data and device, not the model's shape.",
     )
     parser.add_argument("checkpoint", help="run folder, final/ folder or checkpoint file")
     parser.add_argument(
@@ -34,18 +38,19 @@ def _locate(checkpoint: Path) -> tuple[Path | None, Path]:
     if checkpoint.is_file():
         return checkpoint.parent.parent / "config.yaml", checkpoint
     raise CheckpointError(
-        f"{checkpoint} is not a run folder, a final/ model folder or a checkpoint file"
+        f"{checkpoint} is not a run folder with a final model, a final/ model folder or a "
+        "checkpoint file"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from safetensors.torch import load_file
-
     from tessera.config import load_config
     from tessera.config.build import build_data, build_model
-    from tessera.core import checkpoint as checkpoints
+    from tessera.core.checkpointer import read_checkpoint
     from tessera.core.errors import CheckpointError, ConfigError
-    from tessera.core.trainer import Trainer
+    from tessera.core.evaluator import Evaluator
+    from tessera.core.export import load_network_weights, read_model_file
+    from tessera.parallel.process_group import start
 
     run_config, weights = _locate(Path(args.checkpoint))
     recipe = Path(args.recipe) if args.recipe else run_config
@@ -53,41 +58,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no recipe found for {args.checkpoint}; pass --recipe RECIPE.yaml")
     config = load_config(recipe, args.overrides)
     model = build_model(config)
-    network = model.network()
     if weights.suffix == ".safetensors":
-        state = load_file(str(weights))
-        missing, unexpected = network.load_state_dict(state, strict=False)
-        tied = set(model.export_config().get("tied_weights", {}))
-        if unexpected or set(missing) - tied:
-            raise CheckpointError(
-                f"{weights} does not fit the recipe's model: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]}"
-            )
+        load_network_weights(model, read_model_file(weights), str(weights))
     else:
-        state = checkpoints.load(weights)
+        state = read_checkpoint(weights)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise CheckpointError(
                 f"{weights} does not fit the recipe's model: {str(error).splitlines()[0]}"
             ) from None
+    device = start(device=config.device).device
     data = build_data(config)
-    trainer = Trainer(
-        model,
-        data.train,
-        "1ba",
-        optimizers=_no_op_optimizer(model),
-        eval_dataloaders=data.eval,
-        device=config.device,
-        precision=config.precision,
-        seed=config.seed,
-    )
-    results = trainer.evaluate()
+    evaluator = Evaluator(data.eval, device=device, precision=config.precision)
+    results = evaluator.evaluate(model.to(device))
     print(json.dumps({"checkpoint": str(weights), "eval": results}))
     return 0
-
-
-def _no_op_optimizer(model):  # evaluation never steps; the trainer still wants one
-    import torch
-
-    return torch.optim.SGD(model.parameters(), lr=0.0)

@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "tessera.cli.train",
     "tessera.cli.evaluate",
     "tessera.cli.config_show",
-    "tessera.launch.consolidate",
+    "tessera.cli.consolidate",
     "tessera.cli.data",
     "tessera.cli.data_text",
     "tessera.cli.generate",

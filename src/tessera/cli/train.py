@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from tessera.core.errors import UserError
@@ -63,19 +64,20 @@ def _split_overrides(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
-    from tessera.core.distributed import launched_by_torchrun
+    from tessera.parallel.process_group import launched_by_torchrun
 
     _split_overrides(args)
     config = load_config(args.recipe, args.overrides)
     options = _launch_options(args)
     options.check_counts()
     if options.wants_launcher() and not launched_by_torchrun():
-        from tessera.config.build import prepare_run_folder
+        from tessera.config.build import write_resolved_config
         from tessera.launch.local import check_options, launch
 
         check_options(options, config.device)
-        folder = prepare_run_folder(config)
-        return launch(args.recipe, list(args.overrides), options, folder.root)
+        write_resolved_config(config)
+        folder = Path(config.run_dir or ".") / config.name
+        return launch(args.recipe, list(args.overrides), options, folder)
     if launched_by_torchrun():
         from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -118,24 +120,20 @@ def _launch_options(args: argparse.Namespace) -> Any:
 
 def _train(config: object) -> int:
     from tessera.config.build import build_trainer
-    from tessera.core import distributed, sharded_checkpoint
 
+    trainer = None
     try:
-        trainer, folder = build_trainer(config)  # type: ignore[arg-type]
+        trainer = build_trainer(config)  # type: ignore[arg-type]
         start = time.perf_counter()
         trainer.fit()
         state = trainer.state
-        if distributed.is_sharded(state.unwrapped_model):
-            sharded_checkpoint.export_full_model(state, folder.final)  # every rank gathers
-        elif state.rank == 0:
-            trainer.export(folder.final)
         if state.rank == 0:
             summary = {
-                "run": str(folder.root),
+                "run": str(trainer.folder.root) if trainer.folder else None,
                 "timestamp": state.timestamp.state_dict(),
                 "eval": state.eval_results,
                 "seconds": round(time.perf_counter() - start, 1),
-                "final_model": str(folder.final),
+                "final_model": str(trainer.folder.final) if trainer.folder else None,
                 "resumed_from": str(trainer.resumed_from) if trainer.resumed_from else None,
                 "stop_reason": state.stop_reason,
                 "world_size": state.world_size,
@@ -144,7 +142,11 @@ def _train(config: object) -> int:
             if trainer.engine.profile:
                 for event, hook, seconds, calls in trainer.engine.timing_report():
                     print(f"{seconds:9.3f}s {calls:7d}x  {event:<22} {hook}")
-        distributed.barrier()  # leave together: no rank tears down while another still works
     finally:
-        distributed.stop()
+        if trainer is not None:
+            trainer.close()
+        else:
+            from tessera.parallel.process_group import stop
+
+            stop()
     return 0

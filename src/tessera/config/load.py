@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from tessera.config.schema import RunConfig
-from tessera.core.errors import ConfigError, did_you_mean
+from tessera.config.schema import MOVED, RunConfig
+from tessera.core.component import validate_options
+from tessera.core.errors import ConfigError
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -21,7 +22,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist (or is not a file)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it "
+            "as UTF-8 YAML"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"recipe {path} holds NUL bytes: it is a binary file, not YAML")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -71,59 +81,20 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def describe_validation_error(
-    error: ValidationError, schema: type[BaseModel], prefix: str = ""
-) -> list[str]:
-    """One line per problem: field path, value given, and what is accepted."""
-    lines = []
-    for problem in error.errors():
-        location = [str(part) for part in problem["loc"]]
-        field = prefix + ".".join(location)
-        kind = problem["type"]
-        value = problem.get("input")
-        if kind == "extra_forbidden":
-            parent = _schema_at(schema, location[:-1])
-            names = list(parent.model_fields) if parent else []
-            lines.append(f"{field}: unknown key; {did_you_mean(location[-1], names)}")
-        elif kind == "missing":
-            lines.append(f"{field}: required field is missing")
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"{field}: {value!r} is not accepted: {message}")
-    return lines
-
-
-def _schema_at(schema: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
-    current: Any = schema
-    for part in path:
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if current is None:
-            return None
-    return current
-
-
 def _section_problems(
     schema: type[BaseModel], values: Any, field: str
 ) -> tuple[BaseModel | None, list[str]]:
-    try:
-        return schema.model_validate(values), []
-    except ValidationError as error:
-        return None, describe_validation_error(error, schema, prefix=f"{field}.")
+    return validate_options(schema, values, field)
 
 
-def validate_section(schema: type[BaseModel], values: dict[str, Any], field: str) -> BaseModel:
-    """Validate a named component's section (model, data, ...) against its own schema."""
-    section, problems = _section_problems(schema, values, field)
-    if section is None:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    return section
+def _moved_keys(raw: dict[str, Any]) -> list[str]:
+    problems = []
+    for old, new in MOVED.items():
+        section, _, key = old.partition(".")
+        values = raw.get(section)
+        if isinstance(values, dict) and key in values:
+            problems.append(f"{old}: this key has moved; use {new}")
+    return problems
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -134,21 +105,45 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate the run and its named sections, reporting every problem at once."""
+    """Validate the run and every component section, reporting every problem at once."""
+    from tessera.algorithms.registry import ALGORITHMS
+    from tessera.callbacks.registry import CALLBACKS
     from tessera.data.registry import DATASETS
+    from tessera.loggers.registry import LOGGERS
     from tessera.models.registry import MODELS
 
-    config, problems = _section_problems(RunConfig, raw, "")
-    problems = [line.removeprefix(".") for line in problems]
-    sections = {}
+    problems = _moved_keys(raw)
+    config, found = _section_problems(RunConfig, raw, "")
+    problems += [line.removeprefix(".") for line in found]
+    named: dict[str, BaseModel] = {}
     for field, registry in (("model", MODELS), ("data", DATASETS)):
         values = raw.get(field)
         if isinstance(values, dict) and isinstance(values.get("name"), str):
-            sections[field], section_problems = registry.validate(values["name"], values, field)
-            problems += section_problems
+            section, found = registry.validate(values["name"], values, field)
+            problems += found
+            if section is not None:
+                named[field] = section
+        elif isinstance(values, dict):
+            problems.append(f"{field}.name: required; accepted: {', '.join(registry.names())}")
+    mappings: dict[str, dict[str, BaseModel]] = {}
+    for field, registry in (
+        ("algorithms", ALGORITHMS),
+        ("callbacks", CALLBACKS),
+        ("loggers", LOGGERS),
+    ):
+        if field in raw:
+            mappings[field], found = registry.validate_mapping(raw[field])
+            problems += found
+    problems = list(dict.fromkeys(problems))  # a problem seen by two checks is listed once
     if problems or config is None:
         raise ConfigError(f"invalid configuration in {source}:\n  " + "\n  ".join(problems))
     assert isinstance(config, RunConfig)
-    config.model = sections["model"].model_dump()
-    config.data = sections["data"].model_dump()
+    for field, section in named.items():
+        setattr(config, field, section)
+    for field, registry in (("callbacks", CALLBACKS), ("loggers", LOGGERS)):
+        if field not in mappings:  # the defaults, validated like any section
+            mappings[field], _ = registry.validate_mapping(getattr(config, field))
+    mappings.setdefault("algorithms", {})
+    for field, sections in mappings.items():
+        setattr(config, field, sections)
     return config

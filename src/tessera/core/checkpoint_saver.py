@@ -1,12 +1,17 @@
-"""The callbacks through which the trainer checkpoints and evaluates at intervals."""
+"""`CheckpointSaver`: the callback through which the trainer checkpoints at an interval.
+
+It writes through the run's `Checkpointer` (single-file or sharded alike), and once more when
+the run ends for any reason (the end of its duration, early stopping), so running the same
+command again finds the run complete instead of training it a second time.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tessera.core import checkpoint
 from tessera.core.callback import Callback
+from tessera.core.checkpointer import Checkpointer
 from tessera.core.event import Event
 from tessera.core.interval import Interval
 from tessera.core.time import Time
@@ -14,29 +19,27 @@ from tessera.core.time import Time
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
-    from tessera.core.trainer import Trainer
 
 
 class CheckpointSaver(Callback):
-    """Saves the full training state every `interval` into `folder`, keeping the last N."""
+    """Saves the full training state every `interval` through `checkpointer`."""
 
-    def __init__(
-        self, folder: str | Path, interval: Time | str | int, keep_last: int | None = None
-    ) -> None:
-        self.folder = Path(folder)
+    def __init__(self, checkpointer: Checkpointer, interval: Time | str | int) -> None:
+        super().__init__()
+        self.checkpointer = checkpointer
         self.interval = Interval(interval, "save_interval")
-        self.keep_last = keep_last
         self.saved: list[Path] = []
-
         self._deferred = False
+        self._last_saved_batch: int | None = None
 
     def _save(self, state: State) -> None:
-        if state.rank == 0:
-            ts = state.timestamp
-            name = checkpoint.checkpoint_name(ts.epoch, ts.batch)
-            self.saved.append(
-                checkpoint.save(state.state_dict(), self.folder, name, self.keep_last)
-            )
+        path = self.checkpointer.save(state)
+        self._last_saved_batch = state.timestamp.batch
+        if path is not None:
+            self.saved.append(path)
+
+    def after_load(self, state: State, logger: Logger) -> None:
+        self._last_saved_batch = state.timestamp.batch  # the checkpoint just loaded
 
     def batch_checkpoint(self, state: State, logger: Logger) -> None:
         if self.interval.due(state, Event.BATCH_END):
@@ -50,21 +53,10 @@ class CheckpointSaver(Callback):
             self._deferred = False
             self._save(state)
 
+    def fit_end(self, state: State, logger: Logger) -> None:
+        if self._last_saved_batch != state.timestamp.batch:
+            self._save(state)
+        self.checkpointer.flush()
 
-class PeriodicEvaluation(Callback):
-    """Runs the trainer's evaluation every `interval` (and at the end of the run)."""
-
-    def __init__(self, trainer: Trainer, interval: Time | str | int) -> None:
-        self.trainer = trainer
-        self.interval = Interval(interval, "eval_interval")
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if self.interval.due(state, Event.BATCH_END):
-            self.trainer.evaluate()
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        if self.interval.due(state, Event.EPOCH_END):
-            self.trainer.evaluate()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+    def close(self, state: State, logger: Logger) -> None:
+        self.checkpointer.close()

@@ -37,6 +37,12 @@ def validation_problems(
             lines.append(f"{field}: unknown key; {did_you_mean(location[-1], names)}")
         elif kind == "missing":
             lines.append(f"{field}: required field is missing")
+        elif isinstance(problem.get("input"), dict) and kind == "value_error":
+            # A check across fields (a model validator): its message names the fields.
+            message = problem["msg"].removeprefix("Value error, ")
+            where = field or prefix.rstrip(".")
+            for line in message.split("\n"):
+                lines.append(f"{where}: {line}" if where and not line.startswith(where) else line)
         else:
             message = problem["msg"].removeprefix("Value error, ")
             where = field or prefix.rstrip(".") or "value"

@@ -1,35 +1,108 @@
-"""Export a trained model as `model.safetensors` + `config.json`, loadable without Tessera."""
+"""The model a run hands over: `model.safetensors` + `config.json`, loadable without Tessera.
+
+`write_model_folder` is the one writer of that layout (single-process export, the gathered
+export of a sharded run and `tessera consolidate` all use it). safetensors refuses tensors that
+share storage, so tied weights are stored once and `config.json` says which names are tied.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from tessera.core.checkpoint import atomic_write
+from tessera.core.files import atomic_write_path, atomic_write_text
 from tessera.core.model import TrainableModel
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def untied_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict with each shared storage kept once (the first name)."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in state.items():
+        key = tensor.data_ptr()
+        if key in seen and tensor.numel() > 0:
+            continue
+        seen.add(key)
+        tensors[name] = tensor
+    return tensors
+
+
+def write_model_folder(
+    tensors: dict[str, torch.Tensor], config: dict[str, Any], folder: str | Path
+) -> Path:
+    """Write `model.safetensors` and `config.json` into `folder` atomically; returns it."""
+    folder = Path(folder)
+    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    atomic_write_path(
+        folder / MODEL_FILE, lambda path: save_file(plain, str(path), metadata={"format": "pt"})
+    )
+    text = json.dumps({"format": "tessera", "format_version": 1, **config}, indent=2)
+    atomic_write_text(folder / CONFIG_FILE, text)
+    return folder
 
 
 def export_model(model: TrainableModel, folder: str | Path) -> Path:
     """Write the bare network's weights and its config; returns the folder."""
-    folder = Path(folder)
+    tensors = untied_tensors(model.network().state_dict())
+    return write_model_folder(tensors, model.export_config(), folder)
+
+
+def read_model_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a `model.safetensors` file; a clear error if it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from tessera.core.errors import CheckpointError
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({error}); it may be truncated or "
+            "damaged: export the model again (`tessera export` / the run's final/ folder)"
+        ) from None
+
+
+def load_network_weights(
+    model: TrainableModel, tensors: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load exported tensors into the model's network, naming any tensor that does not fit.
+
+    Tied weights are stored once: a name missing from the file is fine when it shares storage
+    with one that is there."""
+    from tessera.core.errors import CheckpointError
+
     network = model.network()
-    tensors: dict[str, torch.Tensor] = {}
-    seen: dict[int, str] = {}
-    for name, tensor in network.state_dict().items():
-        # safetensors refuses shared storage (tied weights): store each tensor once and let
-        # config.json say which names are tied.
-        key = tensor.data_ptr()
-        if key in seen and tensor.numel() > 0:
-            continue
-        seen[key] = name
-        tensors[name] = tensor.detach().to("cpu").contiguous()
-    config = {"format": "tessera", "format_version": 1, **model.export_config()}
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / ".model.safetensors.tmp"
-    save_file(tensors, str(temporary), metadata={"format": "pt"})
-    temporary.replace(folder / "model.safetensors")
-    atomic_write(folder / "config.json", lambda f: f.write(json.dumps(config, indent=2)), "w")
-    return folder
+    expected = network.state_dict()
+    mismatched = [
+        f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[name].shape)}"
+        for name, tensor in tensors.items()
+        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape)
+    ]
+    unexpected = sorted(set(tensors) - set(expected))
+    stored = {expected[name].data_ptr() for name in tensors if name in expected}
+    missing = sorted(
+        name for name in set(expected) - set(tensors) if expected[name].data_ptr() not in stored
+    )
+    if mismatched or unexpected or missing:
+        details = "; ".join(
+            part
+            for part in (
+                "shapes differ: " + ", ".join(mismatched[:5]) if mismatched else "",
+                "missing: " + ", ".join(missing[:5]) if missing else "",
+                "not in the model: " + ", ".join(unexpected[:5]) if unexpected else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{source} does not fit this model ({details}); use the configuration the model was "
+            "trained with (the run folder's config.yaml)"
+        )
+    network.load_state_dict(tensors, strict=False)

@@ -63,6 +63,16 @@ class TrainableModel(nn.Module):
         return {}
 
 
+def unwrap(model: nn.Module) -> TrainableModel:
+    """The `TrainableModel` inside DDP/FSDP/compile wrappers (what checkpoints save)."""
+    while not isinstance(model, TrainableModel):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if inner is None:
+            raise TypeError(f"{type(model).__name__} wraps no TrainableModel")
+        model = inner
+    return model
+
+
 def _first_tensor(batch: Any) -> torch.Tensor:
     if isinstance(batch, torch.Tensor):
         return batch

@@ -57,8 +57,6 @@ def autocast(precision: Precision, device: torch.device) -> Iterator[None]:
         yield
 
 
-def make_grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
-    """A gradient scaler for fp16 training; None for other precisions."""
-    if precision != Precision.AMP_FP16:
-        return None
-    return torch.amp.GradScaler(device.type)
+def make_grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler: active for fp16 training, disabled (a pass-through) otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == Precision.AMP_FP16)

@@ -15,17 +15,26 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tessera.core.checkpoint import FORMAT_VERSION
-from tessera.core.data import resumable_part
 from tessera.core.determinism import load_rng_state, rng_state
 from tessera.core.errors import CheckpointError, ConfigError
-from tessera.core.event import Event
-from tessera.core.model import TrainableModel
+from tessera.core.model import TrainableModel, unwrap
 from tessera.core.precision import Precision
+from tessera.core.resumable import resumable_part
 from tessera.core.time import Time, Timestamp, TimeUnit
 
 if TYPE_CHECKING:  # torchmetrics is slow to import; models import it when they build metrics
     from torchmetrics import Metric
+
+STATE_FORMAT = 1  # the layout of `State.state_dict()` in checkpoints
+
+
+@dataclass
+class Rollback:
+    """A request to return to the newest good checkpoint at or before `before_batch`."""
+
+    before_batch: int
+    lr_factor: float = 1.0
+    reason: str = ""
 
 
 @dataclass
@@ -38,7 +47,9 @@ class State:
     precision: Precision = Precision.FP32
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
     schedulers: list[Any] = field(default_factory=list)
-    scaler: Any = None
+    scaler: torch.amp.GradScaler = field(
+        default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False)
+    )
     train_dataloader: Iterable[Any] | None = None
     eval_dataloaders: dict[str, Iterable[Any]] = field(default_factory=dict)
     batches_per_epoch: int | None = None
@@ -58,24 +69,18 @@ class State:
     outputs: Any = None
     loss: torch.Tensor | None = None
     batch_loss: torch.Tensor | None = None  # the full batch's mean loss, detached
-    train_metrics: dict[str, Metric] = field(default_factory=dict)
     eval_metrics: dict[str, dict[str, Metric]] = field(default_factory=dict)
     eval_results: dict[str, dict[str, float]] = field(default_factory=dict)
     last_batch_samples: int = 0
     last_batch_tokens: int = 0
     stop_reason: str | None = None
-    last_event: Event | None = None
+    skip_step: bool = False  # set through skip_optimizer_step(); reset every batch
+    rollback: Rollback | None = None  # set through request_rollback()
 
     @property
     def unwrapped_model(self) -> TrainableModel:
         """The model without DDP/FSDP/compile wrappers (what checkpoints save)."""
-        model = self.model
-        while not isinstance(model, TrainableModel):
-            inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-            if inner is None:
-                raise TypeError(f"state.model wraps no TrainableModel: {type(model).__name__}")
-            model = inner
-        return model
+        return unwrap(self.model)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -85,20 +90,31 @@ class State:
         """Ask the trainer to end the run after the current batch (early stopping)."""
         self.stop_reason = reason
 
+    def skip_optimizer_step(self) -> None:
+        """Ask the trainer not to step the optimizers for the current batch (called at
+        BEFORE_OPTIMIZER_STEP; the gradients are dropped, the batch still counts)."""
+        self.skip_step = True
+
+    def request_rollback(self, before_batch: int, lr_factor: float = 1.0, reason: str = "") -> None:
+        """Ask the trainer, after this batch, to restore the newest good checkpoint at or before
+        `before_batch`, keep the clock and data stream going (skipping the batches since), and
+        scale the learning rates by `lr_factor`."""
+        self.rollback = Rollback(before_batch, lr_factor, reason)
+
     # -- checkpointing ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizer, schedules, RNGs, data."""
         data = resumable_part(self.train_dataloader)
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": STATE_FORMAT,
             "run_name": self.run_name,
             "seed": self.seed,
             "timestamp": self.timestamp.state_dict(),
             "model": self.unwrapped_model.state_dict(),
             "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "data": data.state_dict(self.timestamp.sample_in_epoch) if data else None,
             "algorithms": [algorithm.state_dict() for algorithm in self.algorithms],
@@ -120,7 +136,7 @@ class State:
         _load_each(self.schedulers, state["schedulers"], "schedulers", source)
         _load_each(self.algorithms, state["algorithms"], "algorithms", source)
         _load_each(self.callbacks, state["callbacks"], "callbacks", source)
-        if self.scaler is not None and state["scaler"] is not None:
+        if state["scaler"]:  # empty for a disabled scaler
             self.scaler.load_state_dict(state["scaler"])
         data = resumable_part(self.train_dataloader)
         if data is not None and state["data"] is not None:

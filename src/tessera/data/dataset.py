@@ -20,6 +20,7 @@ import numpy as np
 import torch.utils.data
 
 from tessera.core.errors import DataError
+from tessera.core.world import current_world
 from tessera.data.cache import ShardCache
 from tessera.data.columns import parse_columns
 from tessera.data.format import INDEX_NAME, SampleDecoder, dump_index, load_index, shard_hash
@@ -27,7 +28,6 @@ from tessera.data.reader import ShardFile
 from tessera.data.shuffle import epoch_order, epoch_samples, rank_positions, worker_positions
 from tessera.data.storage import Storage, write_atomic
 from tessera.data.streams import Stream, samples_per_epoch
-from tessera.data.world import current_world
 from tessera.data.writer import parse_size
 
 logger = logging.getLogger(__name__)

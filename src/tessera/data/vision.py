@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.core.data import make_dataloader
 from tessera.core.registry import builder
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
+from tessera.data.sampler import make_dataloader
 
 
 class FashionMNISTConfig(BaseModel):

@@ -1,6 +1,6 @@
 """Optimizers with decoupled weight decay and learning-rate schedules in training time."""
 
-from tessera.optim.optimizers import OPTIMIZERS, SGDW, AdamW, parameter_groups
+from tessera.optim.optimizers import OPTIMIZERS, SGDW, AdamW, OptimizerConfig, parameter_groups
 from tessera.optim.schedulers import (
     SCHEDULES,
     Constant,
@@ -12,6 +12,7 @@ from tessera.optim.schedulers import (
     Polynomial,
     Schedule,
     ScheduledLR,
+    SchedulerConfig,
     Step,
 )
 
@@ -26,9 +27,11 @@ __all__ = [
     "Linear",
     "LinearWarmup",
     "MultiStep",
+    "OptimizerConfig",
     "Polynomial",
     "Schedule",
     "ScheduledLR",
+    "SchedulerConfig",
     "Step",
     "parameter_groups",
 ]

@@ -8,10 +8,13 @@ wd·w to the gradient, so the decay does not interact with momentum or adaptive 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
+
+from tessera.core.component import ComponentConfig
 
 
 class SGDW(torch.optim.SGD):
@@ -88,3 +91,45 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
 }
+
+
+class OptimizerConfig(ComponentConfig):
+    """The recipe's `optimizer:` section (and the trainer's default optimizer)."""
+
+    name: Literal["sgdw", "adamw", "sgd", "adam"] = Field("sgdw", description="optimizer")
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="peak learning rate")
+    weight_decay: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="weight decay (decoupled for sgdw/adamw)"
+    )
+    momentum: float | None = Field(None, ge=0, lt=1, description="momentum (SGD family)")
+    nesterov: bool | None = Field(None, description="Nesterov momentum (SGD family)")
+    betas: tuple[float, float] | None = Field(None, description="Adam betas")
+    eps: float | None = Field(None, gt=0, allow_inf_nan=False, description="Adam epsilon")
+    decay_norm_and_bias: bool = Field(False, description="also decay 1-D params (norms, biases)")
+    foreach: bool | None = Field(None, description="use the multi-tensor (foreach) kernels")
+
+    @model_validator(mode="after")
+    def _options_of_family(self) -> OptimizerConfig:
+        adam = self.name in ("adamw", "adam")
+        given = {
+            key
+            for key in ("momentum", "nesterov", "betas", "eps")
+            if getattr(self, key) is not None
+        }
+        wrong = given & ({"momentum", "nesterov"} if adam else {"betas", "eps"})
+        if wrong:
+            use = "betas/eps" if adam else "momentum/nesterov"
+            raise ValueError(f"{', '.join(sorted(wrong))} do not apply to {self.name}; use {use}")
+        if self.betas is not None and not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas {self.betas} must each be in [0, 1)")
+        return self
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over `model`'s trainable parameters (no decay on 1-D ones by default)."""
+        groups = parameter_groups(model, self.weight_decay, self.decay_norm_and_bias)
+        options: dict[str, Any] = {"lr": self.lr}
+        for key in ("momentum", "nesterov", "betas", "eps", "foreach"):
+            value = getattr(self, key)
+            if value is not None:
+                options[key] = value
+        return OPTIMIZERS[self.name](groups, **options)

@@ -8,15 +8,18 @@ Positions are measured in batches, or in tokens when max_duration is in tokens.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, model_validator
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
-from tessera.core.time import Time, TimeUnit
+from tessera.core.time import Time, TimeUnit, TimeValue
 
 if TYPE_CHECKING:
     from tessera.core.state import State
@@ -227,3 +230,72 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "polynomial": Polynomial,
     "inverse_sqrt": InverseSquareRoot,
 }
+
+
+class SchedulerConfig(ComponentConfig):
+    """The recipe's `scheduler:` section (and the trainer's default schedule)."""
+
+    name: Literal[
+        "constant",
+        "linear_warmup",
+        "linear",
+        "cosine_warmup",
+        "step",
+        "multistep",
+        "polynomial",
+        "inverse_sqrt",
+    ] = Field("cosine_warmup", description="learning-rate schedule")
+    t_warmup: TimeValue | None = Field(None, description="warm-up length (Time)")
+    t_max: TimeValue | None = Field(None, description="end of the decay (Time, default 1dur)")
+    alpha_f: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="final lr multiplier"
+    )
+    step_size: TimeValue | None = Field(None, description="step schedule: time between drops")
+    milestones: list[TimeValue] | None = Field(None, description="multistep: drop times")
+    gamma: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="step/multistep: drop factor"
+    )
+    power: float | None = Field(None, gt=0, allow_inf_nan=False, description="polynomial: exponent")
+    factor: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="constant: lr multiplier"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_schedule(self) -> SchedulerConfig:
+        accepted = set(inspect.signature(SCHEDULES[self.name].__init__).parameters) - {"self"}
+        given = {
+            key
+            for key in type(self).model_fields
+            if key != "name" and getattr(self, key) is not None
+        }
+        wrong = sorted(given - accepted)
+        if wrong:
+            raise ValueError(
+                f"{self.name!r} does not take {', '.join(wrong)}; it takes "
+                f"{', '.join(sorted(accepted)) or 'no options'}"
+            )
+        missing = [
+            key
+            for key, parameter in inspect.signature(
+                SCHEDULES[self.name].__init__
+            ).parameters.items()
+            if key != "self" and parameter.default is inspect.Parameter.empty and key not in given
+        ]
+        if missing:
+            raise ValueError(f"{self.name!r} needs {', '.join(missing)}")
+        return self
+
+    def times(self) -> list[Time]:
+        """Every time this schedule names (for unit checks against max_duration)."""
+        found = [getattr(self, key) for key in ("t_warmup", "t_max", "step_size")]
+        return [t for t in [*found, *(self.milestones or [])] if t is not None]
+
+    def build(self, optimizer: Optimizer, ratio: float = 1.0) -> ScheduledLR:
+        options = self.model_dump(exclude={"name"}, exclude_none=True)
+        for key in ("t_warmup", "t_max", "step_size"):
+            if key in options:
+                options[key] = getattr(self, key)
+        if "milestones" in options:
+            options["milestones"] = list(self.milestones or [])
+        schedule = SCHEDULES[self.name](**options)
+        return ScheduledLR(optimizer, schedule.scaled(ratio) if ratio != 1.0 else schedule)

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tessera.core.data import make_dataloader
 from tessera.core.errors import ConfigError, DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
+from tessera.data.sampler import make_dataloader
 from tessera.data.text.documents import read_documents
 from tessera.data.text.packing import encode_documents, sequence_dataset, split_documents
 from tessera.data.text.token_file import TokenDataset

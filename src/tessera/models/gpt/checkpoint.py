@@ -73,21 +73,25 @@ def load_gpt(
 ) -> GPT:
     """Rebuild an exported GPT (with its tokenizer attached, when one was saved).
 
-    `overrides` changes options that do not affect the weights' shapes (dropout, activation
-    checkpointing) for fine-tuning."""
-    from safetensors.torch import load_file
-
+    `overrides` changes options that do not affect the weights' shapes (dropout) for
+    fine-tuning."""
+    from tessera.core.export import load_network_weights, read_model_file
     from tessera.data.text.tokenizers import tokenizer_from_dict
 
     folder = find_checkpoint(path)
     data = read_export_config(folder)
-    config = GPTConfig.parse({**data["model"], **(overrides or {})})
+    saved = {k: v for k, v in data["model"].items() if k not in _RETIRED_FIELDS}
+    config = GPTConfig.parse({**saved, **(overrides or {})})
     tokenizer = tokenizer_from_dict(data["tokenizer"]) if data.get("tokenizer") else None
     model = GPT(config, tokenizer=tokenizer)
-    state = _strip_prefixes(load_file(str(folder / WEIGHTS_NAME)))
-    check_state_fits(model, state, str(folder / WEIGHTS_NAME))
-    model.load_state_dict(state, strict=False)
+    state = _strip_prefixes(read_model_file(folder / WEIGHTS_NAME))
+    load_network_weights(model, state, str(folder / WEIGHTS_NAME))
     return model.to(device).eval()
+
+
+# Fields older exports carry that no longer shape the model (activation checkpointing is now a
+# run setting, not a model option).
+_RETIRED_FIELDS = ("activation_checkpointing",)
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,22 +99,3 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if state and all(key.startswith(prefix) for key in state):
             state = {key[len(prefix) :]: value for key, value in state.items()}
     return state
-
-
-def check_state_fits(model: GPT, state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse weights of another shape, naming the tensor and both shapes."""
-    expected = model.state_dict()
-    tied = {"lm_head.weight"} if model.config.tie_embeddings else set()
-    missing = sorted(set(expected) - set(state) - tied)
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source} does not match the config: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]} (was it saved from another architecture?)."
-        )
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(
-                f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} but the config needs "
-                f"{tuple(expected[key].shape)}; the weights are from a model of another shape."
-            )

@@ -124,7 +124,6 @@ class GPTConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention and residuals.")
     init: Init = Field("gpt2", description="gpt2 (0.02, scaled residuals), normal or small.")
     init_std: float = Field(0.02, gt=0)
-    activation_checkpointing: bool = Field(False, description="Recompute each block in backward.")
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from tessera.core.errors import UserError
 from tessera.core.model import TrainableModel
@@ -104,10 +103,7 @@ class GPT(TrainableModel):
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
         mask = self._attention_mask(length, start, attention_mask, device)
         for block in self.blocks:
-            if self.config.activation_checkpointing and self.training and cache is None:
-                x = checkpoint(block, x, rope, mask, None, use_reentrant=False)
-            else:
-                x = block(x, rope, mask, cache)
+            x = block(x, rope, mask, cache)
         if cache is not None:
             cache.advance(length)
         return self.lm_head(self.norm(x))

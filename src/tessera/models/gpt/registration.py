@@ -17,7 +17,7 @@ from tessera.models.gpt.lora import LoRAConfig, apply_lora
 from tessera.models.gpt.model import GPT
 
 # Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
-TRAINING_OPTIONS = ("dropout", "activation_checkpointing")
+TRAINING_OPTIONS = ("dropout",)
 _RECIPE_ONLY = {"name", "preset", "init_from", "lora"}  # recipe fields that are not GPTConfig's
 _NOT_SHAPE = _RECIPE_ONLY | {"tokenizer", "init", "init_std"}
 

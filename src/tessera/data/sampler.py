@@ -5,8 +5,7 @@ its stride of it, and can start mid-epoch at any global sample count without rea
 samples. `make_dataloader` builds a `DataLoader` around it whose worker seeds also depend only on
 (seed, epoch), so a resumed run sees exactly the batches an uninterrupted run would.
 
-The trainer drives any train dataset or sampler with this protocol:
-`set_epoch(epoch)`, `state_dict(samples_seen_in_epoch) -> dict`, `load_state_dict(dict)`.
+Both implement the resumable-data protocol (`tessera.core.resumable`).
 """
 
 from __future__ import annotations
@@ -146,18 +145,3 @@ def _can_fork() -> bool:
     import multiprocessing
 
     return "fork" in multiprocessing.get_all_start_methods()
-
-
-def resumable_part(dataloader: Any) -> Any:
-    """The object that holds the data position: a resumable sampler or dataset, if any."""
-    for candidate in (
-        getattr(dataloader, "sampler", None),
-        getattr(dataloader, "dataset", None),
-        dataloader,
-    ):
-        if candidate is not None and all(
-            callable(getattr(candidate, method, None))
-            for method in ("set_epoch", "state_dict", "load_state_dict")
-        ):
-            return candidate
-    return None

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tessera.core.sharded_checkpoint import consolidate
+    from tessera.parallel.sharded_checkpointer import consolidate
 
     folder = consolidate(args.checkpoint, args.out)
     print(f"wrote {folder / 'model.safetensors'} and {folder / 'config.json'}")

@@ -1,0 +1,72 @@
+"""The repeated blocks of a model (a transformer's layers, a ResNet's stages' blocks): the units
+activation checkpointing recomputes and FSDP shards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tessera.core.errors import ConfigError
+
+
+def find_blocks(model: nn.Module, wrap: Sequence[str] | None = None) -> list[nn.Module]:
+    """The modules FSDP shards as units: instances of the named classes, or by default every
+    member of an `nn.ModuleList` (the repeated blocks of a transformer)."""
+    if wrap:
+        names = set(wrap)
+        blocks = [m for m in model.modules() if type(m).__name__ in names and m is not model]
+        found = {type(m).__name__ for m in blocks}
+        missing = names - found
+        if missing:
+            present = sorted({type(m).__name__ for m in model.modules()})
+            raise ConfigError(
+                f"parallelism.wrap: no module of class {', '.join(sorted(missing))} in the "
+                f"model; its module classes are: {', '.join(present)}"
+            )
+        return blocks
+    blocks = []
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            blocks.extend(module)
+    return blocks
+
+
+def checkpoint_activations(block: nn.Module) -> None:
+    """Recompute `block`'s activations in backward instead of storing them (saves memory)."""
+    from torch.utils.checkpoint import checkpoint
+
+    forward = block.forward
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    block.forward = checkpointed  # type: ignore[method-assign]
+
+
+def apply_activation_checkpointing(model: nn.Module, wrap: Sequence[str] | None = None) -> int:
+    """Checkpoint every repeated block of `model`; returns how many (an error if none)."""
+    blocks = find_blocks(model, wrap)
+    if not blocks:
+        raise ConfigError(
+            f"activation_checkpointing: {type(model).__name__} has no repeated blocks (members "
+            "of an nn.ModuleList) to recompute; name the block classes in parallelism.wrap or "
+            "switch activation_checkpointing off"
+        )
+    for block in blocks:
+        checkpoint_activations(block)
+    return len(blocks)
+
+
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """Members of every `nn.ModuleList` in `model` that holds 2+ modules of a single class."""
+    blocks: list[nn.Module] = []
+    for module in model.modules():
+        repeated = isinstance(module, nn.ModuleList) and len(module) > 1
+        if repeated and len({type(child) for child in module}) == 1:
+            blocks.extend(module)
+    return blocks

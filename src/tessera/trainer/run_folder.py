@@ -1,0 +1,56 @@
+"""The run folder `run_dir/name/`: what a run leaves behind.
+
+config.yaml     the resolved configuration (runs started from a recipe)
+metrics.jsonl   one JSON object per logging step
+checkpoints/    ep<E>-ba<B>.pt (or ep<E>-ba<B>/ when sharded), their records, manifest.json
+final/          model.safetensors + config.json: the trained model, loadable without Tessera
+logs/           one log per rank for multi-process runs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tessera.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    def create(self) -> RunFolder:
+        """Make the folder (or say clearly why it cannot be made)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(
+                f"run folder {self.root} exists and is a file; choose another name or run_dir"
+            )
+        for part in (self.checkpoints, self.final):
+            if part.exists() and not part.is_dir():
+                raise UserError(
+                    f"{part} exists and is not a folder; the run needs it for its "
+                    f"{part.name}: move the file away, or choose another name or run_dir"
+                )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"run_dir: cannot write the run folder {self.root} ({error.strerror or error}); "
+                "choose a writable run_dir (e.g. run_dir=/tmp/runs) or fix its permissions"
+            ) from None
+        return self
