@@ -52,13 +52,14 @@ def main() -> None:
     loader = DataLoader(TensorDataset(*load(args.batches * 64)), batch_size=64)
     model = ModuleWithLoss(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)))
     run_dir = Path(tempfile.mkdtemp(prefix="tessera-cb-bench-"))
+    every = {"log_interval": args.log_interval}
     callbacks = build_callbacks(
-        {"speed_monitor": None, "lr_monitor": None, "memory_monitor": None}, args.log_interval
+        {"speed_monitor": every, "lr_monitor": every, "memory_monitor": every}
     )
-    logger_spec = {"progress": {"mode": "lines"}, "jsonl": None}
+    logger_spec = {"progress": {"mode": "lines", **every}, "jsonl": None}
     if args.with_tensorboard:
         logger_spec["tensorboard"] = None
-    loggers = build_loggers(logger_spec, run_dir, args.log_interval)
+    loggers = build_loggers(logger_spec, run_dir)
     trainer = Trainer(
         model,
         loader,
@@ -126,7 +127,7 @@ def hook_costs(run_dir: Path, repeats: int = 2000) -> None:
             reporter = make(log_interval=interval, **extra)
             if make is ProgressBarLogger:
                 reporter.console = Console(file=io.StringIO(), highlight=False, soft_wrap=True)
-            sink = JSONLLogger(run_dir / f"micro-{make.__name__}.jsonl")
+            sink = JSONLLogger(path=run_dir / f"micro-{make.__name__}.jsonl")
             logger = Logger([sink])
             for hook in ("init", "fit_start"):
                 if hasattr(reporter, hook):

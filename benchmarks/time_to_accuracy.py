@@ -134,7 +134,7 @@ def build_run(
         else []
     )
     clock = TrainingClock(torch.device(device))
-    stopper = ThresholdStopper("metrics/eval/accuracy", threshold=target, stop=stop)
+    stopper = ThresholdStopper(monitor="metrics/eval/accuracy", threshold=target, stop=stop)
     trainer = Trainer(
         model=model,
         train_dataloader=data.train,

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator
 
 from tessera.core.callback import Callback
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError, did_you_mean
 from tessera.core.time import Time
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
-
-MODES = ("max", "min")
 
 
 def parse_monitor(monitor: str) -> tuple[str, str]:
@@ -28,11 +29,52 @@ def parse_monitor(monitor: str) -> tuple[str, str]:
     if len(parts) == 3 and parts[0] == "metrics":
         parts = parts[1:]
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(
-            f"monitor: {monitor!r} does not name an evaluation metric; write "
-            "'metrics/<label>/<metric>' or '<label>/<metric>', e.g. 'metrics/eval/accuracy'"
+        raise ValueError(
+            "it does not name an evaluation metric; write 'metrics/<label>/<metric>' or "
+            "'<label>/<metric>', e.g. 'metrics/eval/accuracy'"
         )
     return parts[0], parts[1]
+
+
+def _monitor(value: str) -> str:
+    parse_monitor(value)
+    return value
+
+
+def _patience(value: Any) -> int | Time:
+    problem = "must be a positive number of evaluations or a time such as '2ep' or '1000ba'"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(problem)
+        return value
+    try:
+        patience = Time.coerce(value, "patience")
+    except ConfigError:
+        raise ValueError(problem) from None
+    if patience.value <= 0:
+        raise ValueError(problem)
+    return patience
+
+
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("is true/false, not a number")
+    return value
+
+
+# An evaluation metric's name, checked for its form here and against the run at INIT.
+Monitor = Annotated[str, AfterValidator(_monitor)]
+# A number of evaluations (int) or a training time; written back as given.
+Patience = Annotated[
+    int | Time,
+    PlainValidator(_patience, json_schema_input_type=int | str),
+    PlainSerializer(lambda value: value if isinstance(value, int) else str(value)),
+]
+Number = Annotated[float, BeforeValidator(_refuse_bool), Field(allow_inf_nan=False)]
+Mode = Literal["max", "min"]
+MONITOR_HELP = "evaluation metric: 'metrics/<label>/<metric>' or '<label>/<metric>'"
 
 
 def check_monitor(state: State, label: str, name: str, where: str) -> None:
@@ -70,69 +112,67 @@ def read_monitored(state: State, label: str, name: str) -> float:
     return float(results[name])
 
 
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"mode: {mode!r} is not accepted; use 'max' or 'min'")
-    return mode
-
-
 def _timestamp_record(state: State) -> dict[str, int]:
     ts = state.timestamp
     return {"epoch": ts.epoch, "batch": ts.batch, "sample": ts.sample, "token": ts.token}
 
 
-class EarlyStopper(Callback):
+class _MonitorsEvaluation(Callback):
+    """What both stoppers share: the monitored label and metric, checked against the run."""
+
+    section = ""  # how errors name it: "callbacks.early_stopping"
+
+    @property
+    def label(self) -> str:
+        return parse_monitor(self.config.monitor)[0]
+
+    @property
+    def metric(self) -> str:  # not `name`: Configurable reads that as the registry name
+        return parse_monitor(self.config.monitor)[1]
+
+    def init(self, state: State, logger: Logger) -> None:
+        check_monitor(state, self.label, self.metric, self.section)
+
+
+class EarlyStopperConfig(ComponentConfig):
+    monitor: Monitor = Field(..., description=MONITOR_HELP)
+    mode: Mode = Field("min", description="'min': lower is better; 'max': higher is better")
+    patience: Patience = Field(
+        3,
+        description="evaluations without improvement, or training time since the best ('2ep')",
+    )
+    min_delta: Number = Field(0.0, ge=0, description="smallest change that counts as a gain")
+
+
+class EarlyStopper(_MonitorsEvaluation):
     """Stops when the monitored metric has not improved by `min_delta` for `patience`.
 
     patience: a number of evaluations (int), or a training time ('2ep', '1000ba', '0.1dur')
     that must pass since the best value without a new best.
     """
 
-    def __init__(
-        self,
-        monitor: str,
-        mode: str = "min",
-        patience: int | str | Time = 3,
-        min_delta: float = 0.0,
-    ) -> None:
-        self.label, self.name = parse_monitor(monitor)
-        self.monitor = monitor
-        self.mode = _check_mode(mode)
-        if isinstance(patience, bool) or (isinstance(patience, int) and patience < 1):
-            raise ConfigError(
-                f"patience: {patience!r} must be a positive number of evaluations or a time "
-                "such as '2ep' or '1000ba'"
-            )
-        self.patience: int | Time = (
-            patience if isinstance(patience, int) else Time.coerce(patience, "patience")
-        )
-        if (
-            isinstance(min_delta, bool)
-            or not isinstance(min_delta, (int, float))
-            or (min_delta < 0)
-        ):
-            raise ConfigError(f"min_delta: {min_delta!r} must be a number >= 0")
-        self.min_delta = float(min_delta)
+    Config = EarlyStopperConfig
+    section = "callbacks.early_stopping"
+
+    def __init__(self, config: EarlyStopperConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.best: float | None = None
         self.best_position: float | None = None  # in the patience unit, when patience is a Time
         self.waits = 0  # evaluations since the best
         self.stopped_at: dict[str, int] | None = None
-
-    def init(self, state: State, logger: Logger) -> None:
-        check_monitor(state, self.label, self.name, "callbacks.early_stopping")
 
     def _improved(self, value: float) -> bool:
         if math.isnan(value):
             return False
         if self.best is None:
             return True
-        if self.mode == "max":
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
+        if self.config.mode == "max":
+            return value > self.best + self.config.min_delta
+        return value < self.best - self.config.min_delta
 
     def eval_end(self, state: State, logger: Logger) -> None:
-        value = read_monitored(state, self.label, self.name)
-        patience = self.patience
+        value = read_monitored(state, self.label, self.metric)
+        patience = self.config.patience
         unit = state.resolve(patience, "patience").unit if isinstance(patience, Time) else None
         if self._improved(value):
             self.best, self.waits = value, 0
@@ -151,8 +191,8 @@ class EarlyStopper(Callback):
         if exhausted and self.stopped_at is None:
             self.stopped_at = _timestamp_record(state)
             state.request_stop(
-                f"early stopping: {self.monitor} has not improved on {self.best} "
-                f"(mode {self.mode}, min_delta {self.min_delta}) for {waited}"
+                f"early stopping: {self.config.monitor} has not improved on {self.best} "
+                f"(mode {self.config.mode}, min_delta {self.config.min_delta}) for {waited}"
             )
 
     def state_dict(self) -> dict[str, Any]:
@@ -170,7 +210,14 @@ class EarlyStopper(Callback):
         self.stopped_at = state.get("stopped_at")
 
 
-class ThresholdStopper(Callback):
+class ThresholdStopperConfig(ComponentConfig):
+    monitor: Monitor = Field(..., description=MONITOR_HELP)
+    threshold: Number = Field(..., description="the target value of the monitored metric")
+    mode: Mode = Field("max", description="'max': reach at least the target; 'min': at most")
+    stop: bool = Field(True, description="stop the run when reached (false: only record it)")
+
+
+class ThresholdStopper(_MonitorsEvaluation):
     """Stops the run the first time the monitored metric crosses `threshold`.
 
     Records when that happened (training time and wall-clock seconds since the run started,
@@ -178,26 +225,14 @@ class ThresholdStopper(Callback):
     benchmarks. With `stop=False` it only records.
     """
 
-    def __init__(
-        self,
-        monitor: str,
-        threshold: float,
-        mode: str = "max",
-        stop: bool = True,
-    ) -> None:
-        self.label, self.name = parse_monitor(monitor)
-        self.monitor = monitor
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"threshold: {threshold!r} must be a number")
-        self.threshold = float(threshold)
-        self.mode = _check_mode(mode)
-        self.stop = bool(stop)
+    Config = ThresholdStopperConfig
+    section = "callbacks.threshold_stopping"
+
+    def __init__(self, config: ThresholdStopperConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.reached_at: dict[str, Any] | None = None
         self._seconds_before = 0.0  # wall-clock seconds of earlier sessions of a resumed run
         self._started: float | None = None
-
-    def init(self, state: State, logger: Logger) -> None:
-        check_monitor(state, self.label, self.name, "callbacks.threshold_stopping")
 
     def fit_start(self, state: State, logger: Logger) -> None:
         self._started = time.perf_counter()
@@ -207,14 +242,14 @@ class ThresholdStopper(Callback):
         return self._seconds_before + running
 
     def _crossed(self, value: float) -> bool:
-        if self.mode == "max":
-            return value >= self.threshold
-        return value <= self.threshold
+        if self.config.mode == "max":
+            return value >= self.config.threshold
+        return value <= self.config.threshold
 
     def eval_end(self, state: State, logger: Logger) -> None:
         if self.reached_at is not None:
             return
-        value = read_monitored(state, self.label, self.name)
+        value = read_monitored(state, self.label, self.metric)
         if not self._crossed(value):
             return
         self.reached_at = {
@@ -226,9 +261,10 @@ class ThresholdStopper(Callback):
             {f"threshold/{key}": float(item) for key, item in self.reached_at.items()},
             step=state.timestamp.batch,
         )
-        if self.stop:
+        if self.config.stop:
             state.request_stop(
-                f"threshold reached: {self.monitor} = {value:.6g} crossed {self.threshold} "
+                f"threshold reached: {self.config.monitor} = {value:.6g} crossed "
+                f"{self.config.threshold} "
                 f"at batch {state.timestamp.batch} after {self.reached_at['seconds']:.1f}s"
             )
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 from tessera.core.interval import Interval
@@ -43,6 +44,12 @@ def _log_interval_from_config(value: Any) -> Time:
 LogInterval = Annotated[
     Time, BeforeValidator(_log_interval_from_config), PlainSerializer(str, return_type=str)
 ]
+
+
+class LogIntervalConfig(ComponentConfig):
+    """The option every reporter shares: how often it logs (one default for all of them)."""
+
+    log_interval: LogInterval = Field("10ba", description="how often to log (bare number: batches)")
 
 
 class LogSchedule:

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tessera.callbacks.log_schedule import LogSchedule
+from tessera.callbacks.log_schedule import LogIntervalConfig, LogSchedule
 from tessera.core.callback import Callback
 from tessera.core.event import Event
-from tessera.core.time import Time
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
 
 
+class LRMonitorConfig(LogIntervalConfig):
+    """Only `log_interval`."""
+
+
 class LRMonitor(Callback):
     """Logs `lr/group<j>` (one optimizer) or `lr/optimizer<i>/group<j>` (several)."""
 
-    def __init__(self, log_interval: Time | str | int = "10ba") -> None:
-        self.schedule = LogSchedule(log_interval)
+    Config = LRMonitorConfig
+
+    def __init__(self, config: LRMonitorConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.schedule = LogSchedule(self.config.log_interval)
         self._rates: dict[str, Any] = {}
 
     def batch_start(self, state: State, logger: Logger) -> None:

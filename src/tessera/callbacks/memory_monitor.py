@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tessera.callbacks.log_schedule import LogSchedule
+from tessera.callbacks.log_schedule import LogIntervalConfig, LogSchedule
 from tessera.core.callback import Callback
 from tessera.core.event import Event
-from tessera.core.time import Time
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
@@ -25,11 +24,18 @@ if TYPE_CHECKING:
 GIB = 1024**3
 
 
+class MemoryMonitorConfig(LogIntervalConfig):
+    """Only `log_interval`."""
+
+
 class MemoryMonitor(Callback):
     """Logs `memory/*_gib` (CUDA allocator figures on GPU, process RSS otherwise)."""
 
-    def __init__(self, log_interval: Time | str | int = "10ba") -> None:
-        self.schedule = LogSchedule(log_interval)
+    Config = MemoryMonitorConfig
+
+    def __init__(self, config: MemoryMonitorConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.schedule = LogSchedule(self.config.log_interval)
         self.latest: dict[str, float] = {}
 
     def batch_end(self, state: State, logger: Logger) -> None:

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from tessera.callbacks.log_schedule import LogInterval, LogSchedule
+from tessera.callbacks.log_schedule import LogIntervalConfig, LogSchedule
 from tessera.callbacks.peak_flops import peak_flops_per_second as known_peak
 from tessera.core.callback import Callback
-from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -25,9 +24,8 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 
-class SpeedMonitorConfig(ComponentConfig):
+class SpeedMonitorConfig(LogIntervalConfig):
     window: int = Field(20, ge=1, description="batches the rates are averaged over")
-    log_interval: LogInterval = Field("10ba", description="how often to log (bare number: batches)")
     peak_flops_per_second: float | None = Field(
         None,
         gt=0,

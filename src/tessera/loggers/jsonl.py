@@ -22,7 +22,7 @@ from pydantic import Field
 
 from tessera.core.component import ComponentConfig
 from tessera.core.logger import LoggerDestination
-from tessera.loggers.registry import inside_run
+from tessera.loggers.registry import RunPath, inside_run
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class JSONLConfig(ComponentConfig):
-    path: Path = Field(
+    path: RunPath = Field(
         Path("metrics.jsonl"), description="file to append to (relative: inside the run folder)"
     )
     all_ranks: bool = Field(False, description="every rank writes its own <stem>.rank<R> file")

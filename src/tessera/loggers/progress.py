@@ -12,41 +12,49 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from tessera.callbacks.log_schedule import LogSchedule
+from tessera.callbacks.log_schedule import LogIntervalConfig, LogSchedule
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 from tessera.core.logger import LoggerDestination
-from tessera.core.time import Time, TimeUnit
+from tessera.core.time import TimeUnit
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
     from tessera.core.state import State
 
-MODES = ("auto", "bar", "lines")
 _UNIT_WORDS = {TimeUnit.BATCH: "batch", TimeUnit.SAMPLE: "sample", TimeUnit.TOKEN: "token"}
 _PLURALS = {TimeUnit.BATCH: "batches", TimeUnit.SAMPLE: "samples", TimeUnit.TOKEN: "tokens"}
 
 
+class ProgressBarConfig(LogIntervalConfig):
+    mode: Literal["auto", "bar", "lines"] = Field(
+        "auto", description="'auto': a bar on a terminal, lines otherwise; 'bar'; 'lines'"
+    )
+
+
 class ProgressBarLogger(LoggerDestination):
-    """mode: 'auto' (a bar on a terminal, lines otherwise), 'bar' or 'lines'."""
+    """The console view; `console` (Python only) draws on a given rich Console."""
+
+    Config = ProgressBarConfig
 
     def __init__(
         self,
-        log_interval: Time | str | int = "10ba",
-        mode: str = "auto",
+        config: ProgressBarConfig | None = None,
+        /,
+        *,
         console: Console | None = None,
+        **options: Any,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"mode: {mode!r} is not accepted; use one of {', '.join(MODES)}")
+        super().__init__(config, **options)
         if console is not None and not isinstance(console, Console):
             raise ConfigError(f"console: {console!r} is not a rich Console")
-        self.schedule = LogSchedule(log_interval)
-        self.mode = mode
+        self.schedule = LogSchedule(self.config.log_interval)
         self.console = console
         self.active = True
         self.use_bar = False
@@ -73,7 +81,8 @@ class ProgressBarLogger(LoggerDestination):
             return
         if self.console is None:
             self.console = Console(highlight=False, soft_wrap=True)
-        self.use_bar = self.mode == "bar" or (self.mode == "auto" and self.console.is_terminal)
+        mode = self.config.mode
+        self.use_bar = mode == "bar" or (mode == "auto" and self.console.is_terminal)
         total = state.resolve(state.max_duration, "max_duration")
         self._unit, self._total = total.unit, float(total.value)
         self.per_epoch = self._unit == TimeUnit.EPOCH

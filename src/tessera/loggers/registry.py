@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
 
 from tessera.core.logger import LoggerDestination
 from tessera.core.registry import Registry
@@ -35,6 +37,17 @@ def build_loggers(
 ) -> list[LoggerDestination]:
     """Logger destinations from `{name: options}`; relative paths resolve inside `run_dir`."""
     return LOGGERS.build_mapping(spec, run_dir=Path(run_dir) if run_dir else None, **context)
+
+
+def _non_empty(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; give a file or folder path")
+    return value
+
+
+# A logger's file or folder option: a non-empty path, relative ones inside the run folder
+# (`inside_run`, applied by the logger's `from_config`); written back as a string.
+RunPath = Annotated[Path, BeforeValidator(_non_empty), PlainSerializer(str, return_type=str)]
 
 
 def inside_run(path: Path, run_dir: Path | None) -> Path:

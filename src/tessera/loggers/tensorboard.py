@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tessera.core.errors import ConfigError, UserError
+from pydantic import Field
+
+from tessera.core.component import ComponentConfig
+from tessera.core.errors import UserError
 from tessera.core.logger import LoggerDestination
+from tessera.loggers.registry import RunPath, inside_run
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
@@ -29,26 +33,35 @@ def _summary_writer_class() -> Any:
     return SummaryWriter
 
 
+class TensorBoardConfig(ComponentConfig):
+    log_dir: RunPath = Field(
+        Path("tensorboard"), description="folder of event files (relative: inside the run folder)"
+    )
+    flush_secs: int = Field(30, ge=1, strict=True, description="seconds between flushes to disk")
+
+
 class TensorBoardLogger(LoggerDestination):
     """Writes event files under `log_dir` (view with `tensorboard --logdir <log_dir>`)."""
 
-    def __init__(self, log_dir: str | Path, flush_secs: int = 30) -> None:
-        if not isinstance(log_dir, (str, Path)) or not str(log_dir):
-            raise ConfigError(f"log_dir: {log_dir!r} is not a folder path")
-        if isinstance(flush_secs, bool) or not isinstance(flush_secs, int) or flush_secs < 1:
-            raise ConfigError(f"flush_secs: {flush_secs!r} must be a positive whole number")
+    Config = TensorBoardConfig
+
+    def __init__(self, config: TensorBoardConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self._writer_class = _summary_writer_class()  # fail at build time, not mid-run
-        self.log_dir = Path(log_dir)
-        self.flush_secs = flush_secs
+        self.log_dir = self.config.log_dir
         self.active = True
         self._writer: Any = None
+
+    @classmethod
+    def from_config(cls, config: TensorBoardConfig, run_dir: Path | None = None, **context: Any):
+        return cls(config.model_copy(update={"log_dir": inside_run(config.log_dir, run_dir)}))
 
     def init(self, state: State, logger: Logger) -> None:
         self.active = state.rank == 0
 
     def _get_writer(self) -> Any:
         if self._writer is None:
-            self._writer = self._writer_class(str(self.log_dir), flush_secs=self.flush_secs)
+            self._writer = self._writer_class(str(self.log_dir), flush_secs=self.config.flush_secs)
         return self._writer
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
