@@ -20,3 +20,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(shared_data: Path) -> Path:
     return shared_data / "fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _work_in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """Tests run in a fresh folder, so nothing (a default runs/ folder) lands in the repo."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

@@ -23,7 +23,6 @@ _BUILTINS = {
     "blurpool": "blurpool:BlurPool",
     "channels_last": "channels_last:ChannelsLast",
     "colout": "colout:ColOut",
-    "compile": "compile:Compile",
     "cutmix": "cutmix:CutMix",
     "cutout": "cutout:CutOut",
     "ema": "ema:EMA",

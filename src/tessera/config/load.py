@@ -132,7 +132,10 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         ("loggers", LOGGERS),
     ):
         if field in raw:
-            mappings[field], found = registry.validate_mapping(raw[field])
+            spec = raw[field]
+            if isinstance(spec, dict):  # a moved key is reported once, above
+                spec = {k: v for k, v in spec.items() if f"{field}.{k}" not in MOVED}
+            mappings[field], found = registry.validate_mapping(spec)
             problems += found
     problems = list(dict.fromkeys(problems))  # a problem seen by two checks is listed once
     if problems or config is None:

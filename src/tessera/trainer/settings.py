@@ -9,7 +9,7 @@ fail before anything is built.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,8 +46,8 @@ class TrainerSettings(ComponentConfig):
     load_path: str | None = Field(None, description="checkpoint to start from")
     precision: Precision = Field(Precision.FP32, description="fp32, amp_bf16 or amp_fp16")
     device: str | None = Field(None, description="cpu, cuda, cuda:1, mps (default: best found)")
-    device_train_microbatch_size: int | Literal["auto"] | None = Field(
-        None, ge=1, description="samples per forward/backward; 'auto' halves on out-of-memory"
+    device_train_microbatch_size: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None, description="samples per forward/backward; 'auto' halves on out-of-memory"
     )
     scale_schedule_ratio: float = Field(
         1.0, gt=0, le=1e6, allow_inf_nan=False, description="stretch (>1) or shrink (<1) the run"
@@ -63,6 +63,13 @@ class TrainerSettings(ComponentConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainerSettings:
+        problems = self.cross_field_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def cross_field_problems(self) -> list[str]:
+        """Every check across fields, in one place (subclasses add theirs)."""
         problems = []
         if self.device is not None and not _DEVICE.match(self.device):
             problems.append(
@@ -84,6 +91,4 @@ class TrainerSettings(ComponentConfig):
             problems.append("eval_interval: must be more than zero (leave out eval data for none)")
         if self.save_interval is not None and self.save_interval.value == 0:
             problems.append("save_interval: must be more than zero (null switches saving off)")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        return problems
