@@ -170,6 +170,7 @@ def test_compile_blocks_scope_compiles_each_block_and_keeps_the_logits(shakespea
 
 def test_compile_blocks_scope_needs_repeated_blocks():
     from tessera.algorithms.compile import compile_model
+
     from tessera.core.errors import UserError
 
     with pytest.raises(UserError, match="no repeated blocks in Sequential"):

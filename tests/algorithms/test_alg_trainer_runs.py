@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from conftest import tiny_mlp, tiny_resnet
+from tessera.algorithms.compile import is_compiled
 
 import tessera.algorithms as algorithms
 from tessera.algorithms.blurpool import BlurConv2d
-from tessera.algorithms.compile import is_compiled
 from tessera.algorithms.magnitude_pruning import measured_sparsity
 from tessera.algorithms.sam import SAMOptimizer
 from tessera.core.callback import Callback

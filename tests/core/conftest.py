@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from tessera.data.sampler import make_dataloader
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
+from tessera.data.sampler import make_dataloader
 from tessera.models import ModuleWithLoss
 
 

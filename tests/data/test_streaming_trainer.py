@@ -9,11 +9,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from streaming_support import fashion_samples, isolated_cache  # noqa: F401
+from tessera.core.trainer import Trainer
 from torch import nn
 
 from tessera.core.callback import Callback
 from tessera.core.model import TrainableModel
-from tessera.core.trainer import Trainer
 from tessera.data.dataset import StreamingDataset
 from tessera.data.writer import ShardWriter
 

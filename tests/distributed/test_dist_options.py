@@ -12,10 +12,11 @@ from dist_support import tiny_recipe
 from torch import nn
 
 from tessera.cli.main import main
-from tessera.config.schema import ParallelismConfig
-from tessera.core.distributed import choose_backend, find_blocks
 from tessera.core.errors import ConfigError
 from tessera.launch.local import LaunchOptions, torchrun_arguments
+from tessera.parallel.blocks import find_blocks
+from tessera.parallel.config import ParallelismConfig
+from tessera.parallel.process_group import choose_backend
 
 
 def test_port_in_use_is_refused_before_starting(tmp_path, capsys):

@@ -57,7 +57,7 @@ def test_fsdp_saved_on_two_resumes_on_one(tmp_path, reference):
     assert_same_weights(weights(run), weights(reference["run"]))
     assert train_losses(run) == pytest.approx(train_losses(reference["run"]), abs=1e-5)
     # the sharded checkpoint consolidates into the exported model, without a process group
-    from tessera.core.sharded_checkpoint import consolidate
+    from tessera.parallel.sharded_checkpointer import consolidate
 
     folder = consolidate(run / "checkpoints" / "ep0-ba24", tmp_path / "consolidated")
     merged = load_file(str(folder / "model.safetensors"))
