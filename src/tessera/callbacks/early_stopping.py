@@ -89,7 +89,7 @@ def check_monitor(state: State, label: str, name: str, where: str) -> None:
             f"{where}.monitor: the run has no evaluation labelled {label!r}; "
             f"{did_you_mean(label, state.eval_dataloaders)}"
         )
-    metrics = state.eval_metrics.get(label)
+    metrics = state.unwrapped_model.metrics(train=False)  # what every evaluation computes
     if metrics and name not in metrics:
         raise ConfigError(
             f"{where}.monitor: evaluation {label!r} computes no metric {name!r}; "
