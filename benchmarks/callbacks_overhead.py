@@ -7,6 +7,7 @@ seconds and the microseconds it adds per trained batch, next to the time of a wh
 Then times each hook alone (timeit): on a batch that is not a log step, and on a log step.
 
     python benchmarks/callbacks_overhead.py [--batches 400] [--log-interval 10]
+    python benchmarks/callbacks_overhead.py --smoke   # a few seconds: checks that it runs
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tessera.callbacks import build_callbacks
-from tessera.core.trainer import Trainer
 from tessera.loggers import build_loggers
 from tessera.models.module_with_loss import ModuleWithLoss
+from tessera.trainer import Trainer
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fashion-mnist"
 
@@ -46,7 +47,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--log-interval", type=int, default=10)
     parser.add_argument("--with-tensorboard", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="20 batches, few repeats")
     args = parser.parse_args()
+    repeats = 2000
+    if args.smoke:
+        args.batches, repeats = 20, 50
 
     torch.manual_seed(0)
     loader = DataLoader(TensorDataset(*load(args.batches * 64)), batch_size=64)
@@ -59,16 +64,18 @@ def main() -> None:
     logger_spec = {"progress": {"mode": "lines", **every}, "jsonl": None}
     if args.with_tensorboard:
         logger_spec["tensorboard"] = None
-    loggers = build_loggers(logger_spec, run_dir)
+    loggers = build_loggers(logger_spec, run_dir)  # metrics.jsonl in the temporary folder
     trainer = Trainer(
         model,
         loader,
         f"{args.batches}ba",
         optimizers=torch.optim.SGD(model.parameters(), lr=0.05),
+        schedulers=[],  # a constant rate: the reporters are what is measured
         callbacks=callbacks,
         loggers=loggers,
         device="cpu",
         profile=True,
+        run_dir=None,  # no checkpoints or final export inside the timed fit()
     )
     start = time.perf_counter()
     trainer.fit()
@@ -90,7 +97,7 @@ def main() -> None:
         f"{'all hooks':<22}{total_hooks:>10.4f}{1e6 * total_hooks / batches:>12.1f}"
         f"{100 * total_hooks / seconds:>11.2f}%"
     )
-    hook_costs(run_dir)
+    hook_costs(run_dir, repeats)
 
 
 def hook_costs(run_dir: Path, repeats: int = 2000) -> None:

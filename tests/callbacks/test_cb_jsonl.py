@@ -1,105 +1,137 @@
-"""JSONLLogger: real runs write parseable lines holding the logged metrics and steps."""
+"""JSONLLogger in the real Trainer: the file holds exactly what the loggers were sent, line by
+line, on disk as soon as it is sent, and a resumed run continues it after a marker."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
-from cb_loop import Loop, make_state
+from cb_support import LossLog, Pixels, Recorder, eval_loader, make_trainer
 
 from tessera.callbacks.lr_monitor import LRMonitor
 from tessera.callbacks.speed_monitor import SpeedMonitor
-from tessera.core.event import Event
-from tessera.core.logger import Logger
+from tessera.core.callback import Callback
 from tessera.loggers.jsonl import JSONLLogger, read_jsonl
 from tessera.loggers.progress import ProgressBarLogger
 
 
-def test_run_writes_loss_throughput_lr_and_eval_lines(tmp_path, capsys):
-    path = tmp_path / "run" / "metrics.jsonl"
-    state = make_state("20ba")
-    loop = Loop(
-        state,
-        callbacks=[SpeedMonitor(window=5, log_interval=5), LRMonitor(log_interval=5)],
-        loggers=[ProgressBarLogger(log_interval=5, mode="lines"), JSONLLogger(path)],
-        eval_every=10,
-    )
-    loop.fit()
-
-    lines = path.read_text().splitlines()
-    records = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert all("time" in r and "step" in r for r in records)
-    losses = {r["step"]: r["loss/train"] for r in records if "loss/train" in r}
-    assert sorted(losses) == [5, 10, 15, 20]
-    for step, loss in losses.items():
-        assert loss == pytest.approx(loop.losses[step], rel=1e-6)
-    speeds = [r for r in records if "throughput/samples_per_sec" in r]
-    assert [r["step"] for r in speeds] == [5, 10, 15, 20]
-    assert all(r["throughput/samples_per_sec"] > 0 for r in speeds)
-    assert [r["lr/group0"] for r in records if "lr/group0" in r] == [0.1] * 4
-    evals = [r for r in records if "metrics/eval/accuracy" in r]
-    assert [r["step"] for r in evals] == [10, 20]
-    assert all(0.0 <= r["metrics/eval/accuracy"] <= 1.0 for r in evals)
-    # Training on real images for 20 batches beats chance (10%) clearly.
-    assert evals[-1]["metrics/eval/accuracy"] > 0.3
-    times = [r["time"] for r in records]
-    assert times == sorted(times)
+def evaluated_accuracy(model: torch.nn.Module) -> float:
+    """The model's accuracy on the evaluation images, computed here, not by the trainer."""
+    model.eval()
+    right = total = 0
+    with torch.no_grad():
+        for images, labels in eval_loader():
+            right += int((model((images, labels)).argmax(dim=1) == labels).sum())
+            total += len(labels)
+    return right / total
 
 
-def test_resume_appends_marker_and_cuts_a_torn_line(tmp_path):
+def test_the_file_holds_what_the_loggers_were_sent(tmp_path, capsys):
     path = tmp_path / "metrics.jsonl"
-    first = JSONLLogger(path)
-    first.log_metrics({"loss/train": 1.5}, step=1)
-    first.log_metrics({"loss/train": 1.25}, step=2)
-    first.close(None, None)  # type: ignore[arg-type]
+    losses, recorder = LossLog(), Recorder()
+    model = Pixels(loss_fn=losses)
+    trainer = make_trainer(
+        tmp_path,
+        "20ba",
+        model=model,
+        callbacks=[SpeedMonitor(window=5, log_interval=5), LRMonitor(log_interval=5)],
+        loggers=[ProgressBarLogger(log_interval=5, mode="lines"), JSONLLogger(path=path), recorder],
+        eval_interval="10ba",
+    )
+    before = time.time()
+    trainer.fit()
+    after = time.time()
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    metrics = [r for r in records if "step" in r]
+    written = [
+        (r["step"], {k: v for k, v in r.items() if k not in ("step", "time")}) for r in metrics
+    ]
+    assert written == recorder.records  # every call, in order, values unchanged
+    times = [r["time"] for r in records]
+    assert times == sorted(times) and before <= times[0] and times[-1] <= after
+
+    logged_losses = {r["step"]: r["loss/train"] for r in metrics if "loss/train" in r}
+    assert logged_losses == {step: losses.losses[step - 1] for step in (5, 10, 15, 20)}
+    assert [r["lr/group0"] for r in metrics if "lr/group0" in r] == [0.1] * 4
+    accuracies = {
+        r["step"]: r["metrics/eval/accuracy"] for r in metrics if "metrics/eval/accuracy" in r
+    }
+    assert sorted(accuracies) == [10, 20]
+    assert accuracies[20] == pytest.approx(evaluated_accuracy(model), abs=1e-6)
+
+
+def test_a_resumed_run_continues_the_file_after_a_marker_and_cuts_a_torn_line(tmp_path):
+    def run(max_duration):
+        return make_trainer(
+            tmp_path,
+            max_duration,
+            callbacks=[LRMonitor(log_interval=2)],
+            loggers=[JSONLLogger()],  # relative: inside the run folder
+            evaluate=False,
+            save_interval="4ba",
+        )
+
+    run("4ba").fit()
+    path = tmp_path / "run" / "metrics.jsonl"
+    assert [r["step"] for r in read_jsonl(path)] == [2, 4]
     with open(path, "a") as file:  # a crash in the middle of writing a line
-        file.write('{"step": 3, "loss/tr')
+        file.write('{"step": 5, "lr/gr')
 
-    state = make_state("20ba")
-    state.timestamp = state.timestamp.after_batch(16).after_batch(16)
-    resumed = JSONLLogger(path)
-    Logger([resumed])
-    resumed.init(state, Logger([resumed]))
-    resumed.after_load(state, Logger([resumed]))
-    resumed.log_metrics({"loss/train": torch.tensor(1.0)}, step=3)
-    resumed.close(state, Logger([resumed]))
-
-    records = list(read_jsonl(path))
-    assert [r.get("step") for r in records] == [1, 2, None, 3]
-    assert records[2]["resumed_at"] == 2
-    assert records[3]["loss/train"] == 1.0
-    assert all(line.startswith("{") for line in path.read_text().splitlines())
+    run("8ba").fit()
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is whole JSON again
+    assert [r.get("step", r.get("resumed_at")) for r in records] == [2, 4, 4, 6, 8]
+    assert "resumed_at" in records[2] and "step" not in records[2]
 
 
-def test_non_finite_values_stay_valid_json(tmp_path):
+class Unusual(Callback):
+    """Logs non-finite values and hyperparameters through the run's logger."""
+
+    def fit_start(self, state, logger) -> None:
+        logger.log_hyperparameters({"lr": 0.1, "model": {"width": 8}})
+
+    def batch_end(self, state, logger) -> None:
+        nan, inf = float("nan"), float("inf")
+        logger.log_metrics({"a": nan, "b": inf, "c": -inf, "t": torch.tensor(2.5)}, step=7)
+
+
+def test_non_finite_values_and_hyperparameters_stay_valid_json(tmp_path):
     path = tmp_path / "m.jsonl"
-    logger = JSONLLogger(path)
-    logger.log_metrics({"a": float("nan"), "b": float("inf"), "c": -float("inf")}, step=7)
-    logger.log_hyperparameters({"lr": 0.1, "model": {"width": 8}})
-    logger.close(None, None)  # type: ignore[arg-type]
+    logger = JSONLLogger(path=path)
+    make_trainer(tmp_path, "1ba", callbacks=[Unusual()], loggers=[logger], evaluate=False).fit()
     for line in path.read_text().splitlines():
         json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
-    metrics, hyper = list(read_jsonl(path))
-    assert (metrics["a"], metrics["b"], metrics["c"]) == ("nan", "inf", "-inf")
+    records = list(read_jsonl(path))
+    hyper = next(r for r in records if "hyperparameters" in r)
     assert hyper["hyperparameters"] == {"lr": 0.1, "model": {"width": 8}}
+    metrics = next(r for r in records if r.get("step") == 7)
+    assert (metrics["a"], metrics["b"], metrics["c"], metrics["t"]) == ("nan", "inf", "-inf", 2.5)
 
 
-def test_each_line_is_on_disk_before_the_next_call(tmp_path):
+class ReadBack(Callback):
+    """After the LR monitor logged at a batch, reads the file through another handle."""
+
+    def __init__(self, path) -> None:
+        super().__init__()
+        self.path = path
+        self.last_steps: list[int] = []
+
+    def batch_end(self, state, logger) -> None:
+        lines = self.path.read_text().splitlines()
+        self.last_steps.append(json.loads(lines[-1])["step"])
+
+
+def test_each_line_is_on_disk_before_training_goes_on(tmp_path):
     path = tmp_path / "m.jsonl"
-    logger = JSONLLogger(path)
-    logger.log_metrics({"x": 1.0}, step=1)
-    # Read by another handle while the logger's file is still open: already flushed.
-    assert json.loads(path.read_text())["x"] == 1.0
-    logger.close(None, None)  # type: ignore[arg-type]
-
-
-def test_only_rank_zero_writes(tmp_path):
-    path = tmp_path / "m.jsonl"
-    state = make_state("4ba", rank=1)
-    logger = JSONLLogger(path)
-    logger.init(state, Logger([logger]))
-    logger.log_metrics({"x": 1.0}, step=1)
-    logger.close(state, Logger([logger]))
-    assert not path.exists()
-    assert Event.INIT  # the logger learns its rank at INIT
+    reader = ReadBack(path)
+    make_trainer(
+        tmp_path,
+        "3ba",
+        callbacks=[LRMonitor(log_interval=1), reader],
+        loggers=[JSONLLogger(path=path)],
+        evaluate=False,
+    ).fit()
+    assert reader.last_steps == [1, 2, 3]

@@ -1,4 +1,5 @@
-"""ProgressBarLogger: plain lines off a terminal, a live bar on one, only on rank 0."""
+"""ProgressBarLogger in the real Trainer: plain lines off a terminal, a live bar on one, each
+showing the loss the model computed at that step and logging it as `loss/train`."""
 
 from __future__ import annotations
 
@@ -6,45 +7,72 @@ import io
 import re
 
 import pytest
-from cb_loop import Loop, Recorder, make_state
+from cb_support import (
+    BATCH,
+    BatchClock,
+    LossLog,
+    Pixels,
+    Recorder,
+    Sleep,
+    make_trainer,
+    train_loader,
+)
 from rich.console import Console
 
 from tessera.core.callback import Callback
-from tessera.core.errors import ConfigError
 from tessera.loggers.progress import ProgressBarLogger
 
 
-def test_lines_when_stdout_is_not_a_terminal(capsys):
-    recorder = Recorder()
-    state = make_state("12ba")
-    loop = Loop(state, loggers=[ProgressBarLogger(log_interval=4), recorder], eval_every=6)
-    loop.fit()
+def test_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    losses, clock, recorder = LossLog(), BatchClock(), Recorder()
+    trainer = make_trainer(
+        tmp_path,
+        "12ba",
+        model=Pixels(loss_fn=losses),
+        callbacks=[clock, Sleep(batch=0.02)],
+        loggers=[ProgressBarLogger(log_interval=4), recorder],
+        eval_interval="6ba",
+    )
+    trainer.fit()
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("[batch")]
-    assert len(lines) == 3  # batches 4, 8, 12
+    assert [line.split("]")[0] for line in lines] == [
+        "[batch 4/12 33%",
+        "[batch 8/12 67%",
+        "[batch 12/12 100%",
+    ]
     for line, step in zip(lines, (4, 8, 12)):
-        assert line.startswith(f"[batch {step}/12 ")
-        loss = float(re.search(r"loss (\d+\.\d+)", line).group(1))
-        assert loss == pytest.approx(loop.losses[step], abs=1e-4)
-        rate = float(re.search(r"([\d,]+\.\d) samples/s", line).group(1).replace(",", ""))
-        assert rate > 0
+        shown = float(re.search(r"loss (\d+\.\d{4})", line).group(1))
+        assert shown == pytest.approx(losses.losses[step - 1], abs=5e-5)
         assert re.search(r"eta \d+:\d\d:\d\d", line)
+    # samples/s between the log steps at batches 4 and 8, the evaluation after batch 6 left out.
+    rate = float(re.search(r"([\d,]+\.\d) samples/s", lines[1]).group(1).replace(",", ""))
+    (start, end), *_ = clock.evaluations
+    seconds = clock.ends[7] - clock.ends[3] - (end - start)
+    assert rate == pytest.approx(4 * BATCH / seconds, rel=0.02)
+
     evals = [line for line in out.splitlines() if line.startswith("eval at batch")]
-    assert len(evals) == 2 and re.search(r"accuracy 0\.\d{4}", evals[0])
+    assert [line.split(":")[0] for line in evals[:2]] == ["eval at batch 6", "eval at batch 12"]
+    shown = float(re.search(r"accuracy (\d\.\d{4})", evals[1]).group(1))
+    assert shown == pytest.approx(trainer.state.eval_results["eval"]["accuracy"], abs=5e-5)
     assert "training finished at epoch 0 batch 12" in out
-    parameters = sum(p.numel() for p in state.model.parameters())
-    start = out.splitlines()[0]
-    assert start.startswith(f"training {type(state.model).__name__} ({parameters:,} parameters)")
-    assert "from batch 0/12" in start and "world size 1" in start
-    # The loss also went to the other loggers, as loss/train, on the same steps.
-    losses = recorder.values("loss/train")
-    assert sorted(losses) == [4, 8, 12]
-    assert losses[8] == pytest.approx(loop.losses[8], rel=1e-6)
+    parameters = sum(p.numel() for p in trainer.state.model.parameters())
+    start = next(line for line in out.splitlines() if line.startswith("training "))
+    assert start.startswith(f"training Pixels ({parameters:,} parameters) from batch 0/12")
+    assert "world size 1" in start
+    # The loss went to the other loggers as loss/train, on the log steps.
+    logged = recorder.values("loss/train")
+    assert logged == pytest.approx({step: losses.losses[step - 1] for step in (4, 8, 12)})
 
 
-def test_epoch_runs_show_epoch_and_batch_in_epoch(capsys):
-    state = make_state("2ep", samples=96)  # 6 batches per epoch
-    Loop(state, loggers=[ProgressBarLogger(log_interval=3, mode="lines")]).fit()
+def test_epoch_runs_show_the_epoch_and_the_batch_in_it(tmp_path, capsys):
+    make_trainer(
+        tmp_path,
+        "2ep",
+        train_data=train_loader(96),  # 6 batches per epoch
+        loggers=[ProgressBarLogger(log_interval=3, mode="lines")],
+        evaluate=False,
+    ).fit()
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == [
         "[epoch 1/2 batch 3/6 25%",
@@ -54,54 +82,60 @@ def test_epoch_runs_show_epoch_and_batch_in_epoch(capsys):
     ]
 
 
-def test_stop_reason_is_shown(capsys):
-    state = make_state("12ba")
+class StopAt(Callback):
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
 
-    class Stop(Callback):
-        def batch_end(self, state, logger):
-            if state.timestamp.batch == 5:
-                state.request_stop("enough")
+    def batch_end(self, state, logger) -> None:
+        if state.timestamp.batch == self.batch:
+            state.request_stop("enough")
 
-    Loop(state, callbacks=[Stop()], loggers=[ProgressBarLogger(mode="lines")]).fit()
+
+def test_the_reason_a_run_stopped_is_shown(tmp_path, capsys):
+    make_trainer(
+        tmp_path,
+        "12ba",
+        callbacks=[StopAt(5)],
+        loggers=[ProgressBarLogger(mode="lines")],
+        evaluate=False,
+    ).fit()
     assert "training stopped (enough) at epoch 0 batch 5" in capsys.readouterr().out
 
 
-def test_live_bar_on_a_terminal():
+def test_a_live_bar_per_epoch_on_a_terminal(tmp_path):
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=120)
-    logger = ProgressBarLogger(log_interval=2, console=console)
-    state = make_state("2ep", samples=64)
-    Loop(state, loggers=[logger], eval_every=4).fit()
+    logger = ProgressBarLogger(
+        log_interval=2, console=Console(file=buffer, force_terminal=True, width=120)
+    )
+    losses = LossLog()
+    make_trainer(
+        tmp_path,
+        "2ep",
+        model=Pixels(loss_fn=losses),
+        train_data=train_loader(64),  # 4 batches per epoch
+        loggers=[logger],
+        eval_interval="4ba",
+    ).fit()
     assert logger.use_bar and logger.per_epoch
     text = buffer.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text
-    assert "samples/s" in text and "loss " in text
     assert "eval at batch 4" in text and "epoch 2/2 done" in text
-    assert logger._progress is None  # stopped by close()
+    # The epoch summary line shows the loss of the last log step (batch 8).
+    done = re.search(r"epoch 2/2 done loss (\d+\.\d{4})", text)
+    assert float(done.group(1)) == pytest.approx(losses.losses[7], abs=5e-5)
+    assert logger._progress is None  # stopped when the run closed
 
 
-def test_other_ranks_stay_silent(capsys):
-    recorder = Recorder()
-    state = make_state("4ba", rank=1)
-    Loop(state, loggers=[ProgressBarLogger(log_interval=2, mode="lines"), recorder]).fit()
-    assert capsys.readouterr().out == ""
-    assert recorder.values("loss/train") == {}
-
-
-def test_bad_mode():
-    with pytest.raises(ConfigError, match="mode: 'fancy'"):
-        ProgressBarLogger(mode="fancy")
-
-
-def test_whole_run_bar_counts_in_the_duration_unit():
+def test_a_whole_run_bar_counts_in_the_duration_unit(tmp_path):
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=120)
-    logger = ProgressBarLogger(log_interval=4, console=console)
-    state = make_state("192sp", batch_size=16)  # 12 batches, one bar in samples
-    Loop(state, loggers=[logger]).fit()
+    logger = ProgressBarLogger(
+        log_interval=4, console=Console(file=buffer, force_terminal=True, width=120)
+    )
+    make_trainer(tmp_path, f"{12 * BATCH}sp", loggers=[logger], evaluate=False).fit()
     assert logger.use_bar and not logger.per_epoch
     frames = buffer.getvalue().split("\r")
     bars = [frame for frame in frames if frame.startswith("\x1b[2Ksamples ")]
     # Rich redraws on its own clock, so only the last frame (drawn on stop) is certain.
     assert bars and "100.0%" in bars[-1] and "loss " in bars[-1]
-    assert "training finished at epoch 0 batch 12 (192 samples)" in buffer.getvalue()
+    assert f"training finished at epoch 0 batch 12 ({12 * BATCH} samples)" in buffer.getvalue()

@@ -1,150 +1,96 @@
-"""SpeedMonitor: throughput agrees with the time batches really took; MFU is FLOPs/time/peak."""
+"""SpeedMonitor in the real Trainer: the rates it logs are the samples, tokens and FLOPs of the
+batches over the time an independent clock measured around them, evaluation left out."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
-from cb_loop import Loop, Recorder, TinyClassifier, make_state
+from cb_support import BATCH, BatchClock, Pixels, Recorder, Sleep, make_trainer
 
 from tessera.callbacks.peak_flops import PEAK_FLOPS, gpu_key, math_mode, peak_flops_per_second
 from tessera.callbacks.speed_monitor import SpeedMonitor
-from tessera.core.callback import Callback
-from tessera.core.errors import ConfigError
 from tessera.core.precision import Precision
 
-SLEEP = 0.04
-BATCH = 16
+SLEEP = 0.03  # a controlled slow step, so a batch lasts long enough to time well
 
 
-class BatchClock(Callback):
-    """Measures, independently, the seconds from one BATCH_END to the next."""
-
-    def __init__(self) -> None:
-        self.durations: list[float] = []
-        self._last = None
-
-    def fit_start(self, state, logger):
-        self._last = time.perf_counter()
-
-    def batch_end(self, state, logger):
-        now = time.perf_counter()
-        self.durations.append(now - self._last)
-        self._last = now
-
-
-def test_samples_per_second_matches_a_controlled_sleep():
-    clock = BatchClock()
+def test_samples_per_second_is_the_samples_counted_over_the_time_measured(tmp_path):
+    clock, recorder = BatchClock(), Recorder()
     monitor = SpeedMonitor(window=4, log_interval=4)
-    recorder = Recorder()
-    state = make_state("8ba", batch_size=BATCH)
-    # The clock runs just before the monitor at each event: both time the same batches.
-    Loop(state, callbacks=[clock, monitor], loggers=[recorder], batch_sleep=SLEEP).fit()
+    # The clock's BATCH_END runs just before the monitor's: both time the same batches.
+    callbacks = [clock, monitor, Sleep(batch=SLEEP)]
+    make_trainer(tmp_path, "8ba", callbacks=callbacks, loggers=[recorder], evaluate=False).fit()
 
     rates = recorder.values("throughput/samples_per_sec")
     assert sorted(rates) == [4, 8]
-    window_seconds = sum(clock.durations[4:8])  # the window: the last 4 batches
-    assert 4 * BATCH / rates[8] == pytest.approx(window_seconds, abs=0.02)
-    assert rates[8] < BATCH / SLEEP  # each batch took at least the sleep
-    assert recorder.values("throughput/batches_per_sec")[8] == pytest.approx(
-        rates[8] / BATCH, rel=1e-9
-    )
-    assert "throughput/tokens_per_sec" not in recorder.records[-1][1]
-    assert "throughput/mfu" not in recorder.records[-1][1]  # CPU, no peak given
+    for step in (4, 8):
+        window = slice(step - 4, step)  # the last 4 batches
+        samples, seconds = sum(clock.samples[window]), sum(clock.durations[window])
+        assert samples == 4 * BATCH
+        assert samples / rates[step] == pytest.approx(seconds, abs=0.01)
+        batches_per_second = recorder.values("throughput/batches_per_sec")[step]
+        assert 4 / batches_per_second == pytest.approx(seconds, abs=0.01)
     train_seconds = recorder.values("time/train_seconds")[8]
     assert train_seconds == pytest.approx(sum(clock.durations), abs=0.02)
+    last = recorder.records[-1][1]
+    assert "throughput/tokens_per_sec" not in last  # the model counts no tokens
+    assert "throughput/mfu" not in last  # a CPU, and no peak given
 
 
-class EvalClock(Callback):
-    """Measures, independently, the time from FIT_START to each BATCH_END and each evaluation."""
-
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.batch_ends: list[float] = []
-        self.evaluations: list[float] = []
-        self._eval_start = 0.0
-
-    def fit_start(self, state, logger):
-        self.start = time.perf_counter()
-
-    def batch_end(self, state, logger):
-        self.batch_ends.append(time.perf_counter() - self.start)
-
-    def eval_start(self, state, logger):
-        self._eval_start = time.perf_counter()
-
-    def eval_end(self, state, logger):
-        self.evaluations.append(time.perf_counter() - self._eval_start)
-
-
-def test_evaluation_time_is_not_training_time():
+def test_evaluation_time_is_not_training_time(tmp_path):
+    clock, recorder = BatchClock(), Recorder()
     monitor = SpeedMonitor(window=4, log_interval=4)
-    clock = EvalClock()
-    recorder = Recorder()
-    state = make_state("4ba", batch_size=BATCH)
-    loop = Loop(
-        state,
-        callbacks=[clock, monitor],
-        loggers=[recorder],
-        eval_every=2,
-        eval_sleep=0.5,
-        batch_sleep=SLEEP,
-        scripted_eval=lambda i: {"eval": {"accuracy": 0.5}},
+    sleep = Sleep(batch=SLEEP, evaluation=0.3)  # after the monitor: inside its eval window
+    trainer = make_trainer(
+        tmp_path, "4ba", callbacks=[clock, monitor, sleep], loggers=[recorder], eval_interval="2ba"
     )
-    loop.fit()
-    # Evaluations ran after batches 2 and 4; only the first lies inside the timed batches.
-    assert len(clock.evaluations) == 2 and min(clock.evaluations) >= 0.5
-    wall_to_batch_4 = clock.batch_ends[3]
+    trainer.fit()
+
+    evaluations = [end - start for start, end in clock.evaluations]
+    assert len(evaluations) >= 2 and min(evaluations) >= 0.3
+    # The evaluation after batch 2 lies inside the 4 timed batches; the one after batch 4
+    # comes after the monitor logged at batch 4.
+    first_start, first_end = clock.evaluations[0]
+    assert clock.ends[1] <= first_start and first_end <= clock.ends[2]
     logged = recorder.values("time/train_seconds")[4]
-    assert logged == pytest.approx(wall_to_batch_4 - clock.evaluations[0], abs=0.05)
-    assert monitor.eval_seconds == pytest.approx(sum(clock.evaluations), abs=0.05)
+    assert logged == pytest.approx(clock.ends[3] - evaluations[0], abs=0.02)
     rate = recorder.values("throughput/samples_per_sec")[4]
-    assert rate == pytest.approx(4 * BATCH / logged, rel=1e-6)
+    assert rate == pytest.approx(sum(clock.samples[:4]) / logged, rel=1e-6)
+    assert monitor.eval_seconds == pytest.approx(sum(evaluations), abs=0.02)
 
 
-def test_mfu_is_flops_over_time_over_peak():
-    flops_per_sample = 3.0e9
-    peak = 1.0e12
-    model = TinyClassifier(flops_per_sample=flops_per_sample, tokens_per_sample=28)
+def test_mfu_is_model_flops_over_time_over_peak(tmp_path):
+    flops_per_sample, peak = 3.0e9, 1.0e12
+    model = Pixels(flops_per_sample=flops_per_sample, tokens_per_sample=28)
+    clock, recorder = BatchClock(), Recorder()
     monitor = SpeedMonitor(window=3, log_interval=3, peak_flops_per_second=peak)
-    recorder = Recorder()
-    state = make_state("6ba", batch_size=BATCH, model=model)
-    Loop(state, callbacks=[monitor], loggers=[recorder], batch_sleep=0.02).fit()
-    metrics = recorder.records[-1][1]
-    batches_per_second = metrics["throughput/batches_per_sec"]
-    flops = flops_per_sample * BATCH * batches_per_second
-    assert metrics["throughput/device/flops_per_sec"] == pytest.approx(flops, rel=1e-9)
-    assert metrics["throughput/mfu"] == pytest.approx(flops / peak, rel=1e-9)
-    assert 0 < metrics["throughput/mfu"] < flops_per_sample * BATCH / 0.02 / peak
-    assert metrics["throughput/tokens_per_sec"] == pytest.approx(
-        28 * metrics["throughput/samples_per_sec"], rel=1e-9
+    make_trainer(
+        tmp_path,
+        "6ba",
+        model=model,
+        callbacks=[clock, monitor, Sleep(batch=SLEEP)],
+        loggers=[recorder],
+        evaluate=False,
+    ).fit()
+
+    metrics = dict(recorder.records[-1][1])
+    samples, seconds = sum(clock.samples[3:6]), sum(clock.durations[3:6])
+    flops = flops_per_sample * samples
+    assert flops / metrics["throughput/device/flops_per_sec"] == pytest.approx(seconds, abs=0.01)
+    assert metrics["throughput/mfu"] == pytest.approx(
+        metrics["throughput/device/flops_per_sec"] / peak, rel=1e-9
     )
+    assert 28 * samples / metrics["throughput/tokens_per_sec"] == pytest.approx(seconds, abs=0.01)
 
 
-def test_device_rates_divide_the_all_rank_counts_by_world_size():
-    # The trainer counts a batch's samples over all ranks; the monitor reports them as they
-    # are and divides by the world size for one device.
-    monitor = SpeedMonitor(window=2, log_interval=2)
-    state = make_state("2ba", batch_size=BATCH)
-    state.world_size = 4
-    Loop(state, callbacks=[monitor]).fit()
-    latest = monitor.latest
-    assert latest["throughput/samples_per_sec"] == pytest.approx(
-        2 * BATCH / monitor.train_seconds, rel=1e-6
+def test_device_rates_divide_the_all_rank_counts_by_the_world_size(tmp_path):
+    monitor = SpeedMonitor(window=4, log_interval=4)
+    make_trainer(tmp_path, "4ba", callbacks=[monitor], evaluate=False).fit()
+    one, four = monitor.compute(world_size=1), monitor.compute(world_size=4)
+    assert four["throughput/samples_per_sec"] == one["throughput/samples_per_sec"]
+    assert four["throughput/device/samples_per_sec"] == pytest.approx(
+        one["throughput/samples_per_sec"] / 4, rel=1e-12
     )
-    assert latest["throughput/device/samples_per_sec"] == pytest.approx(
-        latest["throughput/samples_per_sec"] / 4
-    )
-
-
-def test_checkpointed_clock_continues():
-    monitor = SpeedMonitor()
-    monitor.load_state_dict({"train_seconds": 50.0, "eval_seconds": 5.0})
-    state = make_state("2ba")
-    Loop(state, callbacks=[monitor]).fit()
-    assert 50.0 < monitor.state_dict()["train_seconds"] < 80.0
-    assert monitor.state_dict()["eval_seconds"] == 5.0
 
 
 def test_peak_table_lookup():
@@ -167,11 +113,3 @@ def test_peak_table_lookup():
     finally:
         torch.set_float32_matmul_precision(previous)
     assert peak_flops_per_second(torch.device("cpu"), Precision.FP32) is None
-
-
-@pytest.mark.parametrize(
-    "arguments", [{"window": 0}, {"peak_flops_per_second": -1}, {"log_interval": "ten"}]
-)
-def test_bad_arguments(arguments):
-    with pytest.raises(ConfigError):
-        SpeedMonitor(**arguments)

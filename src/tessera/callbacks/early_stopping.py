@@ -89,7 +89,7 @@ def check_monitor(state: State, label: str, name: str, where: str) -> None:
             f"{where}.monitor: the run has no evaluation labelled {label!r}; "
             f"{did_you_mean(label, state.eval_dataloaders)}"
         )
-    metrics = state.eval_metrics.get(label)
+    metrics = state.unwrapped_model.metrics(train=False)  # what every evaluation computes
     if metrics and name not in metrics:
         raise ConfigError(
             f"{where}.monitor: evaluation {label!r} computes no metric {name!r}; "
@@ -135,7 +135,7 @@ class _MonitorsEvaluation(Callback):
 
 
 class EarlyStopperConfig(ComponentConfig):
-    monitor: Monitor = Field(..., description=MONITOR_HELP)
+    monitor: Monitor = Field(..., description=MONITOR_HELP, examples=["metrics/eval/accuracy"])
     mode: Mode = Field("min", description="'min': lower is better; 'max': higher is better")
     patience: Patience = Field(
         3,
@@ -211,8 +211,8 @@ class EarlyStopper(_MonitorsEvaluation):
 
 
 class ThresholdStopperConfig(ComponentConfig):
-    monitor: Monitor = Field(..., description=MONITOR_HELP)
-    threshold: Number = Field(..., description="the target value of the monitored metric")
+    monitor: Monitor = Field(..., description=MONITOR_HELP, examples=["metrics/eval/accuracy"])
+    threshold: Number = Field(..., description="the target value of the metric", examples=[0.9])
     mode: Mode = Field("max", description="'max': reach at least the target; 'min': at most")
     stop: bool = Field(True, description="stop the run when reached (false: only record it)")
 

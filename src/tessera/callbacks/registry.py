@@ -31,6 +31,9 @@ CALLBACKS = Registry(
 )
 
 
-def build_callbacks(spec: Mapping[str, Any] | None, **context: Any) -> list[Callback]:
-    """Callbacks from `{name: options}` (options: a mapping, empty, true, or false for off)."""
-    return CALLBACKS.build_mapping(spec, **context)
+def build_callbacks(spec: Mapping[str, Any] | None) -> list[Callback]:
+    """Callbacks from `{name: options}` (options: a mapping, empty, true, or false for off).
+
+    Each option not given takes its component's own default (there is no run-wide one).
+    """
+    return CALLBACKS.build_mapping(spec)

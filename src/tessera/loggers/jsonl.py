@@ -53,6 +53,7 @@ class JSONLLogger(LoggerDestination):
         return cls(config.model_copy(update={"path": inside_run(config.path, run_dir)}))
 
     def init(self, state: State, logger: Logger) -> None:
+        self.path = inside_run(self.path, state.run_dir)  # a relative path given from Python
         self.active = self.all_ranks or state.rank == 0
         if self.all_ranks and state.world_size > 1:
             self.path = self.path.with_name(f"{self.path.stem}.rank{state.rank}{self.path.suffix}")

@@ -33,10 +33,10 @@ LOGGERS = Registry(
 
 
 def build_loggers(
-    spec: Mapping[str, Any] | None, run_dir: str | Path | None = None, **context: Any
+    spec: Mapping[str, Any] | None, run_dir: str | Path | None = None
 ) -> list[LoggerDestination]:
     """Logger destinations from `{name: options}`; relative paths resolve inside `run_dir`."""
-    return LOGGERS.build_mapping(spec, run_dir=Path(run_dir) if run_dir else None, **context)
+    return LOGGERS.build_mapping(spec, run_dir=Path(run_dir) if run_dir else None)
 
 
 def _non_empty(value: Any) -> Any:

@@ -57,6 +57,7 @@ class TensorBoardLogger(LoggerDestination):
         return cls(config.model_copy(update={"log_dir": inside_run(config.log_dir, run_dir)}))
 
     def init(self, state: State, logger: Logger) -> None:
+        self.log_dir = inside_run(self.log_dir, state.run_dir)  # a relative path from Python
         self.active = state.rank == 0
 
     def _get_writer(self) -> Any:
