@@ -91,8 +91,8 @@ def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
         "scheduler.t_warmup=100ba",
         "optimizer.lr=0.002",
     ]
-    compiled = ["algorithms={compile: {}}"]
-    blocks = ["algorithms={compile: {scope: blocks}}"]
+    compiled = ["compile={}"]
+    blocks = ["compile={scope: blocks}"]
     schedule = {
         # nanoGPT's batch (64) with a shorter schedule at a higher learning rate
         "a": ["data.batch_size=64", "max_duration=3000ba", *compiled],

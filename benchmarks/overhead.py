@@ -97,9 +97,7 @@ def run_raw(args, marks):
 
 
 def run_tessera(args, marks):
-    from tessera.core.callback import Callback
-    from tessera.core.trainer import Trainer
-    from tessera.models import ModuleWithLoss
+    from tessera import Callback, ModuleWithLoss, Trainer
 
     class Marks(Callback):
         def batch_end(self, state, logger):
@@ -111,7 +109,10 @@ def run_tessera(args, marks):
         loader,
         f"{args.steps}ba",
         optimizers=make_optimizer(module),
+        schedulers=[],
         callbacks=[Marks()],
+        loggers=[],
+        run_dir=None,
         device=args.device,
     )
     trainer.fit()

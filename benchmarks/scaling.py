@@ -92,7 +92,7 @@ def worker(args: argparse.Namespace) -> None:
     from tessera.callbacks.peak_flops import peak_flops_per_second
     from tessera.config.build import build_trainer
     from tessera.config.load import validate_config
-    from tessera.core import checkpoint, distributed, sharded_checkpoint
+    from tessera.core import world
     from tessera.core.callback import Callback
     from tessera.core.engine import Engine
     from tessera.core.precision import Precision
@@ -112,7 +112,7 @@ def worker(args: argparse.Namespace) -> None:
             raw["data"]["seq_len"] = raw["model"]["max_seq_len"] = 64
             raw["parallelism"] = {"strategy": "fsdp"}
     config = validate_config(raw)
-    trainer, _ = build_trainer(config)
+    trainer = build_trainer(config)
     state = trainer.state
     marks: dict[int, float] = {}
 
@@ -140,27 +140,19 @@ def worker(args: argparse.Namespace) -> None:
         flops = _measured_flops(state)
     precision = Precision.AMP_BF16
     peak = peak_flops_per_second(state.device, precision)
-    sharded = distributed.is_sharded(model)
-    save_folder = run_dir / f"{args.workload}-{nproc}-ckpt"
-    distributed.barrier()
+    world.barrier()
     start = time.perf_counter()
-    if sharded:
-        path = sharded_checkpoint.save(state, save_folder)
-    elif state.rank == 0:
-        path = trainer.save_checkpoint(save_folder)
-    distributed.barrier()
+    path = trainer.save_checkpoint()
+    world.barrier()
     save_seconds = time.perf_counter() - start
-    path = Path(distributed.broadcast_object(str(path) if state.rank == 0 else None))
+    path = Path(world.broadcast_object(str(path) if state.rank == 0 else None))
     start = time.perf_counter()
-    if sharded:
-        sharded_checkpoint.load(state, path)
-    else:
-        state.load_state_dict(checkpoint.load(path))
+    trainer.checkpointer.load(state, path)
     synchronize()
-    distributed.barrier()
+    world.barrier()
     load_seconds = time.perf_counter() - start
     memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-    memory_all = distributed.all_gather_objects(memory)
+    memory_all = world.all_gather_objects(memory)
     result = {
         "workload": args.workload,
         "gpus": nproc,
@@ -180,7 +172,7 @@ def worker(args: argparse.Namespace) -> None:
     }
     if state.rank == 0:
         Path(args.result).write_text(json.dumps(result))
-    distributed.stop()
+    trainer.close()
 
 
 def _measured_flops(state: Any) -> float:

@@ -34,12 +34,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tessera.algorithms import build_algorithms  # noqa: E402
 from tessera.callbacks.early_stopping import ThresholdStopper  # noqa: E402
-from tessera.config.build import build_data, build_model, build_optimizer, build_schedule  # noqa: E402
+from tessera.config.build import build_data, build_model  # noqa: E402
 from tessera.config.load import load_config  # noqa: E402
 from tessera.core.callback import Callback  # noqa: E402
-from tessera.core.time import Time, TimeUnit  # noqa: E402
-from tessera.core.trainer import Trainer  # noqa: E402
-from tessera.optim.schedulers import ScheduledLR  # noqa: E402
+from tessera.core.time import TimeUnit  # noqa: E402
+from tessera.trainer import Trainer  # noqa: E402
 
 # Hyper-parameters of each method when it is added alone to the baseline (the ablation).
 ABLATION_KWARGS: dict[str, dict[str, Any]] = {
@@ -63,7 +62,6 @@ ABLATION_KWARGS: dict[str, dict[str, Any]] = {
     "randaugment": {"depth": 1, "severity": 5},
     "sam": {"rho": 0.05, "interval": 2},
     "weight_standardization": {},
-    "compile": {},
     "factorize": {"min_features": 32, "latent_features": 0.5},
 }
 
@@ -122,29 +120,25 @@ def build_run(
 ):
     path = ROOT / "recipes" / f"fashion-mnist-{recipe}.yaml"
     config = load_config(path, [*overrides, f"seed={seed}", f"eval_interval={eval_interval}"])
-    algorithms_spec = dict(config.algorithms or {})
+    algorithms_spec = {name: c.model_dump() for name, c in config.algorithms.items()}
     algorithms_spec.update(extra or {})
-    torch.manual_seed(config.seed)
     model = build_model(config)
     data = build_data(config)
-    optimizer = build_optimizer(config.optimizer, model)
-    schedulers = (
-        [ScheduledLR(optimizer, build_schedule(config.scheduler, config.scale_schedule_ratio))]
-        if config.scheduler
-        else []
-    )
     clock = TrainingClock(torch.device(device))
     stopper = ThresholdStopper(monitor="metrics/eval/accuracy", threshold=target, stop=stop)
     trainer = Trainer(
-        model=model,
-        train_dataloader=data.train,
-        eval_dataloaders=data.eval,
-        max_duration=Time.coerce(config.max_duration, "max_duration") * config.scale_schedule_ratio,
+        model,
+        data.train,
+        config.max_duration,
+        eval_data=data.eval,
         eval_interval=config.eval_interval,
-        optimizers=optimizer,
-        schedulers=schedulers,
+        optimizers=config.optimizer,
+        schedulers=config.scheduler if config.scheduler is not None else [],
+        scale_schedule_ratio=config.scale_schedule_ratio,
         algorithms=build_algorithms(algorithms_spec),
         callbacks=[clock, stopper],
+        loggers=[],
+        run_dir=None,
         precision=config.precision,
         device=device,
         seed=config.seed,

@@ -9,13 +9,13 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from streaming_support import fashion_samples, isolated_cache  # noqa: F401
-from tessera.core.trainer import Trainer
 from torch import nn
 
 from tessera.core.callback import Callback
 from tessera.core.model import TrainableModel
 from tessera.data.dataset import StreamingDataset
 from tessera.data.writer import ShardWriter
+from tessera.trainer import Trainer
 
 BATCH = 25
 
@@ -40,6 +40,7 @@ class PixelClassifier(TrainableModel):
 
 class SeenIds(Callback):
     def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__()
         self.ids: list[list[int]] = []
         self.stop_at = stop_at
 
@@ -56,13 +57,15 @@ def _trainer(data: str, folder, callback: Callback, autoresume: bool) -> Trainer
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=2)
     return Trainer(
         model=model,
-        train_dataloader=loader,
+        train_data=loader,
         max_duration="2ep",
         optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
         callbacks=[callback],
         deterministic=True,
         device="cpu",
-        save_folder=folder,
+        run_dir=folder,
+        name="run",
+        loggers=[],
         save_interval="5ba",
         keep_last=2,
         autoresume=autoresume,

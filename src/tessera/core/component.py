@@ -34,7 +34,8 @@ def validation_problems(
         if kind == "extra_forbidden":
             parent = schema_at(schema, location[:-1])
             names = list(parent.model_fields) if parent else []
-            lines.append(f"{field}: unknown key; {did_you_mean(location[-1], names)}")
+            hint = did_you_mean(location[-1], names) if names else "it takes no options."
+            lines.append(f"{field}: unknown key; {hint}")
         elif kind == "missing":
             lines.append(f"{field}: required field is missing")
         elif isinstance(problem.get("input"), dict) and kind == "value_error":
