@@ -76,7 +76,7 @@ def build_trainer(
 
 
 def _run_root(config: RunConfig) -> Path:
-    return Path(config.run_dir) / config.name  # type: ignore[arg-type]
+    return Path(config.run_dir).expanduser().absolute() / config.name  # type: ignore[arg-type]
 
 
 def write_resolved_config(config: RunConfig) -> None:

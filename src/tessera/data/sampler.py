@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tessera.core.determinism import worker_seed
+from tessera.core.world import current_world
 from tessera.core.errors import CheckpointError
 
 
@@ -114,14 +115,20 @@ def make_dataloader(
     seed: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     pin_memory: bool = False,
 ) -> DataLoader[Any]:
-    """A DataLoader over a map-style dataset with a resumable, deterministic sampler."""
+    """A DataLoader over a map-style dataset with a resumable, deterministic sampler.
+
+    `batch_size` is per process. Each process reads its own share of every epoch; `rank` and
+    `world_size` default to this process's place in the job (one process: all of it).
+    """
     if not isinstance(dataset, Sized):
         raise TypeError("make_dataloader needs a map-style dataset with a length")
+    position = current_world(rank, world_size)
+    rank, world_size = position.rank, position.size
     generator = torch.Generator()
     sampler = ResumableSampler(
         len(dataset), shuffle, seed, rank, world_size, drop_last, generator=generator

@@ -126,9 +126,10 @@ class Trainer:
         )
         device = self.process.device
         check_precision(settings.precision, device)
-        self.folder = (
-            RunFolder(Path(settings.run_dir) / settings.name) if settings.run_dir else None
-        )
+        self.folder = None
+        if settings.run_dir is not None:
+            root = Path(settings.run_dir).expanduser().absolute() / settings.name
+            self.folder = RunFolder(root)
         if self.folder is not None and self.process.rank == 0:
             self.folder.create()
         world.barrier()
