@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tessera.core.determinism import worker_seed
-from tessera.core.world import current_world
 from tessera.core.errors import CheckpointError
+from tessera.core.world import current_world
 
 
 class ResumableSampler(Sampler[int]):
