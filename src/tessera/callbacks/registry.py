@@ -26,6 +26,8 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     "memory_monitor": ("tessera.callbacks.memory_monitor", "MemoryMonitor"),
     "early_stopping": ("tessera.callbacks.early_stopping", "EarlyStopper"),
     "threshold_stopping": ("tessera.callbacks.early_stopping", "ThresholdStopper"),
+    "cost_monitor": ("tessera.callbacks.cost_monitor", "CostMonitor"),
+    "step_timer": ("tessera.estimate.probe", "StepTimer"),
 }
 
 

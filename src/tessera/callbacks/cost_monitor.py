@@ -1,0 +1,120 @@
+"""`CostMonitor`: dollars spent so far and the projected total of a run, live, and `cost.json`.
+
+    callbacks:
+      cost_monitor: {price_per_gpu_hour: 2.50}
+
+(or `tessera train RECIPE --price 2.50`). Spent = wall seconds since the run was built x
+devices x price / 3600, where devices = the world size (one process per GPU) unless `gpus` is
+given. The projection adds the time left at the pace of training so far (time per unit of
+progress since FIT_START). A resumed run carries the seconds of the attempts before it (as
+checkpointed). The progress bar shows `progress_text` beside the ETA; the metrics
+`cost/dollars` and `cost/gpu_hours` are logged every `log_interval`; at the end rank 0 writes
+`cost.json` into the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from tessera.callbacks.log_schedule import LogSchedule
+from tessera.core.callback import Callback
+from tessera.core.checkpoint import atomic_write
+from tessera.core.errors import ConfigError
+from tessera.core.event import Event
+from tessera.core.time import Time
+
+if TYPE_CHECKING:
+    from tessera.core.logger import Logger
+    from tessera.core.state import State
+
+
+class CostMonitor(Callback):
+    def __init__(
+        self,
+        price_per_gpu_hour: float,
+        gpus: int | None = None,
+        log_interval: Time | str | int = "10ba",
+    ) -> None:
+        if (
+            isinstance(price_per_gpu_hour, bool)
+            or not isinstance(price_per_gpu_hour, (int, float))
+            or price_per_gpu_hour < 0
+        ):
+            raise ConfigError(
+                f"price_per_gpu_hour: {price_per_gpu_hour!r} must be dollars per GPU hour, a "
+                "number >= 0 (e.g. 2.50)"
+            )
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
+            raise ConfigError(f"gpus: {gpus!r} must be a whole number >= 1 (or left unset)")
+        self.price = float(price_per_gpu_hour)
+        self.gpus_given = gpus
+        self.gpus = gpus or 1
+        self.schedule = LogSchedule(log_interval)
+        self.previous_seconds = 0.0  # of earlier attempts (resume)
+        self._built = time.perf_counter()
+        self._fit_start: float | None = None
+        self._progress_at_start = 0.0
+
+    def init(self, state: State, logger: Logger) -> None:
+        self.gpus = self.gpus_given or state.world_size
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        self._fit_start = time.perf_counter()
+        self._progress_at_start = state.progress()
+
+    def seconds(self) -> float:
+        """Wall seconds paid for so far, this attempt and the checkpointed ones before it."""
+        return self.previous_seconds + time.perf_counter() - self._built
+
+    def dollars(self) -> float:
+        return self.seconds() * self.gpus * self.price / 3600
+
+    def projected_dollars(self, state: State) -> float | None:
+        """Spent plus the time left at the pace since FIT_START, or None before any progress."""
+        if self._fit_start is None:
+            return None
+        done = state.progress() - self._progress_at_start
+        if done <= 0:
+            return None
+        left = (time.perf_counter() - self._fit_start) / done * (1.0 - state.progress())
+        return self.dollars() + left * self.gpus * self.price / 3600
+
+    def progress_text(self, state: State) -> str:
+        projected = self.projected_dollars(state)
+        total = f" of ~${projected:,.2f}" if projected is not None else ""
+        return f"${self.dollars():,.2f}{total}"
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        if self.schedule.due(state, Event.BATCH_END):
+            logger.log_metrics(self._metrics(), step=state.timestamp.batch)
+
+    def fit_end(self, state: State, logger: Logger) -> None:
+        logger.log_metrics(self._metrics(), step=state.timestamp.batch)
+        if state.rank != 0 or state.run_dir is None:
+            return
+        record = {
+            "price_per_gpu_hour": self.price,
+            "gpus": self.gpus,
+            "wall_seconds": round(self.seconds(), 3),
+            "gpu_hours": self.seconds() * self.gpus / 3600,
+            "dollars": self.dollars(),
+            "device": str(state.device),
+            "batches": state.timestamp.batch,
+            "samples": state.timestamp.sample,
+            "tokens": state.timestamp.token,
+            "stop_reason": state.stop_reason,
+        }
+        text = json.dumps(record, indent=2) + "\n"
+        state.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(state.run_dir / "cost.json", lambda file: file.write(text), mode="w")
+
+    def _metrics(self) -> dict[str, float]:
+        return {"cost/dollars": self.dollars(), "cost/gpu_hours": self.seconds() * self.gpus / 3600}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous_seconds = float(state.get("seconds", 0.0))

@@ -1,0 +1,142 @@
+"""The memory plan: what one GPU holds during a step under DDP or FSDP, whether it fits, and which
+setting to change when it does not.
+
+    weights      parameters x 4 B (fp32 master weights; mixed precision keeps them)
+    gradients    parameters x 4 B
+    optimizer    parameters x 8 B (Adam/AdamW: two moments), x 4 B (SGD with momentum), else 0
+    FSDP         the three above divided by the GPUs, plus two gathered blocks (the one running
+                 and the one prefetched) in the compute dtype
+    activations  saved-for-backward bytes of one sample (measured, see workload.py) x microbatch
+    transient    the largest saved tensor x microbatch (its gradient exists during backward)
+    overhead     1 GiB on a GPU (CUDA context, allocator slack, kernel workspaces)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tessera.estimate.hardware import GIB, Hardware
+
+if TYPE_CHECKING:
+    from tessera.config.schema import RunConfig
+    from tessera.estimate.workload import Workload
+
+GPU_OVERHEAD_BYTES = 1.0 * GIB
+
+
+@dataclass
+class MemoryPlan:
+    strategy: str
+    gpus: int
+    microbatch: int
+    capacity: float
+    parts: dict[str, float]
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.capacity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "gpus": self.gpus,
+            "microbatch": self.microbatch,
+            "capacity_bytes": self.capacity,
+            "parts_bytes": self.parts,
+            "total_bytes": self.total,
+            "fits": self.fits,
+            "advice": self.advice,
+        }
+
+
+def memory_plan(
+    workload: Workload,
+    hardware: Hardware,
+    gpus: int,
+    strategy: str | None = None,
+    microbatch: int | None = None,
+) -> MemoryPlan:
+    """Bytes per GPU for `workload` on `gpus` devices (strategy defaults to the recipe's)."""
+    strategy = strategy or workload.strategy
+    per_gpu_batch = max(1, workload.samples_per_batch // gpus)
+    microbatch = min(microbatch or workload.microbatch_size or per_gpu_batch, per_gpu_batch)
+    params = workload.parameters
+    shard = gpus if strategy == "fsdp" and gpus > 1 else 1
+    parts = {
+        "weights": params * 4 / shard,
+        "gradients": params * 4 / shard,
+        "optimizer": params * workload.optimizer_state_bytes / shard,
+    }
+    if shard > 1:
+        compute_bytes = 4 if workload.precision == "fp32" else 2
+        parts["gathered blocks"] = 2 * params / max(1, workload.blocks) * compute_bytes
+    parts["activations"] = workload.activation_bytes_per_sample * microbatch
+    parts["transient"] = workload.largest_activation_per_sample * microbatch
+    if hardware.name != "cpu":
+        parts["overhead"] = GPU_OVERHEAD_BYTES
+    return MemoryPlan(strategy, gpus, microbatch, hardware.memory_bytes, parts)
+
+
+def advise(
+    config: RunConfig, workload: Workload, hardware: Hardware, gpus: int
+) -> tuple[MemoryPlan, list[MemoryPlan]]:
+    """The plan for the recipe as written, with advice when it does not fit; also the plans of
+    the alternatives tried (FSDP, activation checkpointing, bf16), for the report."""
+    from tessera.estimate.workload import read_workload
+
+    plan = memory_plan(workload, hardware, gpus)
+    if plan.fits:
+        return plan, []
+    alternatives = []
+    fixed = plan.total - plan.parts["activations"] - plan.parts["transient"]
+    per_sample = workload.activation_bytes_per_sample + workload.largest_activation_per_sample
+    room = plan.capacity - fixed
+    if room > per_sample:
+        fitting = int(room // per_sample)
+        plan.advice.append(
+            f"lower device_train_microbatch_size to {fitting} (from {plan.microbatch}): "
+            "gradient accumulation keeps the batch and the result the same"
+        )
+    if plan.strategy != "fsdp" and gpus > 1:
+        sharded = memory_plan(workload, hardware, gpus, strategy="fsdp")
+        alternatives.append(sharded)
+        plan.advice.append(
+            f"parallelism.strategy: fsdp shards weights, gradients and optimizer state: "
+            f"{_gib(sharded.total)} per GPU ({'fits' if sharded.fits else 'still too much'})"
+        )
+    if config.model.get("activation_checkpointing") is False or (
+        "activation_checkpointing" not in config.model and config.model.get("name") == "gpt"
+    ):
+        model = {**config.model, "activation_checkpointing": True}
+        changed = config.model_copy(update={"model": model})
+        checkpointed = memory_plan(read_workload(changed, "alternative"), hardware, gpus)
+        alternatives.append(checkpointed)
+        plan.advice.append(
+            f"model.activation_checkpointing: true recomputes each block in backward (~30% more "
+            f"compute): {_gib(checkpointed.total)} per GPU "
+            f"({'fits' if checkpointed.fits else 'still too much'})"
+        )
+    if config.precision == "fp32":
+        changed = config.model_copy(update={"precision": "amp_bf16"})
+        mixed = memory_plan(read_workload(changed, "alternative"), hardware, gpus)
+        alternatives.append(mixed)
+        plan.advice.append(
+            f"precision: amp_bf16 halves most activations: {_gib(mixed.total)} per GPU "
+            f"({'fits' if mixed.fits else 'still too much'})"
+        )
+    if not plan.advice:
+        plan.advice.append(
+            "even one sample per microbatch does not fit: use more GPUs with FSDP, a device "
+            "with more memory, or a smaller model"
+        )
+    return plan, alternatives
+
+
+def _gib(value: float) -> str:
+    return f"{value / GIB:.1f} GiB"
