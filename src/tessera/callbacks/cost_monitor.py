@@ -3,7 +3,7 @@
     callbacks:
       cost_monitor: {price_per_gpu_hour: 2.50}
 
-(or `tessera train RECIPE --price 2.50`). Spent = wall seconds since the run was built x
+(or `tessera train RECIPE --price 2.50`). Spent = wall seconds since the process started x
 devices x price / 3600, where devices = the world size (one process per GPU) unless `gpus` is
 given. The projection adds the time left at the pace of training so far (time per unit of
 progress since FIT_START). A resumed run carries the seconds of the attempts before it (as
@@ -15,6 +15,7 @@ checkpointed). The progress bar shows `progress_text` beside the ETA; the metric
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from tessera.core.checkpoint import atomic_write
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 from tessera.core.time import Time
+from tessera.estimate.report import money
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
@@ -53,7 +55,7 @@ class CostMonitor(Callback):
         self.gpus = gpus or 1
         self.schedule = LogSchedule(log_interval)
         self.previous_seconds = 0.0  # of earlier attempts (resume)
-        self._built = time.perf_counter()
+        self._built = time.perf_counter() - _process_age()
         self._fit_start: float | None = None
         self._progress_at_start = 0.0
 
@@ -83,8 +85,8 @@ class CostMonitor(Callback):
 
     def progress_text(self, state: State) -> str:
         projected = self.projected_dollars(state)
-        total = f" of ~${projected:,.2f}" if projected is not None else ""
-        return f"${self.dollars():,.2f}{total}"
+        total = f" of ~{money(projected)}" if projected is not None else ""
+        return f"{money(self.dollars())}{total}"
 
     def batch_end(self, state: State, logger: Logger) -> None:
         if self.schedule.due(state, Event.BATCH_END):
@@ -118,3 +120,16 @@ class CostMonitor(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.previous_seconds = float(state.get("seconds", 0.0))
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux /proc), so start-up is paid for too; 0 where
+    that cannot be read."""
+    try:
+        with open("/proc/self/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as uptime:
+            up = float(uptime.read().split()[0])
+        return max(0.0, up - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0

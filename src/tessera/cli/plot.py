@@ -9,7 +9,8 @@ import argparse
 PANELS = {
     "training loss": ("loss/",),
     "evaluation": ("metrics/",),
-    "throughput": ("throughput/samples_per_sec", "throughput/tokens_per_sec", "throughput/mfu"),
+    "throughput (per second)": ("throughput/samples_per_sec", "throughput/tokens_per_sec"),
+    "MFU": ("throughput/mfu",),
     "learning rate": ("lr/",),
 }
 
@@ -42,7 +43,14 @@ def run(args: argparse.Namespace) -> int:
             "to plot (did the run log any batches?)"
         )
     plt = pyplot()
-    figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(8, 2.6 * len(panels)),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     for axis, (title, names) in zip(axes[:, 0], panels.items()):
         for name in names:
             points = series(records, name)

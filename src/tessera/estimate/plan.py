@@ -125,7 +125,7 @@ def estimate_from_table(
         "compile": efficiency.COMPILE_SECONDS if workload.compiled else 0.0,
         "training steps": workload.total_batches * step,
         "evaluation": eval_seconds,
-        "checkpoints": _checkpoint_seconds(workload),
+        "checkpoints": _checkpoint_seconds(workload, gpus),
     }
     memory, _ = advise(config, workload, hardware, gpus)
     notes = []
@@ -222,8 +222,11 @@ def _eval_seconds(
     return workload.evaluations * per_evaluation
 
 
-def _checkpoint_seconds(workload: Workload) -> float:
-    """Each checkpoint holds weights and optimizer state; the final export, weights only."""
+def _checkpoint_seconds(workload: Workload, gpus: int) -> float:
+    """Each checkpoint holds weights and optimizer state; the final export, weights only. Under
+    FSDP every rank writes its own shard at the same time (storage assumed to keep up)."""
     per_checkpoint = workload.parameters * (4 + workload.optimizer_state_bytes)
+    if workload.strategy == "fsdp":
+        per_checkpoint /= gpus
     written = workload.checkpoints * per_checkpoint + workload.parameters * 4
     return written / efficiency.CHECKPOINT_BYTES_PER_SECOND

@@ -23,6 +23,9 @@ def duration(seconds: float) -> str:
 
 
 def money(value: float) -> str:
+    """'$0.0046', '$12.30', '$202,225'."""
+    if value < 1:
+        return f"${value:.4f}"
     return f"${value:,.2f}" if value < 1000 else f"${value:,.0f}"
 
 

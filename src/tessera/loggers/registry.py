@@ -22,6 +22,8 @@ LOGGERS: dict[str, tuple[str, str]] = {
     "progress": ("tessera.loggers.progress", "ProgressBarLogger"),
     "jsonl": ("tessera.loggers.jsonl", "JSONLLogger"),
     "tensorboard": ("tessera.loggers.tensorboard", "TensorBoardLogger"),
+    "mlflow": ("tessera.loggers.mlflow", "MLflowLogger"),
+    "wandb": ("tessera.loggers.wandb", "WandBLogger"),
 }
 
 # Path arguments, their default (inside the run folder).
