@@ -86,56 +86,70 @@ def memory_plan(
 def advise(
     config: RunConfig, workload: Workload, hardware: Hardware, gpus: int
 ) -> tuple[MemoryPlan, list[MemoryPlan]]:
-    """The plan for the recipe as written, with advice when it does not fit; also the plans of
-    the alternatives tried (FSDP, activation checkpointing, bf16), for the report."""
+    """The plan for the recipe as written, with advice when it does not fit: each change tried
+    (smaller microbatch, FSDP, activation checkpointing, bf16, FSDP with checkpointing) and the
+    largest microbatch at which it fits. Also returns the alternative plans."""
     from tessera.estimate.workload import read_workload
 
     plan = memory_plan(workload, hardware, gpus)
     if plan.fits:
         return plan, []
-    alternatives = []
-    fixed = plan.total - plan.parts["activations"] - plan.parts["transient"]
-    per_sample = workload.activation_bytes_per_sample + workload.largest_activation_per_sample
-    room = plan.capacity - fixed
-    if room > per_sample:
-        fitting = int(room // per_sample)
+    fitting = largest_fitting_microbatch(plan, workload)
+    if fitting:
         plan.advice.append(
-            f"lower device_train_microbatch_size to {fitting} (from {plan.microbatch}): "
-            "gradient accumulation keeps the batch and the result the same"
+            f"device_train_microbatch_size: {fitting} (from {plan.microbatch}) fits; gradient "
+            "accumulation keeps the batch and the result the same"
         )
-    if plan.strategy != "fsdp" and gpus > 1:
-        sharded = memory_plan(workload, hardware, gpus, strategy="fsdp")
-        alternatives.append(sharded)
-        plan.advice.append(
-            f"parallelism.strategy: fsdp shards weights, gradients and optimizer state: "
-            f"{_gib(sharded.total)} per GPU ({'fits' if sharded.fits else 'still too much'})"
-        )
-    if config.model.get("activation_checkpointing") is False or (
-        "activation_checkpointing" not in config.model and config.model.get("name") == "gpt"
-    ):
+    checkpointable = "activation_checkpointing" in config.model or config.model.get("name") == "gpt"
+    checkpointed = None
+    if checkpointable and not config.model.get("activation_checkpointing"):
         model = {**config.model, "activation_checkpointing": True}
-        changed = config.model_copy(update={"model": model})
-        checkpointed = memory_plan(read_workload(changed, "alternative"), hardware, gpus)
-        alternatives.append(checkpointed)
-        plan.advice.append(
-            f"model.activation_checkpointing: true recomputes each block in backward (~30% more "
-            f"compute): {_gib(checkpointed.total)} per GPU "
-            f"({'fits' if checkpointed.fits else 'still too much'})"
-        )
+        checkpointed = read_workload(config.model_copy(update={"model": model}), "alternative")
+    mixed = None
     if config.precision == "fp32":
-        changed = config.model_copy(update={"precision": "amp_bf16"})
-        mixed = memory_plan(read_workload(changed, "alternative"), hardware, gpus)
-        alternatives.append(mixed)
-        plan.advice.append(
-            f"precision: amp_bf16 halves most activations: {_gib(mixed.total)} per GPU "
-            f"({'fits' if mixed.fits else 'still too much'})"
+        mixed = read_workload(config.model_copy(update={"precision": "amp_bf16"}), "alternative")
+    tries: list[tuple[str, Workload, str | None]] = []
+    if plan.strategy != "fsdp" and gpus > 1:
+        tries.append(
+            ("parallelism.strategy: fsdp (shards weights, gradients, optimizer)", workload, "fsdp")
         )
-    if not plan.advice:
+    if checkpointed is not None:
+        tries.append(
+            ("model.activation_checkpointing: true (~30% more compute)", checkpointed, None)
+        )
+    if mixed is not None:
+        tries.append(("precision: amp_bf16", mixed, None))
+    if checkpointed is not None and plan.strategy != "fsdp" and gpus > 1:
+        tries.append(("fsdp and activation checkpointing together", checkpointed, "fsdp"))
+    alternatives = []
+    for label, alternative, strategy in tries:
+        other = memory_plan(alternative, hardware, gpus, strategy=strategy)
+        alternatives.append(other)
+        if other.fits:
+            verdict = f"{_gib(other.total)} per GPU, fits"
+        else:
+            at = largest_fitting_microbatch(other, alternative)
+            verdict = (
+                f"{_gib(other.total)} per GPU; fits with device_train_microbatch_size {at}"
+                if at
+                else f"{_gib(other.total)} per GPU, does not fit even at microbatch 1"
+            )
+        plan.advice.append(f"{label}: {verdict}")
+    if not any("fits" in line and "not fit" not in line for line in plan.advice):
         plan.advice.append(
-            "even one sample per microbatch does not fit: use more GPUs with FSDP, a device "
-            "with more memory, or a smaller model"
+            "nothing tried fits: use more GPUs with FSDP, a device with more memory, or a "
+            "smaller model"
         )
     return plan, alternatives
+
+
+def largest_fitting_microbatch(plan: MemoryPlan, workload: Workload) -> int:
+    """The largest microbatch (up to the plan's) that fits, or 0 if not even one sample does."""
+    fixed = plan.total - plan.parts["activations"] - plan.parts["transient"]
+    per_sample = workload.activation_bytes_per_sample + workload.largest_activation_per_sample
+    if per_sample <= 0:
+        return plan.microbatch if fixed <= plan.capacity else 0
+    return max(0, min(plan.microbatch, int((plan.capacity - fixed) // per_sample)))
 
 
 def _gib(value: float) -> str:
