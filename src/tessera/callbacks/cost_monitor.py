@@ -55,7 +55,7 @@ class CostMonitor(Callback):
         self.gpus = gpus or 1
         self.schedule = LogSchedule(log_interval)
         self.previous_seconds = 0.0  # of earlier attempts (resume)
-        self._built = time.perf_counter() - _process_age()
+        self._built = time.perf_counter() - process_age()
         self._fit_start: float | None = None
         self._progress_at_start = 0.0
 
@@ -122,7 +122,7 @@ class CostMonitor(Callback):
         self.previous_seconds = float(state.get("seconds", 0.0))
 
 
-def _process_age() -> float:
+def process_age() -> float:
     """Seconds since this process started (Linux /proc), so start-up is paid for too; 0 where
     that cannot be read."""
     try:

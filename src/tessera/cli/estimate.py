@@ -72,6 +72,12 @@ def _recipe_parser() -> argparse.ArgumentParser:
 
 
 def _recipe(recipe: str, args: argparse.Namespace) -> int:
+    import torchmetrics  # noqa: F401  (a run imports it; counted in its start-up below)
+
+    import tessera.config.build  # noqa: F401
+    from tessera.callbacks.cost_monitor import process_age
+
+    import_seconds = process_age()  # interpreter start and the run's imports: part of start-up
     from tessera.config import load_config
     from tessera.core.errors import UserError
     from tessera.estimate.hardware import get_hardware, local_hardware
@@ -104,7 +110,7 @@ def _recipe(recipe: str, args: argparse.Namespace) -> int:
                 f"--probe measures this machine ({here.description}), not {hardware.name}; "
                 "leave --gpu out, or run the probe on that GPU"
             )
-        result = run_probe(config, args.probe)
+        result = run_probe(config, args.probe, import_seconds)
         estimate = estimate_from_probe(config, workload, here, result, args.gpus, args.price)
     else:
         estimate = estimate_from_table(

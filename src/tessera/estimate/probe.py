@@ -97,8 +97,9 @@ def build_probe_trainer(config: RunConfig, steps: int, folder: Path) -> Trainer:
     return trainer
 
 
-def run_probe(config: RunConfig, steps: int) -> ProbeResult:
-    """Measure `steps` steps after one warm-up step (see the module docstring)."""
+def run_probe(config: RunConfig, steps: int, import_seconds: float = 0.0) -> ProbeResult:
+    """Measure `steps` steps after one warm-up step (see the module docstring). Start-up is
+    `import_seconds` (the interpreter and imports, measured by the caller) plus the build."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise UserError(f"--probe: {steps!r} must be a whole number of steps, 1 or more")
     with tempfile.TemporaryDirectory(prefix="tessera-probe-") as folder:
@@ -108,7 +109,7 @@ def run_probe(config: RunConfig, steps: int) -> ProbeResult:
         device = trainer.state.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        startup = time.perf_counter() - start
+        startup = import_seconds + time.perf_counter() - start
         trainer.fit()
         checkpoint = _time_checkpoint(trainer, Path(folder) / "checkpoint")
         peak = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
