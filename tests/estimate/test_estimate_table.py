@@ -177,3 +177,19 @@ def test_no_traceback_in_a_real_process(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "unknown device 'h1000'" in result.stderr
+
+
+def test_the_published_run_is_estimated_without_a_gpu():
+    """MPT-7B on 440 A100-40GB, as benchmarks/estimate_accuracy.py reports it."""
+    import importlib.util
+
+    path = RECIPES.parent / "benchmarks" / "estimate_accuracy.py"
+    spec = importlib.util.spec_from_file_location("estimate_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mpt = module.mpt_7b()
+    assert mpt["estimate"]["gpus"] == 440 and mpt["estimate"]["hardware"] == "a100-40gb"
+    assert mpt["estimate"]["workload"]["total_tokens"] >= 1e12
+    days = mpt["estimated_days"]
+    assert days["low"] < days["expected"] < days["high"]
+    assert abs(mpt["error"] - (days["expected"] / 9.5 - 1)) < 1e-9

@@ -72,12 +72,6 @@ def _recipe_parser() -> argparse.ArgumentParser:
 
 
 def _recipe(recipe: str, args: argparse.Namespace) -> int:
-    import torchmetrics  # noqa: F401  (a run imports it; counted in its start-up below)
-
-    import tessera.config.build  # noqa: F401
-    from tessera.callbacks.cost_monitor import process_age
-
-    import_seconds = process_age()  # interpreter start and the run's imports: part of start-up
     from tessera.config import load_config
     from tessera.core.errors import UserError
     from tessera.estimate.hardware import get_hardware, local_hardware
@@ -99,6 +93,7 @@ def _recipe(recipe: str, args: argparse.Namespace) -> int:
     check_price(args.price)
     check_gpus(args.gpus)
     hardware = get_hardware(args.gpu) if args.gpu else None  # unknown names fail before work
+    import_seconds = _run_imports_seconds() if args.probe is not None else 0.0
     config = load_config(recipe, args.overrides)
     workload = read_workload(config, recipe)
     if args.probe is not None:
@@ -120,6 +115,17 @@ def _recipe(recipe: str, args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, estimate.to_dict())
     return 0
+
+
+def _run_imports_seconds() -> float:
+    """Seconds from the process start through the imports a training run makes: the part of a
+    run's start-up that the probe, running inside this process, does not see itself."""
+    import torchmetrics  # noqa: F401
+
+    import tessera.config.build  # noqa: F401
+    from tessera.callbacks.cost_monitor import process_age
+
+    return process_age()
 
 
 # -- after runs: the frontier ---------------------------------------------------------------
