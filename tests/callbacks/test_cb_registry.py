@@ -58,8 +58,10 @@ def test_every_name_builds_from_yaml(tmp_path):
         "memory_monitor",
         "early_stopping",
         "threshold_stopping",
+        "cost_monitor",
+        "step_timer",
     }
-    assert set(LOGGERS) == {"progress", "jsonl", "tensorboard"}
+    assert set(LOGGERS) == {"progress", "jsonl", "tensorboard", "mlflow", "wandb"}
 
 
 def test_empty_and_switched_off_entries():

@@ -10,6 +10,7 @@ temporary run folder that is removed afterwards.
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -113,6 +114,10 @@ def run_probe(config: RunConfig, steps: int, import_seconds: float = 0.0) -> Pro
         trainer.fit()
         checkpoint = _time_checkpoint(trainer, Path(folder) / "checkpoint")
         peak = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+        del trainer
+    gc.collect()  # give the probe's memory back before the caller goes on
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     batches = timer.batch_seconds
     if len(batches) < 2:
         raise UserError(
