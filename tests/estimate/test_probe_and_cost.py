@@ -61,6 +61,7 @@ def test_probe_refuses_another_gpu_than_this_machines(shakespeare, tmp_path, cap
 def test_cost_json_and_live_dollars(char_run, capsys):
     cost = json.loads((char_run / "cost.json").read_text())
     assert cost["price_per_gpu_hour"] == 3.6 and cost["gpus"] == 1 and cost["batches"] == 6
+    assert cost["finished"] is True
     assert cost["dollars"] == pytest.approx(cost["wall_seconds"] * 3.6 / 3600, rel=1e-3)
     records = [r for r in read_jsonl(char_run / "metrics.jsonl") if "cost/dollars" in r]
     assert records and records[-1]["cost/dollars"] <= cost["dollars"] + 1e-9

@@ -9,7 +9,7 @@ given. The projection adds the time left at the pace of training so far (time pe
 progress since FIT_START). A resumed run carries the seconds of the attempts before it (as
 checkpointed). The progress bar shows `progress_text` beside the ETA; the metrics
 `cost/dollars` and `cost/gpu_hours` are logged every `log_interval`; at the end rank 0 writes
-`cost.json` into the run folder.
+`cost.json` into the run folder (also when the run ends in an error, with "finished": false).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class CostMonitor(Callback):
         self._built = time.perf_counter() - process_age()
         self._fit_start: float | None = None
         self._progress_at_start = 0.0
+        self._written = False
 
     def init(self, state: State, logger: Logger) -> None:
         self.gpus = self.gpus_given or state.world_size
@@ -94,9 +95,18 @@ class CostMonitor(Callback):
 
     def fit_end(self, state: State, logger: Logger) -> None:
         logger.log_metrics(self._metrics(), step=state.timestamp.batch)
+        self._write(state, finished=True)
+
+    def close(self, state: State, logger: Logger) -> None:
+        if not self._written:  # the run ended in an error: what it spent is still worth keeping
+            self._write(state, finished=False)
+
+    def _write(self, state: State, finished: bool) -> None:
+        self._written = True
         if state.rank != 0 or state.run_dir is None:
             return
         record = {
+            "finished": finished,
             "price_per_gpu_hour": self.price,
             "gpus": self.gpus,
             "wall_seconds": round(self.seconds(), 3),

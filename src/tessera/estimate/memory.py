@@ -2,8 +2,9 @@
 setting to change when it does not.
 
     weights      parameters x 4 B (fp32 master weights; mixed precision keeps them)
-    gradients    parameters x 4 B
-    optimizer    parameters x 8 B (Adam/AdamW: two moments), x 4 B (SGD with momentum), else 0
+    gradients    trainable parameters x 4 B (all of them, unless e.g. LoRA freezes most)
+    optimizer    trainable parameters x 8 B (Adam/AdamW: two moments), x 4 B (SGD with
+                 momentum), else 0
     FSDP         the three above divided by the GPUs, plus two gathered blocks (the one running
                  and the one prefetched) in the compute dtype
     activations  saved-for-backward bytes of one sample (measured, see workload.py) x microbatch
@@ -66,12 +67,12 @@ def memory_plan(
     strategy = strategy or workload.strategy
     per_gpu_batch = max(1, workload.samples_per_batch // gpus)
     microbatch = min(microbatch or workload.microbatch_size or per_gpu_batch, per_gpu_batch)
-    params = workload.parameters
+    params, trained = workload.parameters, workload.trainable_parameters
     shard = gpus if strategy == "fsdp" and gpus > 1 else 1
     parts = {
         "weights": params * 4 / shard,
-        "gradients": params * 4 / shard,
-        "optimizer": params * workload.optimizer_state_bytes / shard,
+        "gradients": trained * 4 / shard,
+        "optimizer": trained * workload.optimizer_state_bytes / shard,
     }
     if shard > 1:
         compute_bytes = 4 if workload.precision == "fp32" else 2

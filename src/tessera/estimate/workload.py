@@ -33,6 +33,7 @@ class Workload:
 
     recipe: str
     parameters: int
+    trainable_parameters: int
     parameter_tensors: int
     blocks: int
     language_model: bool
@@ -110,6 +111,7 @@ def read_workload(config: RunConfig, recipe: str = "recipe") -> Workload:
     return Workload(
         recipe=recipe,
         parameters=sum(p.numel() for p in model.parameters()),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         parameter_tensors=sum(1 for _ in model.parameters()),
         blocks=max(
             (len(m) for m in model.modules() if isinstance(m, torch.nn.ModuleList)), default=1
