@@ -60,6 +60,8 @@ def read_points(
         records = read_records(run)
         key = resolve_metric(records, metric or _default_metric(records), run)
         values = series(records, key)
+        if not values:
+            raise UserError(f"{run}: {key} holds no finite value in its metrics.jsonl")
         cost = read_cost(run)
         seconds = float(cost["wall_seconds"]) if cost else wall_seconds(records)
         if cost is not None:
