@@ -62,8 +62,10 @@ def test_every_name_builds_from_yaml_with_its_options(tmp_path):
         "memory_monitor",
         "early_stopping",
         "threshold_stopping",
+        "cost_monitor",
+        "step_timer",
     }
-    assert set(LOGGERS.names()) >= {"progress", "jsonl", "tensorboard"}
+    assert set(LOGGERS.names()) >= {"progress", "jsonl", "tensorboard", "mlflow", "wandb"}
 
 
 def test_python_keywords_and_recipe_options_give_the_same_config():

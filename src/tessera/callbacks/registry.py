@@ -27,6 +27,8 @@ CALLBACKS = Registry(
         "memory_monitor": "tessera.callbacks.memory_monitor:MemoryMonitor",
         "early_stopping": "tessera.callbacks.early_stopping:EarlyStopper",
         "threshold_stopping": "tessera.callbacks.early_stopping:ThresholdStopper",
+        "cost_monitor": "tessera.callbacks.cost_monitor:CostMonitor",
+        "step_timer": "tessera.estimate.probe:StepTimer",
     },
 )
 

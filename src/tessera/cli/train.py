@@ -30,7 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "overrides", nargs=argparse.REMAINDER, help="key=value overrides (options may follow)"
     )
     _add_scale_options(parser.add_argument_group("multi-process (torchrun's elastic agent)"))
+    _add_cost_option(parser)
     parser.set_defaults(func=run)
+
+
+def _add_cost_option(parser: Any) -> None:
+    parser.add_argument(
+        "--price",
+        type=float,
+        help="dollars per GPU hour: show $ spent and projected beside the ETA, write cost.json "
+        "(= callbacks.cost_monitor.price_per_gpu_hour=PRICE)",
+    )
 
 
 def _add_scale_options(group: Any) -> None:
@@ -50,6 +60,7 @@ def _split_overrides(args: argparse.Namespace) -> None:
     """Options written after the overrides (`RECIPE a=1 --nproc 2`) are options too."""
     late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     _add_scale_options(late)
+    _add_cost_option(late)
     found, rest = late.parse_known_args(args.overrides)
     for name, value in vars(found).items():
         setattr(args, name, value)
@@ -67,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from tessera.parallel.process_group import launched_by_torchrun
 
     _split_overrides(args)
+    if args.price is not None:
+        args.overrides.append(f"callbacks.cost_monitor.price_per_gpu_hour={args.price}")
     config = load_config(args.recipe, args.overrides)
     options = _launch_options(args)
     options.check_counts()

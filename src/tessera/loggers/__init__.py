@@ -1,4 +1,4 @@
-"""Where metrics go: the console progress bar, a JSON-lines file, TensorBoard.
+"""Where metrics go: the console progress bar, a JSON-lines file, TensorBoard, MLflow, W&B.
 
 Imports are lazy (`tessera.loggers.JSONLLogger` loads its module on first use), so importing
 the package costs nothing and TensorBoard is needed only when used.
@@ -13,6 +13,8 @@ _EXPORTS = {
     "JSONLLogger": "tessera.loggers.jsonl",
     "read_jsonl": "tessera.loggers.jsonl",
     "TensorBoardLogger": "tessera.loggers.tensorboard",
+    "MLflowLogger": "tessera.loggers.mlflow",
+    "WandBLogger": "tessera.loggers.wandb",
     "build_loggers": "tessera.loggers.registry",
     "LOGGERS": "tessera.loggers.registry",
 }

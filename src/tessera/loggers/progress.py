@@ -161,6 +161,9 @@ class ProgressBarLogger(LoggerDestination):
             + (f" {tokens_per_second:,.0f} tokens/s" if tokens_per_second else ""),
             "eta": f"eta {self._eta(state, now)}",
         }
+        # Other callbacks may add a short status (e.g. CostMonitor: "$1.20 of ~$4.80").
+        extra = [cb.progress_text(state) for cb in state.callbacks if hasattr(cb, "progress_text")]
+        self._fields["eta"] += "".join(f"  {text}" for text in extra if text)
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, **self._fields)
         elif self._progress is None:

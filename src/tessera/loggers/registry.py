@@ -28,6 +28,8 @@ LOGGERS = Registry(
         "progress": "tessera.loggers.progress:ProgressBarLogger",
         "jsonl": "tessera.loggers.jsonl:JSONLLogger",
         "tensorboard": "tessera.loggers.tensorboard:TensorBoardLogger",
+        "mlflow": "tessera.loggers.mlflow:MLflowLogger",
+        "wandb": "tessera.loggers.wandb:WandBLogger",
     },
 )
 
