@@ -34,7 +34,7 @@ def test_functional_lists_exactly_the_public_functions_of_every_method_module():
         public = [n for n in module.__all__ if not _is_component(getattr(module, n))]
         assert public, f"method {name!r} ({module.__name__}) has no public plain function"
         expected.update(dict.fromkeys(public, module.__name__))
-    assert functional.EXPORTS == expected
+    assert expected == functional.EXPORTS
 
 
 def test_every_listed_name_resolves_to_the_method_modules_object():

@@ -334,21 +334,22 @@ def test_layer_freezing_in_a_run_freezes_the_scheduled_layers_which_then_stop_mo
 
     probe = Probe(epoch_end=frozen_and_weights)
     make_trainer(
-        [get("layer_freezing", freeze_start=0.0, freeze_level=1.0)],
+        [get("layer_freezing", freeze_start=0.25, freeze_level=1.0)],
         model=model,
         batches=2,
         max_duration="2ep",
         callbacks=[probe],
     ).fit()
     (half, at_half), (end, at_end) = probe.seen["epoch_end"]
-    # after epoch 1 of 2 (progress 0.5) int(0.5 * 19) = 9 layers are frozen; at the end all 19
+    # after epoch 1 of 2 (progress 0.5) the frozen fraction is (0.5 - 0.25) / (1 - 0.25) = 1/3
+    # of the 19 layers: the first 6; at the end (progress 1) all 19
     per_layer = [len(list(layer.parameters())) for layer in layers]
-    first_nine = sum(per_layer[:9])
-    assert half == [True] * first_nine + [False] * (len(half) - first_nine)
+    first_six = sum(per_layer[:6])
+    assert half == [True] * first_six + [False] * (len(half) - first_six)
     assert all(end)
     names = {id(p): n for n, p in model.named_parameters()}
-    frozen_names = [names[id(p)] for layer in layers[:9] for p in layer.parameters()]
-    moving_names = [names[id(p)] for layer in layers[9:] for p in layer.parameters()]
+    frozen_names = [names[id(p)] for layer in layers[:6] for p in layer.parameters()]
+    moving_names = [names[id(p)] for layer in layers[6:] for p in layer.parameters()]
     assert all(torch.equal(at_half[n], at_end[n]) for n in frozen_names)
     assert all(not torch.equal(at_half[n], at_end[n]) for n in moving_names)
 
