@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 import tessera.algorithms as algorithms
@@ -34,8 +35,15 @@ def test_at_least_25_methods_each_builds_with_defaults_and_has_a_card():
         assert card.is_file(), f"method card {card} is missing"
         text = card.read_text()
         assert "changes the math" in text.lower() or "does not change the math" in text.lower()
+        shown = text.split("In a run file (defaults shown):\n```yaml\n")[1].split("```")[0]
+        defaults = yaml.safe_load(shown)["algorithms"][name]
+        assert defaults == _plain(algorithms.hyperparameters(name)), f"{card.name}: defaults"
         for field in type(algorithm).Config.model_fields:
-            assert field in text, f"{card.name} does not mention the option {field!r}"
+            assert f"| `{field}` |" in text, f"{card.name} has no row for the option {field!r}"
+
+
+def _plain(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def test_yaml_mapping_builds_in_order_with_hyperparameters():
