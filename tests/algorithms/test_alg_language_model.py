@@ -6,20 +6,19 @@ import math
 
 import pytest
 import torch
-from conftest import DATA, tiny_resnet
+from conftest import DATA, Probe, tiny_resnet
 from torch import nn
 
 import tessera.algorithms as algorithms
 from tessera.algorithms.alibi import apply_alibi
 from tessera.algorithms.common import NoEffectWarning
 from tessera.algorithms.gated_linear_units import apply_gated_linear_units
-from tessera.algorithms.low_precision_layernorm import apply_low_precision_layernorm
+from tessera.algorithms.low_precision_norm import apply_low_precision_norm
 from tessera.algorithms.sequence_length_warmup import (
     reshape_sequences,
     truncate_sequences,
     warmup_length,
 )
-from tessera.core.callback import Callback
 from tessera.core.errors import ConfigError
 from tessera.models.gpt.config import GPTConfig
 from tessera.models.gpt.model import GPT
@@ -82,7 +81,7 @@ def test_alibi_on_a_model_without_attention_is_an_error(make_trainer):
     with pytest.raises(ConfigError, match="attention"):
         apply_alibi(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ConfigError, match="'alibi' needs a transformer"):
-        make_trainer([algorithms.get("alibi")], model=tiny_resnet())
+        make_trainer([algorithms.get("alibi")], model=tiny_resnet()).fit()
 
 
 def test_gated_linear_units_keep_the_parameter_count_and_update_the_optimizer(shakespeare_ids):
@@ -102,10 +101,10 @@ def test_gated_linear_units_keep_the_parameter_count_and_update_the_optimizer(sh
 
 
 @pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
-def test_low_precision_layernorm_keeps_names_and_computes_in_bf16(norm, shakespeare_ids):
+def test_low_precision_norm_keeps_a_gpts_names_and_computes_in_bf16(norm, shakespeare_ids):
     model = tiny_gpt(norm=norm)
     keys = list(model.state_dict())
-    assert apply_low_precision_layernorm(model) == 5  # 2 per block + the final norm
+    assert apply_low_precision_norm(model, kinds=[norm]) == 5  # 2 per block + the final norm
     assert list(model.state_dict()) == keys
     x = torch.randn(2, 4, 32)
     assert model.norm(x).dtype == torch.float32
@@ -116,41 +115,55 @@ def test_low_precision_layernorm_keeps_names_and_computes_in_bf16(norm, shakespe
     assert torch.allclose(out.float(), reference, atol=0.05)
 
 
-class TokenCounter(Callback):
-    def __init__(self) -> None:
-        self.lengths: list[int] = []
-
-    def before_forward(self, state, logger) -> None:
-        self.lengths.append(state.batch["input_ids"].shape[1])
-
-
 def test_language_model_methods_together_in_a_trainer_run(shakespeare_ids):
-    from tessera.core.trainer import Trainer
+    from tessera import Trainer
 
     model = tiny_gpt()
+    keys = list(model.state_dict())
+    position = model.pos_embed.weight
     data = [{"input_ids": sequences(shakespeare_ids[i * 300 :], 8)} for i in range(4)]
-    counter = TokenCounter()
+    norm_dtypes: list[torch.dtype] = []
+
+    def watch(state):
+        state.model.norm.register_forward_hook(lambda m, i, out: norm_dtypes.append(out.dtype))
+
+    probe = Probe(before_forward=lambda s: s.batch["input_ids"].shape[1], fit_start=watch)
     methods = algorithms.build_algorithms(
         {
             "sequence_length_warmup": {"min_seq_length": 8, "duration": 0.5, "step_size": 8},
             "alibi": {},
             "gated_linear_units": {},
-            "low_precision_layernorm": {},
+            "low_precision_norm": {},
         }
     )
+    optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
     trainer = Trainer(
         model,
         data,
         "4ba",
-        optimizers=torch.optim.AdamW(model.parameters(), 3e-3),
+        optimizers=optimizer,
+        schedulers=[],
         algorithms=methods,
-        callbacks=[counter],
+        callbacks=[probe],
+        loggers=[],
+        run_dir=None,
         precision="amp_bf16",
         device="cpu",
     )
     trainer.fit()
-    assert counter.lengths == [9, 17, 33, 33]
-    assert model.config.position == "alibi" and model.config.mlp == "swiglu"
+    # sequence_length_warmup: 8 + 24 * p / 0.5 predicted tokens at progress p (in steps of 8)
+    assert probe.seen["before_forward"] == [9, 17, 33, 33]
+    # alibi: no position embedding, in the model or the optimizer
+    assert model.config.position == "alibi" and not hasattr(model, "pos_embed")
+    optimized = {id(p) for g in trainer.state.optimizers[0].param_groups for p in g["params"]}
+    assert id(position) not in optimized and optimized == {id(p) for p in model.parameters()}
+    # gated_linear_units: every block's MLP is SwiGLU with 2/3 of the hidden width
+    assert model.config.mlp == "swiglu" and all(block.mlp.swiglu for block in model.blocks)
+    # low_precision_norm: all 5 norms compute in bf16 and keep their names
+    norms = [n for n, m in model.named_modules() if type(m).__name__ == "LowPrecisionLayerNorm"]
+    assert norms == ["blocks.0.norm1", "blocks.0.norm2", "blocks.1.norm1", "blocks.1.norm2", "norm"]
+    assert norm_dtypes == [torch.bfloat16] * 4
+    assert [k for k in model.state_dict() if "norm" in k] == [k for k in keys if "norm" in k]
     assert math.isfinite(float(trainer.state.batch_loss))
 
 

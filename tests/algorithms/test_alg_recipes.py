@@ -9,6 +9,7 @@ import pytest
 from conftest import DATA
 
 from tessera.algorithms import build_algorithms
+from tessera.algorithms.blurpool import BlurConv2d
 from tessera.config.build import build_trainer
 from tessera.config.load import load_config
 from tessera.core.engine import order_algorithms
@@ -39,11 +40,15 @@ def test_hot_recipe_trains_through_the_config_builder(tmp_path):
         ],
     )
     trainer, _ = build_trainer(config, write=False)
-    names = [algorithm.name for algorithm in trainer.state.algorithms]
-    assert set(names) == {"selective_backprop", "blurpool", "label_smoothing", "ema"}
+    methods = {algorithm.name: algorithm for algorithm in trainer.state.algorithms}
+    assert set(methods) == {"selective_backprop", "blurpool", "label_smoothing", "ema"}
     trainer.fit()
     assert trainer.state.timestamp.batch == 4
-    assert 0.0 <= trainer.state.eval_results["eval"]["accuracy"] <= 1.0
+    model = trainer.state.unwrapped_model
+    # blurpool (min_channels 16) blurred the two strided convs of the width-8 ResNet's last stage
+    assert sum(isinstance(m, BlurConv2d) for m in model.modules()) == 2
+    assert methods["ema"].updates == 4
+    assert "accuracy" in trainer.state.eval_results["eval"]  # the run evaluated
 
 
 def test_ladder_stacks_more_methods_on_the_same_budget():

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from tessera.algorithms.common import check_range, warn_no_effect
+from tessera.algorithms.common import check_fields, warn_no_effect
 from tessera.algorithms.surgery import swap_parameters
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "alibi"
+__all__ = ["Alibi", "AlibiConfig", "apply_alibi"]
+
+
+class AlibiConfig(ComponentConfig):
+    max_seq_len: int | None = Field(
+        None,
+        ge=1,
+        description="raise the model's maximum sequence length to this (ALiBi extrapolates); "
+        "null keeps it",
+    )
 
 
 def find_gpt(model: nn.Module, method: str) -> Any:
@@ -48,8 +60,7 @@ def apply_alibi(
     optimizers: list[torch.optim.Optimizer] | None = None,
 ) -> int:
     """Switch a GPT to ALiBi positions in place; returns the number of attention layers."""
-    if max_seq_len is not None:
-        check_range(NAME, "max_seq_len", max_seq_len, 1, integer=True)
+    check_fields(AlibiConfig, NAME, max_seq_len=max_seq_len)
     gpt = find_gpt(model, NAME)
     from tessera.models.gpt.layers import alibi_slopes
 
@@ -76,21 +87,18 @@ def apply_alibi(
 
 class Alibi(Algorithm):
     name = NAME
+    Config = AlibiConfig
     runs_before = ("compile", "sequence_length_warmup")
-
-    def __init__(self, max_seq_len: int | None = None) -> None:
-        if max_seq_len is not None:
-            check_range(NAME, "max_seq_len", max_seq_len, 1, integer=True)
-        self.max_seq_len = max_seq_len
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         gpt = find_gpt(state.model, NAME)
-        if gpt.config.position == "alibi" and self.max_seq_len is None:
+        max_seq_len = self.config.max_seq_len
+        if gpt.config.position == "alibi" and max_seq_len is None:
             raise ConfigError(
                 f"algorithm '{NAME}' has nothing to act on: the model already uses ALiBi "
                 "positions (model.position: alibi); remove one of them"
             )
-        apply_alibi(state.model, self.max_seq_len, state.optimizers)
+        apply_alibi(state.model, max_seq_len, state.optimizers)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field, field_validator
 
 from tessera.algorithms.common import (
-    check_range,
+    check_fields,
     inputs_and_targets,
     require_images,
     with_inputs,
@@ -25,6 +26,7 @@ from tessera.algorithms.image_ops import (
     to_unit_range,
 )
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -32,18 +34,37 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "augmix"
+__all__ = ["AugMix", "AugMixConfig", "augmix_batch"]
+
+
+class AugMixConfig(ComponentConfig):
+    severity: float = Field(3, ge=0, le=10, description="strength of every op, 0 (none) to 10")
+    width: int = Field(3, ge=1, le=10, description="augmentation chains mixed per image")
+    depth: int = Field(
+        -1, ge=-1, le=10, description="ops per chain; -1 draws 1 to 3 ops for each chain"
+    )
+    alpha: float = Field(
+        1.0, gt=0, description="Dirichlet weights of the chains and Beta blend with the original"
+    )
+
+    @field_validator("depth")
+    @classmethod
+    def _depth_not_zero(cls, depth: int) -> int:
+        if depth == 0:
+            raise ValueError("a chain needs at least one op; use 1 to 10, or -1 for 1 to 3 random")
+        return depth
 
 
 def augmix_batch(
     images: torch.Tensor,
-    severity: int = 3,
+    severity: float = 3,
     width: int = 3,
     depth: int = -1,
     alpha: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """AugMix every image of a batch; depth -1 draws 1..3 ops per chain."""
-    _check(severity, width, depth, alpha)
+    check_fields(AugMixConfig, NAME, severity=severity, width=width, depth=depth, alpha=alpha)
     require_images(images, NAME)
     unit, low, scale = to_unit_range(images)
     n = len(images)
@@ -63,26 +84,17 @@ def augmix_batch(
     return from_unit_range(out, low, scale)
 
 
-def _check(severity: int, width: int, depth: int, alpha: float) -> None:
-    check_range(NAME, "severity", severity, 0, 10)
-    check_range(NAME, "width", width, 1, 10, integer=True)
-    check_range(NAME, "depth", depth, -1, 10, integer=True)
-    check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
-
-
 class AugMix(Algorithm):
     name = NAME
+    Config = AugMixConfig
     conflicts = ("randaugment",)
     runs_after = ("progressive_resizing",)
-
-    def __init__(self, severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0):
-        _check(severity, width, depth, alpha)
-        self.severity, self.width, self.depth, self.alpha = severity, width, depth, alpha
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         inputs, _ = inputs_and_targets(state.batch, NAME)
-        augmented = augmix_batch(inputs, self.severity, self.width, self.depth, self.alpha)
+        c = self.config
+        augmented = augmix_batch(inputs, c.severity, c.width, c.depth, c.alpha)
         state.batch = with_inputs(state.batch, augmented)

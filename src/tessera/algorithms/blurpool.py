@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
-from tessera.algorithms.common import check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, warn_no_effect
 from tessera.algorithms.surgery import replace_modules
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -25,6 +27,26 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "blurpool"
+__all__ = ["BlurPool", "BlurPoolConfig", "apply_blurpool", "blur_2d"]
+
+
+class BlurPoolConfig(ComponentConfig):
+    replace_convs: bool = Field(True, description="blur in front of every strided Conv2d")
+    replace_maxpools: bool = Field(
+        True, description="turn every strided MaxPool2d into max-pool + strided blur"
+    )
+    min_channels: int = Field(
+        16, ge=1, description="leave convs with fewer input channels than this alone"
+    )
+
+    @model_validator(mode="after")
+    def _replaces_something(self) -> BlurPoolConfig:
+        if not (self.replace_convs or self.replace_maxpools):
+            raise ValueError(
+                "replace_convs and replace_maxpools are both false, so the method would change "
+                "nothing; set one of them to true or remove blurpool"
+            )
+        return self
 
 
 def blur_2d(inputs: torch.Tensor, stride: int = 1) -> torch.Tensor:
@@ -93,7 +115,7 @@ def apply_blurpool(
 
     Returns how many modules were replaced; warns when there was nothing to replace.
     """
-    check_range(NAME, "min_channels", min_channels, 1, integer=True)
+    check_fields(BlurPoolConfig, NAME, min_channels=min_channels)
 
     def policy(_: str, module: nn.Module) -> nn.Module | None:
         if (
@@ -117,17 +139,8 @@ class BlurPool(Algorithm):
     """Apply BlurPool surgery at INIT; an error if the model has nothing to blur."""
 
     name = NAME
+    Config = BlurPoolConfig
     runs_before = ("channels_last", "compile")
-
-    def __init__(
-        self, replace_convs: bool = True, replace_maxpools: bool = True, min_channels: int = 16
-    ) -> None:
-        check_range(NAME, "min_channels", min_channels, 1, integer=True)
-        if not (replace_convs or replace_maxpools):
-            raise no_effect_error(NAME, "both replace_convs and replace_maxpools are false")
-        self.replace_convs = replace_convs
-        self.replace_maxpools = replace_maxpools
-        self.min_channels = min_channels
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -135,15 +148,16 @@ class BlurPool(Algorithm):
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         import warnings
 
+        config = self.config
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             count = apply_blurpool(
-                state.model, self.replace_convs, self.replace_maxpools, self.min_channels
+                state.model, config.replace_convs, config.replace_maxpools, config.min_channels
             )
         if count == 0:
             raise no_effect_error(
                 NAME,
-                f"the model has no strided Conv2d (with >= {self.min_channels} input "
+                f"the model has no strided Conv2d (with >= {config.min_channels} input "
                 "channels) or MaxPool2d",
             )
         logger.log_hyperparameters({"algorithms/blurpool/replaced": count})

@@ -14,6 +14,7 @@ from torch import nn
 
 from tessera.algorithms.common import no_effect_error, warn_no_effect
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "channels_last"
+__all__ = ["ChannelsLast", "ChannelsLastConfig", "apply_channels_last", "to_channels_last"]
+
+
+class ChannelsLastConfig(ComponentConfig):
+    """No options: the layout change is all or nothing."""
 
 
 def apply_channels_last(model: nn.Module) -> int:
@@ -37,6 +43,7 @@ def apply_channels_last(model: nn.Module) -> int:
 
 
 def to_channels_last(batch_inputs: torch.Tensor) -> torch.Tensor:
+    """A 4-D (image) batch in channels-last layout; other tensors unchanged."""
     if batch_inputs.ndim == 4:
         return batch_inputs.contiguous(memory_format=torch.channels_last)
     return batch_inputs
@@ -46,6 +53,7 @@ class ChannelsLast(Algorithm):
     """Convert the model at INIT and each batch's image inputs after the dataloader."""
 
     name = NAME
+    Config = ChannelsLastConfig
 
     def match(self, event: Event, state: State) -> bool:
         return event in (Event.INIT, Event.AFTER_DATALOADER)

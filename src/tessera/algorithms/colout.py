@@ -11,14 +11,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field, model_validator
 
 from tessera.algorithms.common import (
-    check_range,
+    check_fields,
     inputs_and_targets,
     require_images,
     with_inputs,
 )
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -26,6 +28,20 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "colout"
+__all__ = ["ColOut", "ColOutConfig", "colout_batch"]
+
+
+class ColOutConfig(ComponentConfig):
+    p_row: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of rows dropped")
+    p_col: float = Field(0.15, ge=0.0, lt=1.0, description="fraction of columns dropped")
+
+    @model_validator(mode="after")
+    def _drops_something(self) -> ColOutConfig:
+        if self.p_row == 0 and self.p_col == 0:
+            raise ValueError(
+                "p_row and p_col are both 0, so nothing would be dropped; set one above 0"
+            )
+        return self
 
 
 def colout_batch(
@@ -35,8 +51,7 @@ def colout_batch(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Keep `round((1 - p) * size)` randomly chosen rows and columns, in their order."""
-    check_range(NAME, "p_row", p_row, 0.0, 1.0, high_inclusive=False)
-    check_range(NAME, "p_col", p_col, 0.0, 1.0, high_inclusive=False)
+    check_fields(ColOutConfig, NAME, p_row=p_row, p_col=p_col)
     require_images(images, NAME)
     height, width = images.shape[-2:]
     keep_rows = max(1, round((1.0 - p_row) * height))
@@ -48,16 +63,13 @@ def colout_batch(
 
 class ColOut(Algorithm):
     name = NAME
+    Config = ColOutConfig
     runs_after = ("progressive_resizing", "randaugment", "augmix")
-
-    def __init__(self, p_row: float = 0.15, p_col: float = 0.15) -> None:
-        check_range(NAME, "p_row", p_row, 0.0, 1.0, high_inclusive=False)
-        check_range(NAME, "p_col", p_col, 0.0, 1.0, high_inclusive=False)
-        self.p_row, self.p_col = p_row, p_col
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         inputs, _ = inputs_and_targets(state.batch, NAME)
-        state.batch = with_inputs(state.batch, colout_batch(inputs, self.p_row, self.p_col))
+        dropped = colout_batch(inputs, self.config.p_row, self.config.p_col)
+        state.batch = with_inputs(state.batch, dropped)

@@ -1,16 +1,21 @@
 """Shared pieces of the method library: argument checks, batch access and warnings.
 
-Every method validates its hyper-parameters with `check_range` / `check_choice`, so a bad value
-raises one `ConfigError` naming the method, the field, the value and what is accepted.
+A method's options are declared once, as the fields of its `Config` (type, default, range,
+choices); the Algorithm is validated by it at construction or recipe load. The public plain
+functions check their own arguments against the same fields with `check_fields`, and arguments
+that are no option of any method with `check_range` / `check_choice`, so a bad value raises one
+`ConfigError` naming the method, the field, the value and what is accepted.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tessera.core.errors import ConfigError
 
@@ -57,13 +62,33 @@ def check_choice(method: str, field: str, value: Any, choices: Iterable[str]) ->
         )
 
 
-def check_fraction_order(method: str, earlier: tuple[str, float], later: tuple[str, float]) -> None:
-    """Raise unless one schedule point (a fraction of the run) comes before another."""
-    if earlier[1] > later[1]:
-        raise ConfigError(
-            f"algorithm '{method}': {earlier[0]}={earlier[1]} must not be after "
-            f"{later[0]}={later[1]}"
-        )
+@functools.cache
+def _field_adapter(config_class: type[BaseModel], field: str) -> TypeAdapter:
+    info = config_class.model_fields[field]
+    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(annotation)
+
+
+def not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A field validator for lists that need at least one entry."""
+    if not values:
+        raise ValueError("give at least one entry")
+    return values
+
+
+def check_fields(config_class: type[BaseModel], method: str, **values: Any) -> None:
+    """Raise a ConfigError unless each value is accepted by the same-named field of a Config.
+
+    This is how a plain function checks its arguments with the constraints its method's
+    `Config` declares (written once there)."""
+    for field, value in values.items():
+        try:
+            _field_adapter(config_class, field).validate_python(value)
+        except ValidationError as error:
+            reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(
+                f"algorithm '{method}': {field}={value!r} is not accepted: {reason}"
+            ) from None
 
 
 def warn_no_effect(method: str, reason: str) -> None:

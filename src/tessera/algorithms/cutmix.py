@@ -11,11 +11,20 @@ import math
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_range, require_images
+from tessera.algorithms.common import check_fields, require_images
 from tessera.algorithms.mixup import MixingAlgorithm, sample_mixing_weight
+from tessera.core.component import ComponentConfig
 
 NAME = "cutmix"
+__all__ = ["CutMix", "CutMixConfig", "cutmix_batch"]
+
+
+class CutMixConfig(ComponentConfig):
+    alpha: float = Field(
+        1.0, gt=0.0, description="the pasted box covers 1 - lam, lam ~ Beta(alpha, alpha)"
+    )
 
 
 def random_box(
@@ -38,7 +47,7 @@ def cutmix_batch(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, Any, Any, float]:
     """Returns (inputs with pasted boxes, targets, permuted targets, lam = kept area fraction)."""
-    check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
+    check_fields(CutMixConfig, NAME, alpha=alpha)
     require_images(inputs, NAME)
     lam = sample_mixing_weight(alpha, generator)
     permutation = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
@@ -52,17 +61,10 @@ def cutmix_batch(
 
 class CutMix(MixingAlgorithm):
     name = NAME
+    Config = CutMixConfig
     conflicts = ("mixup",)
     runs_after = ("progressive_resizing", "randaugment", "augmix", "colout", "cutout")
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
-        self.alpha = alpha
-
     def mix(self, inputs: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any, float]:
-        mixed, _, permuted, lam = cutmix_batch(inputs, targets, self.alpha)
+        mixed, _, permuted, lam = cutmix_batch(inputs, targets, self.config.alpha)
         return mixed, permuted, lam
-
-    def __repr__(self) -> str:
-        return f"CutMix(alpha={self.alpha})"

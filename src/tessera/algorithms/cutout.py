@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 
 from tessera.algorithms.common import (
-    check_range,
+    check_fields,
     inputs_and_targets,
     require_images,
     with_inputs,
 )
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "cutout"
+__all__ = ["CutOut", "CutOutConfig", "cutout_batch", "cutout_mask"]
+
+
+class CutOutConfig(ComponentConfig):
+    length: float = Field(
+        0.5, gt=0.0, le=1.0, description="side of each square, a fraction of the shorter side"
+    )
+    num_holes: int = Field(1, ge=1, description="squares zeroed per image")
 
 
 def cutout_mask(
@@ -56,8 +66,7 @@ def cutout_batch(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Zero `num_holes` squares of side `length * min(H, W)` in each image."""
-    check_range(NAME, "length", length, 0.0, 1.0, low_inclusive=False)
-    check_range(NAME, "num_holes", num_holes, 1, integer=True)
+    check_fields(CutOutConfig, NAME, length=length, num_holes=num_holes)
     require_images(inputs, NAME)
     n, _, height, width = inputs.shape
     mask = cutout_mask(n, height, width, length, num_holes, inputs.device, generator)
@@ -66,17 +75,13 @@ def cutout_batch(
 
 class CutOut(Algorithm):
     name = NAME
+    Config = CutOutConfig
     runs_after = ("progressive_resizing", "randaugment", "augmix", "colout")
-
-    def __init__(self, length: float = 0.5, num_holes: int = 1) -> None:
-        check_range(NAME, "length", length, 0.0, 1.0, low_inclusive=False)
-        check_range(NAME, "num_holes", num_holes, 1, integer=True)
-        self.length = length
-        self.num_holes = num_holes
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         inputs, _ = inputs_and_targets(state.batch, NAME)
-        state.batch = with_inputs(state.batch, cutout_batch(inputs, self.length, self.num_holes))
+        holed = cutout_batch(inputs, self.config.length, self.config.num_holes)
+        state.batch = with_inputs(state.batch, holed)

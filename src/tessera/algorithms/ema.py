@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from tessera.algorithms.common import check_range
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import CheckpointError
 from tessera.core.event import Event
 
@@ -26,6 +27,20 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "ema"
+__all__ = ["EMA", "EMAConfig", "swap_weights", "update_ema"]
+
+
+class EMAConfig(ComponentConfig):
+    smoothing: float = Field(
+        0.999, gt=0.0, lt=1.0, description="weight of the old average at each update"
+    )
+    update_interval: int = Field(1, ge=1, description="optimizer steps between updates")
+    replace_at_end: bool = Field(
+        True, description="the model ends training with the averaged weights"
+    )
+    warmup: bool = Field(
+        True, description="smooth with min(smoothing, (1 + n) / (10 + n)) after n updates"
+    )
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -36,7 +51,7 @@ def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def update_average(average: dict[str, torch.Tensor], model: nn.Module, smoothing: float) -> None:
+def update_ema(average: dict[str, torch.Tensor], model: nn.Module, smoothing: float) -> None:
     """average <- smoothing * average + (1 - smoothing) * model, in place (buffers copied).
 
     One multi-tensor (`_foreach`) launch per kind instead of one per tensor: on a GPU a
@@ -74,20 +89,11 @@ def swap_weights(average: dict[str, torch.Tensor], model: nn.Module) -> None:
 
 class EMA(Algorithm):
     name = NAME
+    Config = EMAConfig
     runs_after = ("squeeze_excite", "factorize", "blurpool", "stochastic_depth", "swa")
 
-    def __init__(
-        self,
-        smoothing: float = 0.999,
-        update_interval: int = 1,
-        replace_at_end: bool = True,
-        warmup: bool = True,
-    ) -> None:
-        check_range(NAME, "smoothing", smoothing, 0.0, 1.0, high_inclusive=False)
-        check_range(NAME, "update_interval", update_interval, 1, integer=True)
-        self.smoothing, self.update_interval = smoothing, update_interval
-        self.replace_at_end = replace_at_end
-        self.warmup = warmup
+    def __init__(self, config: EMAConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.updates = 0
         self.average: dict[str, torch.Tensor] | None = None
         self._loaded: dict[str, torch.Tensor] | None = None
@@ -109,9 +115,9 @@ class EMA(Algorithm):
         elif event == Event.AFTER_OPTIMIZER_STEP:
             if self.average is None:
                 self._start(model)
-            if (state.timestamp.batch + 1) % self.update_interval == 0:
+            if (state.timestamp.batch + 1) % self.config.update_interval == 0:
                 smoothing = self.current_smoothing()
-                update_average(self.average, model, smoothing)  # type: ignore[arg-type]
+                update_ema(self.average, model, smoothing)  # type: ignore[arg-type]
                 self.updates += 1
         elif event == Event.EVAL_START and self.average is not None and not self._swapped:
             swap_weights(self.average, model)
@@ -119,15 +125,16 @@ class EMA(Algorithm):
         elif event == Event.EVAL_END and self._swapped:
             swap_weights(self.average, model)  # type: ignore[arg-type]
             self._swapped = False
-        elif event == Event.FIT_END and self.replace_at_end and self.average is not None:
+        elif event == Event.FIT_END and self.config.replace_at_end and self.average is not None:
             if not self._swapped:
                 swap_weights(self.average, model)
             self._swapped = False
 
     def current_smoothing(self) -> float:
-        if not self.warmup:
-            return self.smoothing
-        return min(self.smoothing, (1.0 + self.updates) / (10.0 + self.updates))
+        smoothing = self.config.smoothing
+        if not self.config.warmup:
+            return smoothing
+        return min(smoothing, (1.0 + self.updates) / (10.0 + self.updates))
 
     def _start(self, model: nn.Module) -> None:
         tensors = model_tensors(model)

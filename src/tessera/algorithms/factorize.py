@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from tessera.algorithms.common import check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, warn_no_effect
 from tessera.algorithms.surgery import replace_modules
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -24,6 +26,37 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "factorize"
+__all__ = ["Factorize", "FactorizeConfig", "apply_factorization"]
+
+
+class FactorizeConfig(ComponentConfig):
+    latent_features: float = Field(
+        0.25,
+        gt=0.0,
+        description="rank of the factorization: below 1 a fraction of the smaller side, "
+        "else a whole number of features",
+    )
+    min_features: int = Field(
+        64, ge=1, description="leave layers whose smaller side is below this alone"
+    )
+    factorize_convs: bool = Field(True, description="factorize Conv2d layers")
+    factorize_linears: bool = Field(True, description="factorize Linear layers")
+
+    @field_validator("latent_features")
+    @classmethod
+    def _whole_rank(cls, latent: float) -> float:
+        if latent >= 1 and latent != int(latent):
+            raise ValueError("a rank of 1 or more must be a whole number (below 1: a fraction)")
+        return latent
+
+    @model_validator(mode="after")
+    def _factorizes_something(self) -> FactorizeConfig:
+        if not (self.factorize_convs or self.factorize_linears):
+            raise ValueError(
+                "factorize_convs and factorize_linears are both false, so the method would "
+                "change nothing; set one of them to true or remove factorize"
+            )
+        return self
 
 
 def _low_rank(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +130,7 @@ def apply_factorization(
     `latent_features` below 1 is the rank as a fraction of the smaller side, else the rank.
     Grouped convs are left alone. Returns the number of layers replaced.
     """
-    _check(latent_features, min_features)
+    check_fields(FactorizeConfig, NAME, latent_features=latent_features, min_features=min_features)
 
     def policy(_: str, module: nn.Module) -> nn.Module | None:
         if factorize_linears and isinstance(module, nn.Linear):
@@ -121,25 +154,10 @@ def apply_factorization(
     return count
 
 
-def _check(latent_features: float, min_features: int) -> None:
-    check_range(NAME, "latent_features", latent_features, 0.0, low_inclusive=False)
-    check_range(NAME, "min_features", min_features, 1, integer=True)
-
-
 class Factorize(Algorithm):
     name = NAME
+    Config = FactorizeConfig
     runs_before = ("channels_last", "compile", "ema", "swa", "squeeze_excite", "blurpool")
-
-    def __init__(
-        self,
-        latent_features: float = 0.25,
-        min_features: int = 64,
-        factorize_convs: bool = True,
-        factorize_linears: bool = True,
-    ) -> None:
-        _check(latent_features, min_features)
-        self.latent_features, self.min_features = latent_features, min_features
-        self.factorize_convs, self.factorize_linears = factorize_convs, factorize_linears
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -147,19 +165,20 @@ class Factorize(Algorithm):
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         import warnings
 
+        c = self.config
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             count = apply_factorization(
                 state.model,
-                self.latent_features,
-                self.min_features,
-                self.factorize_convs,
-                self.factorize_linears,
+                c.latent_features,
+                c.min_features,
+                c.factorize_convs,
+                c.factorize_linears,
                 state.optimizers,
             )
         if count == 0:
             raise no_effect_error(
                 NAME,
-                f"no Linear/Conv2d with both sides >= {self.min_features} where rank "
-                f"{self.latent_features} saves compute",
+                f"no Linear/Conv2d with both sides >= {c.min_features} where rank "
+                f"{c.latent_features} saves compute",
             )

@@ -9,12 +9,14 @@ loop up to floating-point rounding. 'fused' needs an optimizer and device that s
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_choice
+from tessera.algorithms.common import check_fields
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -23,12 +25,20 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "fused_optimizer"
-KINDS = ("foreach", "fused")
+__all__ = ["FusedOptimizer", "FusedOptimizerConfig", "use_fused_kernels"]
+
+
+class FusedOptimizerConfig(ComponentConfig):
+    kind: Literal["foreach", "fused"] = Field(
+        "foreach",
+        description="'foreach': a few multi-tensor kernels per step; 'fused': one fused kernel "
+        "(AdamW, Adam, SGD, Adagrad)",
+    )
 
 
 def use_fused_kernels(optimizer: torch.optim.Optimizer, kind: str = "foreach") -> None:
     """Set every param group of `optimizer` to the 'foreach' or 'fused' implementation."""
-    check_choice(NAME, "kind", kind, KINDS)
+    check_fields(FusedOptimizerConfig, NAME, kind=kind)
     accepted = inspect.signature(type(optimizer).__init__).parameters
     if kind not in accepted:
         raise ConfigError(
@@ -48,11 +58,8 @@ def use_fused_kernels(optimizer: torch.optim.Optimizer, kind: str = "foreach") -
 
 class FusedOptimizer(Algorithm):
     name = NAME
+    Config = FusedOptimizerConfig
     runs_before = ("sam",)
-
-    def __init__(self, kind: str = "foreach") -> None:
-        check_choice(NAME, "kind", kind, KINDS)
-        self.kind = kind
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -61,4 +68,4 @@ class FusedOptimizer(Algorithm):
         if not state.optimizers:
             raise ConfigError(f"algorithm '{NAME}' changes the optimizer, but the run has none")
         for optimizer in state.optimizers:
-            use_fused_kernels(getattr(optimizer, "base", optimizer), self.kind)
+            use_fused_kernels(getattr(optimizer, "base", optimizer), self.config.kind)

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from tessera.algorithms.alibi import find_gpt
-from tessera.algorithms.common import check_range, warn_no_effect
+from tessera.algorithms.common import check_fields, warn_no_effect
 from tessera.algorithms.surgery import swap_parameters
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "gated_linear_units"
+__all__ = ["GatedLinearUnits", "GatedLinearUnitsConfig", "apply_gated_linear_units"]
+
+
+class GatedLinearUnitsConfig(ComponentConfig):
+    hidden_ratio: float = Field(
+        2.0 / 3.0,
+        gt=0.0,
+        description="new hidden width over the old one (2/3 keeps the parameter count)",
+    )
+    multiple_of: int = Field(8, ge=1, description="round the hidden width to a multiple of this")
 
 
 @torch.no_grad()
@@ -36,8 +48,7 @@ def apply_gated_linear_units(
     optimizers: list[torch.optim.Optimizer] | None = None,
 ) -> int:
     """Swap every GELU MLP of a GPT for a SwiGLU one; returns the number of blocks changed."""
-    check_range(NAME, "hidden_ratio", hidden_ratio, 0.0, low_inclusive=False)
-    check_range(NAME, "multiple_of", multiple_of, 1, integer=True)
+    check_fields(GatedLinearUnitsConfig, NAME, hidden_ratio=hidden_ratio, multiple_of=multiple_of)
     gpt = find_gpt(model, NAME)
     from tessera.models.gpt.layers import MLP
 
@@ -64,12 +75,8 @@ def apply_gated_linear_units(
 
 class GatedLinearUnits(Algorithm):
     name = NAME
-    runs_before = ("compile", "low_precision_layernorm")
-
-    def __init__(self, hidden_ratio: float = 2.0 / 3.0, multiple_of: int = 8) -> None:
-        check_range(NAME, "hidden_ratio", hidden_ratio, 0.0, low_inclusive=False)
-        check_range(NAME, "multiple_of", multiple_of, 1, integer=True)
-        self.hidden_ratio, self.multiple_of = hidden_ratio, multiple_of
+    Config = GatedLinearUnitsConfig
+    runs_before = ("compile", "low_precision_norm")
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -80,4 +87,5 @@ class GatedLinearUnits(Algorithm):
                 f"algorithm '{NAME}' has nothing to act on: the model's MLPs are already gated "
                 "(model.mlp: swiglu); remove one of them"
             )
-        apply_gated_linear_units(state.model, self.hidden_ratio, self.multiple_of, state.optimizers)
+        c = self.config
+        apply_gated_linear_units(state.model, c.hidden_ratio, c.multiple_of, state.optimizers)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from tessera.algorithms.common import check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, warn_no_effect
 from tessera.algorithms.surgery import replace_modules
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
 
 NAME = "ghost_batchnorm"
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+__all__ = ["GhostBatchNormAlgorithm", "GhostBatchNormConfig", "apply_ghost_batchnorm"]
+
+
+class GhostBatchNormConfig(ComponentConfig):
+    ghost_batch_size: int = Field(
+        32, ge=2, description="samples per virtual batch whose statistics normalise it"
+    )
 
 
 class GhostBatchNorm(nn.Module):
@@ -47,7 +56,7 @@ class GhostBatchNorm(nn.Module):
 
 def apply_ghost_batchnorm(model: nn.Module, ghost_batch_size: int = 32) -> int:
     """Wrap every BatchNorm; returns how many (the parameters stay the same objects)."""
-    check_range(NAME, "ghost_batch_size", ghost_batch_size, 2, integer=True)
+    check_fields(GhostBatchNormConfig, NAME, ghost_batch_size=ghost_batch_size)
 
     def policy(_: str, module: nn.Module) -> nn.Module | None:
         if isinstance(module, BATCHNORM_TYPES):
@@ -62,12 +71,9 @@ def apply_ghost_batchnorm(model: nn.Module, ghost_batch_size: int = 32) -> int:
 
 class GhostBatchNormAlgorithm(Algorithm):
     name = NAME
+    Config = GhostBatchNormConfig
     conflicts = ("low_precision_norm",)
     runs_before = ("compile",)
-
-    def __init__(self, ghost_batch_size: int = 32) -> None:
-        check_range(NAME, "ghost_batch_size", ghost_batch_size, 2, integer=True)
-        self.ghost_batch_size = ghost_batch_size
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
@@ -75,4 +81,4 @@ class GhostBatchNormAlgorithm(Algorithm):
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if not any(isinstance(m, BATCHNORM_TYPES) for m in state.model.modules()):
             raise no_effect_error(NAME, "the model has no BatchNorm layers")
-        apply_ghost_batchnorm(state.model, self.ghost_batch_size)
+        apply_ghost_batchnorm(state.model, self.config.ghost_batch_size)

@@ -10,12 +10,14 @@ learning rates, no loss spikes) rather than speed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_choice, check_range
+from tessera.algorithms.common import check_fields
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -23,7 +25,16 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "gradient_clipping"
-KINDS = ("norm", "value", "adaptive")
+__all__ = ["GradientClipping", "GradientClippingConfig", "adaptive_clip_", "clip_gradients"]
+
+
+class GradientClippingConfig(ComponentConfig):
+    clipping_type: Literal["norm", "value", "adaptive"] = Field(
+        "norm",
+        description="'norm': global L2 norm; 'value': each element; 'adaptive': each unit's "
+        "norm relative to its weights (AGC)",
+    )
+    threshold: float = Field(1.0, gt=0.0, description="the bound (for 'adaptive': a ratio)")
 
 
 def _unit_norms(tensor: torch.Tensor) -> torch.Tensor:
@@ -51,8 +62,7 @@ def clip_gradients(
     parameters: Iterable[torch.nn.Parameter], clipping_type: str = "norm", threshold: float = 1.0
 ) -> None:
     """Clip the gradients of `parameters` in place."""
-    check_choice(NAME, "clipping_type", clipping_type, KINDS)
-    check_range(NAME, "threshold", threshold, 0.0, low_inclusive=False)
+    check_fields(GradientClippingConfig, NAME, clipping_type=clipping_type, threshold=threshold)
     parameters = [p for p in parameters if p.grad is not None]
     if clipping_type == "norm":
         torch.nn.utils.clip_grad_norm_(parameters, threshold)
@@ -64,17 +74,11 @@ def clip_gradients(
 
 class GradientClipping(Algorithm):
     name = NAME
-
-    def __init__(self, clipping_type: str = "norm", threshold: float = 1.0) -> None:
-        check_choice(NAME, "clipping_type", clipping_type, KINDS)
-        check_range(NAME, "threshold", threshold, 0.0, low_inclusive=False)
-        self.clipping_type, self.threshold = clipping_type, threshold
+    Config = GradientClippingConfig
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.BEFORE_OPTIMIZER_STEP
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        clip_gradients(state.model.parameters(), self.clipping_type, self.threshold)
-
-    def __repr__(self) -> str:
-        return f"GradientClipping({self.clipping_type!r}, threshold={self.threshold})"
+        c = self.config
+        clip_gradients(state.model.parameters(), c.clipping_type, c.threshold)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "label_smoothing"
+__all__ = [
+    "LabelSmoothing",
+    "LabelSmoothingConfig",
+    "smooth_labels",
+    "smoothed_loss",
+    "uniform_cross_entropy",
+]
 
 
 def smooth_labels(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:

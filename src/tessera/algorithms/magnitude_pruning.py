@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from tessera.algorithms.common import check_range, no_effect_error
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import CheckpointError
 from tessera.core.event import Event
 
@@ -24,6 +26,36 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "magnitude_pruning"
+__all__ = [
+    "MagnitudePruning",
+    "MagnitudePruningConfig",
+    "cubic_sparsity",
+    "magnitude_mask",
+    "measured_sparsity",
+    "prune_model",
+]
+
+
+class MagnitudePruningConfig(ComponentConfig):
+    target_sparsity: float = Field(
+        0.5, gt=0.0, lt=1.0, description="fraction of each prunable weight zeroed at `end`"
+    )
+    start: float = Field(
+        0.1, ge=0.0, le=1.0, description="fraction of the run where pruning starts"
+    )
+    end: float = Field(
+        0.7, ge=0.0, le=1.0, description="fraction of the run where the target is reached"
+    )
+    update_interval: int = Field(10, ge=1, description="batches between mask updates")
+    skip_first_and_last: bool = Field(
+        True, description="leave the first and the last Linear/Conv2d layer dense"
+    )
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> MagnitudePruningConfig:
+        if self.start > self.end:
+            raise ValueError(f"start ({self.start}) must not be after end ({self.end})")
+        return self
 
 
 def prunable_weights(model: nn.Module, skip_first_and_last: bool = True) -> dict[str, nn.Parameter]:
@@ -68,6 +100,7 @@ def prune_model(
 
 
 def measured_sparsity(model: nn.Module, skip_first_and_last: bool = True) -> float:
+    """The fraction of zeros over all prunable weights."""
     weights = list(prunable_weights(model, skip_first_and_last).values())
     zeros = sum(int((w == 0).sum()) for w in weights)
     return zeros / max(1, sum(w.numel() for w in weights))
@@ -75,23 +108,12 @@ def measured_sparsity(model: nn.Module, skip_first_and_last: bool = True) -> flo
 
 class MagnitudePruning(Algorithm):
     name = NAME
+    Config = MagnitudePruningConfig
     runs_after = ("squeeze_excite", "factorize")
     runs_before = ("ema", "swa")
 
-    def __init__(
-        self,
-        target_sparsity: float = 0.5,
-        start: float = 0.1,
-        end: float = 0.7,
-        update_interval: int = 10,
-        skip_first_and_last: bool = True,
-    ) -> None:
-        check_range(NAME, "target_sparsity", target_sparsity, 0.0, 1.0, high_inclusive=False)
-        check_range(NAME, "start", start, 0.0, 1.0)
-        check_range(NAME, "end", end, start, 1.0)
-        check_range(NAME, "update_interval", update_interval, 1, integer=True)
-        self.target_sparsity, self.start, self.end = target_sparsity, start, end
-        self.update_interval, self.skip_first_and_last = update_interval, skip_first_and_last
+    def __init__(self, config: MagnitudePruningConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.masks: dict[str, torch.Tensor] = {}
         self.sparsity = 0.0
 
@@ -100,7 +122,8 @@ class MagnitudePruning(Algorithm):
 
     @torch.no_grad()
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        weights = prunable_weights(state.unwrapped_model, self.skip_first_and_last)
+        c = self.config
+        weights = prunable_weights(state.unwrapped_model, c.skip_first_and_last)
         if event == Event.FIT_START:
             if not weights:
                 raise no_effect_error(NAME, "the model has no Linear or Conv2d weights to prune")
@@ -114,9 +137,9 @@ class MagnitudePruning(Algorithm):
                 weights[name].mul_(self.masks[name])
             return
         batch = state.timestamp.batch
-        target = cubic_sparsity(state.progress(), self.target_sparsity, self.start, self.end)
-        if batch % self.update_interval == 0 and target > self.sparsity:
-            self.masks = prune_model(state.unwrapped_model, target, self.skip_first_and_last)
+        target = cubic_sparsity(state.progress(), c.target_sparsity, c.start, c.end)
+        if batch % c.update_interval == 0 and target > self.sparsity:
+            self.masks = prune_model(state.unwrapped_model, target, c.skip_first_and_last)
             self.sparsity = target
             logger.log_metrics({"magnitude_pruning/sparsity": target}, batch)
         for name, mask in self.masks.items():

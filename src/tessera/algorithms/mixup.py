@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_range, inputs_and_targets, with_inputs, with_targets
+from tessera.algorithms.common import check_fields, inputs_and_targets, with_inputs, with_targets
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -20,6 +22,13 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "mixup"
+__all__ = ["MixUp", "MixUpConfig", "mixup_batch", "sample_mixing_weight"]
+
+
+class MixUpConfig(ComponentConfig):
+    alpha: float = Field(
+        0.2, gt=0.0, description="lam ~ Beta(alpha, alpha); small alpha keeps lam near 0 or 1"
+    )
 
 
 def sample_mixing_weight(alpha: float, generator: torch.Generator | None = None) -> float:
@@ -41,7 +50,7 @@ def mixup_batch(
     Returns (mixed inputs, targets, permuted targets, lam): the loss is
     `lam * loss(targets) + (1 - lam) * loss(permuted targets)`.
     """
-    check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
+    check_fields(MixUpConfig, NAME, alpha=alpha)
     lam = sample_mixing_weight(alpha, generator) if mixing is None else float(mixing)
     if permutation is None:
         permutation = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
@@ -50,9 +59,12 @@ def mixup_batch(
 
 
 class MixingAlgorithm(Algorithm):
-    """Shared logic of MixUp and CutMix: mix inputs before forward, mix the loss after it."""
+    """Shared logic of MixUp and CutMix: mix inputs before forward, mix the loss after it.
 
-    def __init__(self) -> None:
+    Each microbatch's lam is logged as `<name>/lambda`."""
+
+    def __init__(self, config: ComponentConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.permuted_targets: Any = None  # of the latest microbatch (kept for inspection)
         self.mixing = 1.0
         self._pending = False
@@ -69,6 +81,7 @@ class MixingAlgorithm(Algorithm):
             mixed, permuted, lam = self.mix(inputs, targets)
             state.batch = with_inputs(state.batch, mixed)
             self.permuted_targets, self.mixing, self._pending = permuted, lam, True
+            logger.log_metrics({f"{self.name}/lambda": lam}, state.timestamp.batch)
             return
         if not self._pending:
             return
@@ -80,17 +93,10 @@ class MixingAlgorithm(Algorithm):
 
 class MixUp(MixingAlgorithm):
     name = NAME
+    Config = MixUpConfig
     conflicts = ("cutmix",)
     runs_after = ("progressive_resizing", "randaugment", "augmix", "colout", "cutout")
 
-    def __init__(self, alpha: float = 0.2) -> None:
-        super().__init__()
-        check_range(NAME, "alpha", alpha, 0.0, low_inclusive=False)
-        self.alpha = alpha
-
     def mix(self, inputs: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any, float]:
-        mixed, _, permuted, lam = mixup_batch(inputs, targets, self.alpha)
+        mixed, _, permuted, lam = mixup_batch(inputs, targets, self.config.alpha)
         return mixed, permuted, lam
-
-    def __repr__(self) -> str:
-        return f"MixUp(alpha={self.alpha})"

@@ -8,20 +8,21 @@ a model that accepts any input size; evaluation always runs at full size.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
 from tessera.algorithms.common import (
-    check_choice,
+    check_fields,
     check_range,
     inputs_and_targets,
     require_images,
     with_inputs,
 )
 from tessera.core.algorithm import Algorithm
-from tessera.core.errors import ConfigError
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "progressive_resizing"
+__all__ = ["ProgressiveResizing", "ProgressiveResizingConfig", "resize_batch", "resizing_scale"]
+
+
+class ProgressiveResizingConfig(ComponentConfig):
+    initial_scale: float = Field(
+        0.5, gt=0.0, lt=1.0, description="image side at the start, a fraction of the full side"
+    )
+    delay: float = Field(
+        0.4, ge=0.0, le=1.0, description="fraction of the run spent at initial_scale"
+    )
+    finetune: float = Field(
+        0.2, ge=0.0, le=1.0, description="fraction of the run at the end spent at full size"
+    )
+    mode: Literal["resize", "crop"] = Field(
+        "resize", description="'resize': bilinear down-scaling; 'crop': a centre crop"
+    )
+    size_increment: int = Field(4, ge=1, description="sizes are rounded to multiples of this")
+
+    @model_validator(mode="after")
+    def _fits_in_the_run(self) -> ProgressiveResizingConfig:
+        if self.delay + self.finetune > 1.0:
+            raise ValueError(
+                f"delay ({self.delay}) + finetune ({self.finetune}) is more than the whole "
+                "run; their sum must be at most 1"
+            )
+        return self
 
 
 def resizing_scale(progress: float, initial_scale: float, delay: float, finetune: float) -> float:
@@ -47,7 +74,7 @@ def resize_batch(
 ) -> torch.Tensor:
     """Down-scale images by `scale` (bilinear resize, or a centre crop with mode='crop')."""
     check_range(NAME, "scale", scale, 0.0, 1.0, low_inclusive=False)
-    check_choice(NAME, "mode", mode, ("resize", "crop"))
+    check_fields(ProgressiveResizingConfig, NAME, mode=mode, size_increment=size_increment)
     require_images(images, NAME)
     height, width = images.shape[-2:]
     new_h = max(size_increment, round(height * scale / size_increment) * size_increment)
@@ -62,35 +89,16 @@ def resize_batch(
 
 class ProgressiveResizing(Algorithm):
     name = NAME
+    Config = ProgressiveResizingConfig
     runs_before = ("randaugment", "augmix", "colout", "cutout", "mixup", "cutmix")
-
-    def __init__(
-        self,
-        initial_scale: float = 0.5,
-        delay: float = 0.4,
-        finetune: float = 0.2,
-        mode: str = "resize",
-        size_increment: int = 4,
-    ) -> None:
-        check_range(NAME, "initial_scale", initial_scale, 0.0, 1.0, low_inclusive=False)
-        check_range(NAME, "delay", delay, 0.0, 1.0)
-        check_range(NAME, "finetune", finetune, 0.0, 1.0)
-        check_choice(NAME, "mode", mode, ("resize", "crop"))
-        check_range(NAME, "size_increment", size_increment, 1, integer=True)
-        if delay + finetune > 1.0:
-            raise ConfigError(
-                f"algorithm '{NAME}': delay ({delay}) + finetune ({finetune}) is more than the "
-                "whole run; their sum must be at most 1"
-            )
-        self.initial_scale, self.delay, self.finetune = initial_scale, delay, finetune
-        self.mode, self.size_increment = mode, size_increment
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         inputs, _ = inputs_and_targets(state.batch, NAME)
-        scale = resizing_scale(state.progress(), self.initial_scale, self.delay, self.finetune)
+        c = self.config
+        scale = resizing_scale(state.progress(), c.initial_scale, c.delay, c.finetune)
         if scale < 1.0:
-            resized = resize_batch(inputs, scale, self.mode, self.size_increment)
+            resized = resize_batch(inputs, scale, c.mode, c.size_increment)
             state.batch = with_inputs(state.batch, resized)

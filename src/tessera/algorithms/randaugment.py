@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 
 from tessera.algorithms.common import (
-    check_range,
+    check_fields,
     inputs_and_targets,
     require_images,
     with_inputs,
 )
 from tessera.algorithms.image_ops import OPS, apply_random_ops, from_unit_range, to_unit_range
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -25,17 +27,22 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "randaugment"
+__all__ = ["RandAugment", "RandAugmentConfig", "randaugment_batch"]
+
+
+class RandAugmentConfig(ComponentConfig):
+    depth: int = Field(2, ge=1, le=8, description="random ops applied to each image in turn")
+    severity: float = Field(9, ge=0, le=10, description="strength of every op, 0 (none) to 10")
 
 
 def randaugment_batch(
     images: torch.Tensor,
     depth: int = 2,
-    severity: int = 9,
+    severity: float = 9,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Apply `depth` random ops at strength `severity` (0..10) to each image of a batch."""
-    check_range(NAME, "depth", depth, 1, 8, integer=True)
-    check_range(NAME, "severity", severity, 0, 10)
+    check_fields(RandAugmentConfig, NAME, depth=depth, severity=severity)
     require_images(images, NAME)
     unit, low, scale = to_unit_range(images)
     magnitude = torch.full((len(images),), severity / 10.0, device=images.device)
@@ -47,19 +54,14 @@ def randaugment_batch(
 
 class RandAugment(Algorithm):
     name = NAME
+    Config = RandAugmentConfig
     conflicts = ("augmix",)
     runs_after = ("progressive_resizing",)
-
-    def __init__(self, depth: int = 2, severity: int = 9) -> None:
-        check_range(NAME, "depth", depth, 1, 8, integer=True)
-        check_range(NAME, "severity", severity, 0, 10)
-        self.depth = depth
-        self.severity = severity
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         inputs, _ = inputs_and_targets(state.batch, NAME)
-        augmented = randaugment_batch(inputs, self.depth, self.severity)
+        augmented = randaugment_batch(inputs, self.config.depth, self.config.severity)
         state.batch = with_inputs(state.batch, augmented)

@@ -3,7 +3,8 @@
 `ALGORITHMS` is a `tessera.core.registry.Registry`: built-ins are imported on first use, and
 installed packages add methods through the `tessera.algorithms` entry-point group.
 `get("label_smoothing", smoothing=0.1)` builds one method; `build_algorithms(spec)` builds a
-recipe's `algorithms:` mapping and checks declared conflicts at once.
+recipe's `algorithms:` mapping and checks declared conflicts at once. A method's former name
+(`RENAMED`) is refused with an error that names the method to use instead.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.core.algorithm import Algorithm
+from tessera.core.errors import ConfigError
 from tessera.core.registry import Registry
 
 _BUILTINS = {
     "alibi": "alibi:Alibi",
     "gated_linear_units": "gated_linear_units:GatedLinearUnits",
-    "low_precision_layernorm": "low_precision_layernorm:LowPrecisionLayerNormAlgorithm",
     "sequence_length_warmup": "sequence_length_warmup:SequenceLengthWarmup",
     "augmix": "augmix:AugMix",
     "blurpool": "blurpool:BlurPool",
@@ -46,7 +47,31 @@ _BUILTINS = {
     "weight_standardization": "weight_standardization:WeightStandardization",
 }
 
-ALGORITHMS = Registry(
+# Former names: old name -> (the method to use, what changed).
+RENAMED = {
+    "low_precision_layernorm": (
+        "low_precision_norm",
+        "it was merged into low_precision_norm, which changes LayerNorm and RMSNorm the same "
+        "way (names and checkpoints unchanged) and GroupNorm and BatchNorm too; "
+        "`kinds: [layernorm, rmsnorm]` limits it to what low_precision_layernorm changed",
+    ),
+}
+
+
+class AlgorithmRegistry(Registry):
+    """The method registry: a `Registry` that refuses former names, saying the new one."""
+
+    def get(self, name: str) -> Any:
+        if isinstance(name, str) and name in RENAMED:
+            new, why = RENAMED[name]
+            raise ConfigError(
+                f"{self.section}: {name!r} is no longer a method: {why}. Rename the key "
+                f"{name!r} to {new!r}"
+            )
+        return super().get(name)
+
+
+ALGORITHMS = AlgorithmRegistry(
     "algorithms",
     "algorithms",
     {name: f"tessera.algorithms.{target}" for name, target in _BUILTINS.items()},

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_range
+from tessera.algorithms.common import check_fields
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -25,6 +27,15 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "sam"
+__all__ = ["SAM", "SAMConfig", "SAMOptimizer"]
+
+
+class SAMConfig(ComponentConfig):
+    rho: float = Field(0.05, gt=0.0, description="radius of the step to the worst nearby point")
+    epsilon: float = Field(1e-12, gt=0.0, description="added to the gradient norm it divides by")
+    interval: int = Field(
+        1, ge=1, description="a SAM step every `interval` optimizer steps, plain steps between"
+    )
 
 
 class SAMOptimizer(torch.optim.Optimizer):
@@ -39,9 +50,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         epsilon: float = 1e-12,
         interval: int = 1,
     ) -> None:
-        check_range(NAME, "rho", rho, 0.0, low_inclusive=False)
-        check_range(NAME, "epsilon", epsilon, 0.0, low_inclusive=False)
-        check_range(NAME, "interval", interval, 1, integer=True)
+        check_fields(SAMConfig, NAME, rho=rho, epsilon=epsilon, interval=interval)
         super().__init__(base.param_groups, base.defaults)
         self.base = base
         self.param_groups = base.param_groups
@@ -84,13 +93,11 @@ class SAMOptimizer(torch.optim.Optimizer):
 
 class SAM(Algorithm):
     name = NAME
+    Config = SAMConfig
     runs_after = ("fused_optimizer", "squeeze_excite", "factorize")
 
-    def __init__(self, rho: float = 0.05, epsilon: float = 1e-12, interval: int = 1) -> None:
-        check_range(NAME, "rho", rho, 0.0, low_inclusive=False)
-        check_range(NAME, "epsilon", epsilon, 0.0, low_inclusive=False)
-        check_range(NAME, "interval", interval, 1, integer=True)
-        self.rho, self.epsilon, self.interval = rho, epsilon, interval
+    def __init__(self, config: SAMConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.wrapper: SAMOptimizer | None = None
 
     def match(self, event: Event, state: State) -> bool:
@@ -99,7 +106,7 @@ class SAM(Algorithm):
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if not state.optimizers:
             raise ConfigError("algorithm 'sam' wraps the optimizer, but the run has none")
-        if state.scaler is not None:
+        if state.precision.value == "amp_fp16":  # the one precision with a gradient scaler
             raise ConfigError(
                 f"algorithm 'sam' cannot run with precision '{state.precision.value}': PyTorch's "
                 "gradient scaler does not accept the closure SAM's second pass needs; use "
@@ -108,7 +115,8 @@ class SAM(Algorithm):
         if isinstance(state.optimizers[0], SAMOptimizer):
             self.wrapper = state.optimizers[0]
             return
-        self.wrapper = SAMOptimizer(state.optimizers[0], self.rho, self.epsilon, self.interval)
+        c = self.config
+        self.wrapper = SAMOptimizer(state.optimizers[0], c.rho, c.epsilon, c.interval)
         state.optimizers[0] = self.wrapper
 
     def state_dict(self) -> dict[str, Any]:

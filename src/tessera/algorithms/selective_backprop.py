@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
-from tessera.algorithms.common import check_range, inputs_and_targets
+from tessera.algorithms.common import check_fields, inputs_and_targets
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -25,6 +27,29 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "selective_backprop"
+__all__ = ["SelectiveBackprop", "SelectiveBackpropConfig", "select_batch", "select_by_loss"]
+
+
+class SelectiveBackpropConfig(ComponentConfig):
+    keep: float = Field(
+        0.5, gt=0.0, lt=1.0, description="fraction of each selected batch that is trained on"
+    )
+    beta: float = Field(
+        1.0, ge=0.0, description="how strongly high-loss samples are favoured (0: uniform)"
+    )
+    start: float = Field(0.5, ge=0.0, le=1.0, description="fraction of the run where it starts")
+    end: float = Field(0.9, ge=0.0, le=1.0, description="fraction of the run where it stops")
+    interrupt: int = Field(
+        2, ge=0, description="every `interrupt`-th batch trains on the whole batch (0: none)"
+    )
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> SelectiveBackpropConfig:
+        if self.start >= self.end:
+            raise ValueError(
+                f"start ({self.start}) must be before end ({self.end}), or no batch is selected"
+            )
+        return self
 
 
 def select_by_loss(
@@ -34,8 +59,7 @@ def select_by_loss(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Indices of round(keep * N) samples, favouring high losses by percentile ** beta."""
-    check_range(NAME, "keep", keep, 0.0, 1.0, low_inclusive=False)
-    check_range(NAME, "beta", beta, 0.0)
+    check_fields(SelectiveBackpropConfig, NAME, keep=keep, beta=beta)
     n = losses.numel()
     count = max(1, round(keep * n))
     ranks = losses.detach().float().cpu().argsort().argsort().float()
@@ -65,33 +89,18 @@ def select_batch(
 
 class SelectiveBackprop(Algorithm):
     name = NAME
+    Config = SelectiveBackpropConfig
     runs_after = ("progressive_resizing",)
     runs_before = ("randaugment", "augmix", "colout", "cutout", "mixup", "cutmix")
 
-    def __init__(
-        self,
-        keep: float = 0.5,
-        beta: float = 1.0,
-        start: float = 0.5,
-        end: float = 0.9,
-        interrupt: int = 2,
-    ) -> None:
-        check_range(NAME, "keep", keep, 0.0, 1.0, low_inclusive=False)
-        check_range(NAME, "beta", beta, 0.0)
-        check_range(NAME, "start", start, 0.0, 1.0)
-        check_range(NAME, "end", end, start, 1.0)
-        check_range(NAME, "interrupt", interrupt, 0, integer=True)
-        self.keep, self.beta, self.start, self.end = keep, beta, start, end
-        self.interrupt = interrupt
-
     def is_active(self, state: State) -> bool:
-        progress = state.progress()
-        if not (self.start <= progress < self.end):
+        c = self.config
+        if not (c.start <= state.progress() < c.end):
             return False
-        return not (self.interrupt and state.timestamp.batch % self.interrupt == 0)
+        return not (c.interrupt and state.timestamp.batch % c.interrupt == 0)
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER and self.is_active(state)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        state.batch = select_batch(state.batch, state.model, self.keep, self.beta)
+        state.batch = select_batch(state.batch, state.model, self.config.keep, self.config.beta)

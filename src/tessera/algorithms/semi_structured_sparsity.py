@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from tessera.algorithms.common import check_range, no_effect_error
+from tessera.algorithms.common import check_fields, no_effect_error
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -25,6 +27,27 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "semi_structured_sparsity"
+__all__ = [
+    "SemiStructuredSparsity",
+    "SemiStructuredSparsityConfig",
+    "apply_semi_structured_pruning",
+    "semi_structured_mask",
+    "to_semi_structured",
+]
+
+
+class SemiStructuredSparsityConfig(ComponentConfig):
+    start: float = Field(
+        0.5, ge=0.0, le=1.0, description="fraction of the run where the weights are pruned"
+    )
+    min_features: int = Field(
+        64, ge=4, description="leave Linear layers with fewer input features alone"
+    )
+    convert_at_end: bool = Field(
+        False,
+        description="at the end, store the weights as sparse tensors (CUDA GPU, compute "
+        "capability 8.0 or newer)",
+    )
 
 
 def semi_structured_mask(weight: torch.Tensor) -> torch.Tensor:
@@ -55,6 +78,7 @@ def eligible_linears(model: nn.Module, min_features: int = 64) -> dict[str, nn.L
 @torch.no_grad()
 def apply_semi_structured_pruning(model: nn.Module, min_features: int = 64) -> dict[str, Any]:
     """Prune every eligible Linear to 2:4 in place; returns the masks by layer name."""
+    check_fields(SemiStructuredSparsityConfig, NAME, min_features=min_features)
     masks = {}
     for name, linear in eligible_linears(model, min_features).items():
         mask = semi_structured_mask(linear.weight)
@@ -89,14 +113,15 @@ def to_semi_structured(model: nn.Module, min_features: int = 64) -> int:
 
 class SemiStructuredSparsity(Algorithm):
     name = NAME
+    Config = SemiStructuredSparsityConfig
     conflicts = ("magnitude_pruning",)
     runs_after = ("squeeze_excite", "factorize")
     runs_before = ("ema", "swa")
 
-    def __init__(self, start: float = 0.5, min_features: int = 64, convert_at_end: bool = False):
-        check_range(NAME, "start", start, 0.0, 1.0)
-        check_range(NAME, "min_features", min_features, 4, integer=True)
-        self.start, self.min_features, self.convert_at_end = start, min_features, convert_at_end
+    def __init__(
+        self, config: SemiStructuredSparsityConfig | None = None, /, **options: Any
+    ) -> None:
+        super().__init__(config, **options)
         self.masks: dict[str, torch.Tensor] = {}
 
     def match(self, event: Event, state: State) -> bool:
@@ -105,23 +130,24 @@ class SemiStructuredSparsity(Algorithm):
     @torch.no_grad()
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         model = state.unwrapped_model
-        layers = eligible_linears(model, self.min_features)
+        c = self.config
+        layers = eligible_linears(model, c.min_features)
         if event == Event.FIT_START:
             if not layers:
                 raise no_effect_error(
                     NAME,
                     "the model has no Linear layer with both sides multiples of 64 "
-                    f"(and >= {self.min_features} inputs)",
+                    f"(and >= {c.min_features} inputs)",
                 )
             for name, mask in self.masks.items():
                 layers[name].weight.mul_(mask.to(layers[name].weight.device))
             return
         if event == Event.FIT_END:
-            if self.convert_at_end:
-                to_semi_structured(model, self.min_features)
+            if c.convert_at_end:
+                to_semi_structured(model, c.min_features)
             return
-        if not self.masks and state.progress() >= self.start:
-            self.masks = apply_semi_structured_pruning(model, self.min_features)
+        if not self.masks and state.progress() >= c.start:
+            self.masks = apply_semi_structured_pruning(model, c.min_features)
             logger.log_metrics(
                 {"semi_structured_sparsity/layers": len(self.masks)}, state.timestamp.batch
             )

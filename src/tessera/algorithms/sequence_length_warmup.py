@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
-from tessera.algorithms.common import check_range
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 
@@ -24,6 +25,26 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "sequence_length_warmup"
+__all__ = [
+    "SequenceLengthWarmup",
+    "SequenceLengthWarmupConfig",
+    "reshape_sequences",
+    "truncate_sequences",
+    "warmup_length",
+]
+
+
+class SequenceLengthWarmupConfig(ComponentConfig):
+    min_seq_length: int = Field(8, ge=1, description="sequence length at the start of the run")
+    duration: float = Field(
+        0.3, gt=0.0, le=1.0, description="fraction of the run over which the length grows"
+    )
+    step_size: int = Field(8, ge=1, description="lengths are multiples of this")
+    truncate: bool = Field(
+        True,
+        description="true: cut each sequence (fewer tokens); false: reshape it into several "
+        "shorter ones (every token kept)",
+    )
 
 
 def warmup_length(
@@ -68,29 +89,16 @@ def reshape_sequences(batch: dict[str, Any], length: int) -> dict[str, Any]:
 
 class SequenceLengthWarmup(Algorithm):
     name = NAME
-
-    def __init__(
-        self,
-        min_seq_length: int = 8,
-        duration: float = 0.3,
-        step_size: int = 8,
-        truncate: bool = True,
-    ) -> None:
-        check_range(NAME, "min_seq_length", min_seq_length, 1, integer=True)
-        check_range(NAME, "duration", duration, 0.0, 1.0)
-        check_range(NAME, "step_size", step_size, 1, integer=True)
-        self.min_seq_length, self.duration = min_seq_length, duration
-        self.step_size, self.truncate = step_size, truncate
+    Config = SequenceLengthWarmupConfig
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.AFTER_DATALOADER
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
+        c = self.config
         full = _sequence_tensors(state.batch)["input_ids"].shape[1] - 1
-        length = warmup_length(
-            state.progress(), self.min_seq_length, full, self.duration, self.step_size
-        )
+        length = warmup_length(state.progress(), c.min_seq_length, full, c.duration, c.step_size)
         if length >= full:
             return
-        change = truncate_sequences if self.truncate else reshape_sequences
+        change = truncate_sequences if c.truncate else reshape_sequences
         state.batch = change(state.batch, length)

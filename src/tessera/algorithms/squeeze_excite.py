@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
-from tessera.algorithms.common import check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, warn_no_effect
 from tessera.algorithms.surgery import replace_modules
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -23,6 +25,26 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "squeeze_excite"
+__all__ = ["SqueezeExcite", "SqueezeExciteConfig", "apply_squeeze_excite"]
+
+
+class SqueezeExciteConfig(ComponentConfig):
+    latent_channels: float = Field(
+        0.125,
+        gt=0.0,
+        description="bottleneck width: below 1 a fraction of the conv's channels, else a "
+        "whole number of channels",
+    )
+    min_channels: int = Field(
+        64, ge=1, description="gate only convs with at least this many output channels"
+    )
+
+    @field_validator("latent_channels")
+    @classmethod
+    def _whole_count(cls, latent: float) -> float:
+        if latent >= 1 and latent != int(latent):
+            raise ValueError("a channel count of 1 or more must be whole (below 1: a fraction)")
+        return latent
 
 
 class SqueezeExcite2d(nn.Module):
@@ -60,7 +82,9 @@ def apply_squeeze_excite(
 
     `latent_channels` below 1 is a fraction of the conv's channels, otherwise a count.
     """
-    _check(latent_channels, min_channels)
+    check_fields(
+        SqueezeExciteConfig, NAME, latent_channels=latent_channels, min_channels=min_channels
+    )
 
     def policy(_: str, module: nn.Module) -> nn.Module | None:
         if isinstance(module, nn.Conv2d) and module.out_channels >= min_channels:
@@ -75,28 +99,21 @@ def apply_squeeze_excite(
     return count
 
 
-def _check(latent_channels: float, min_channels: int) -> None:
-    check_range(NAME, "latent_channels", latent_channels, 0.0, low_inclusive=False)
-    check_range(NAME, "min_channels", min_channels, 1, integer=True)
-
-
 class SqueezeExcite(Algorithm):
     name = NAME
+    Config = SqueezeExciteConfig
     runs_before = ("channels_last", "compile", "ema", "swa")
-
-    def __init__(self, latent_channels: float = 0.125, min_channels: int = 64) -> None:
-        _check(latent_channels, min_channels)
-        self.latent_channels, self.min_channels = latent_channels, min_channels
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
+        c = self.config
         if not any(
-            isinstance(m, nn.Conv2d) and m.out_channels >= self.min_channels
+            isinstance(m, nn.Conv2d) and m.out_channels >= c.min_channels
             for m in state.model.modules()
         ):
             raise no_effect_error(
-                NAME, f"the model has no Conv2d with >= {self.min_channels} output channels"
+                NAME, f"the model has no Conv2d with >= {c.min_channels} output channels"
             )
-        apply_squeeze_excite(state.model, self.latent_channels, self.min_channels, state.optimizers)
+        apply_squeeze_excite(state.model, c.latent_channels, c.min_channels, state.optimizers)

@@ -10,13 +10,15 @@ the math (a regulariser for deep networks).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
-from tessera.algorithms.common import check_choice, check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, not_empty, warn_no_effect
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -26,6 +28,24 @@ if TYPE_CHECKING:
 NAME = "stochastic_depth"
 SHORTCUT_NAMES = ("downsample", "shortcut", "skip", "projection")
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+BLOCK_TYPES = ("BasicBlock", "Bottleneck", "ResidualBlock")
+__all__ = ["StochasticDepth", "StochasticDepthConfig", "apply_stochastic_depth", "drop_samples"]
+
+
+class StochasticDepthConfig(ComponentConfig):
+    drop_rate: float = Field(
+        0.2, gt=0.0, lt=1.0, description="probability a sample skips a block's branch (deepest)"
+    )
+    drop_distribution: Literal["uniform", "linear"] = Field(
+        "linear",
+        description="'linear': the rate grows with depth up to drop_rate; 'uniform': every "
+        "block at drop_rate",
+    )
+    block_types: tuple[str, ...] = Field(
+        BLOCK_TYPES, description="class names of the model's residual blocks"
+    )
+
+    _block_types_not_empty = field_validator("block_types")(not_empty)
 
 
 def drop_samples(branch: torch.Tensor, drop_rate: float, training: bool) -> torch.Tensor:
@@ -73,10 +93,16 @@ def apply_stochastic_depth(
     model: nn.Module,
     drop_rate: float = 0.2,
     drop_distribution: str = "linear",
-    block_types: tuple[str, ...] | list[str] = ("BasicBlock", "Bottleneck", "ResidualBlock"),
+    block_types: tuple[str, ...] | list[str] = BLOCK_TYPES,
 ) -> int:
     """Wrap each residual block's last branch norm in a `DropBranch`; returns blocks changed."""
-    _check(drop_rate, drop_distribution)
+    check_fields(
+        StochasticDepthConfig,
+        NAME,
+        drop_rate=drop_rate,
+        drop_distribution=drop_distribution,
+        block_types=block_types,
+    )
     blocks = find_residual_blocks(model, tuple(block_types))
     changed = 0
     for index, block in enumerate(blocks):
@@ -95,36 +121,21 @@ def apply_stochastic_depth(
     return changed
 
 
-def _check(drop_rate: float, drop_distribution: str) -> None:
-    check_range(NAME, "drop_rate", drop_rate, 0.0, 1.0, high_inclusive=False)
-    check_choice(NAME, "drop_distribution", drop_distribution, ("uniform", "linear"))
-
-
 class StochasticDepth(Algorithm):
     name = NAME
+    Config = StochasticDepthConfig
     runs_before = ("compile",)
-
-    def __init__(
-        self,
-        drop_rate: float = 0.2,
-        drop_distribution: str = "linear",
-        block_types: tuple[str, ...] | list[str] = ("BasicBlock", "Bottleneck", "ResidualBlock"),
-    ) -> None:
-        _check(drop_rate, drop_distribution)
-        self.drop_rate, self.drop_distribution = drop_rate, drop_distribution
-        self.block_types = tuple(block_types)
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        blocks = find_residual_blocks(state.model, self.block_types)
+        c = self.config
+        blocks = find_residual_blocks(state.model, c.block_types)
         if not any(_last_branch_norm(b) for b in blocks):
             raise no_effect_error(
                 NAME,
-                f"the model has no residual blocks of type {list(self.block_types)} "
+                f"the model has no residual blocks of type {list(c.block_types)} "
                 "with a normalisation layer (set block_types to your block class names)",
             )
-        apply_stochastic_depth(
-            state.model, self.drop_rate, self.drop_distribution, self.block_types
-        )
+        apply_stochastic_depth(state.model, c.drop_rate, c.drop_distribution, c.block_types)

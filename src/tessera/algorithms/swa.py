@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from tessera.algorithms.common import check_range
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 from tessera.core.microbatch import move_to_device
 
@@ -26,10 +27,21 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "swa"
+__all__ = ["SWA", "SWAConfig", "load_average", "recompute_batchnorm", "update_swa"]
+
+
+class SWAConfig(ComponentConfig):
+    start: float = Field(
+        0.75, ge=0.0, lt=1.0, description="fraction of the run after which weights are averaged"
+    )
+    update_interval: int = Field(10, ge=1, description="batches between additions to the average")
+    bn_batches: int = Field(
+        50, ge=0, description="training batches that re-estimate BatchNorm statistics at the end"
+    )
 
 
 @torch.no_grad()
-def add_to_average(
+def update_swa(
     average: dict[str, torch.Tensor] | None, count: int, model: nn.Module
 ) -> dict[str, torch.Tensor]:
     """Running mean of the floating-point parameters: avg += (w - avg) / (count + 1)."""
@@ -43,6 +55,7 @@ def add_to_average(
 
 @torch.no_grad()
 def load_average(average: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Copy the averaged weights into the model's parameters (the same objects)."""
     for name, parameter in model.named_parameters():
         if name in average:
             parameter.copy_(average[name])
@@ -77,13 +90,11 @@ def recompute_batchnorm(
 
 class SWA(Algorithm):
     name = NAME
+    Config = SWAConfig
     runs_after = ("squeeze_excite", "factorize", "blurpool", "stochastic_depth")
 
-    def __init__(self, start: float = 0.75, update_interval: int = 10, bn_batches: int = 50):
-        check_range(NAME, "start", start, 0.0, 1.0, high_inclusive=False)
-        check_range(NAME, "update_interval", update_interval, 1, integer=True)
-        check_range(NAME, "bn_batches", bn_batches, 0, integer=True)
-        self.start, self.update_interval, self.bn_batches = start, update_interval, bn_batches
+    def __init__(self, config: SWAConfig | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self.average: dict[str, torch.Tensor] | None = None
         self.count = 0
 
@@ -92,16 +103,17 @@ class SWA(Algorithm):
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         model = state.unwrapped_model
+        c = self.config
         if event == Event.AFTER_OPTIMIZER_STEP:
-            if state.progress() >= self.start and state.timestamp.batch % self.update_interval == 0:
-                self.average = add_to_average(self.average, self.count, model)
+            if state.progress() >= c.start and state.timestamp.batch % c.update_interval == 0:
+                self.average = update_swa(self.average, self.count, model)
                 self.count += 1
             return
         if self.average is None:
             return
         load_average(self.average, model)
-        if self.bn_batches and state.train_dataloader is not None:
-            recompute_batchnorm(model, state.train_dataloader, self.bn_batches, state.device)
+        if c.bn_batches and state.train_dataloader is not None:
+            recompute_batchnorm(model, state.train_dataloader, c.bn_batches, state.device)
         logger.log_metrics({"swa/averaged_checkpoints": self.count}, state.timestamp.batch)
 
     def state_dict(self) -> dict[str, Any]:

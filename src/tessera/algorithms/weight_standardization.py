@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tessera.algorithms.common import check_range, no_effect_error, warn_no_effect
+from tessera.algorithms.common import check_fields, no_effect_error, warn_no_effect
 from tessera.core.algorithm import Algorithm
+from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
 
 if TYPE_CHECKING:
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
     from tessera.core.state import State
 
 NAME = "weight_standardization"
+__all__ = [
+    "WeightStandardization",
+    "WeightStandardizationConfig",
+    "apply_weight_standardization",
+]
+
+
+class WeightStandardizationConfig(ComponentConfig):
+    skip_last_layers: int = Field(
+        0, ge=0, description="leave this many of the model's last Conv2d layers unchanged"
+    )
 
 
 class Standardize(nn.Module):
@@ -39,7 +52,7 @@ class Standardize(nn.Module):
 
 def apply_weight_standardization(model: nn.Module, skip_last_layers: int = 0) -> int:
     """Standardise the weights of every Conv2d except the last `skip_last_layers` ones."""
-    check_range(NAME, "skip_last_layers", skip_last_layers, 0, integer=True)
+    check_fields(WeightStandardizationConfig, NAME, skip_last_layers=skip_last_layers)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     chosen = convs[: len(convs) - skip_last_layers]
     for conv in chosen:
@@ -52,18 +65,18 @@ def apply_weight_standardization(model: nn.Module, skip_last_layers: int = 0) ->
 
 class WeightStandardization(Algorithm):
     name = NAME
+    Config = WeightStandardizationConfig
     runs_after = ("factorize", "squeeze_excite", "blurpool")
     runs_before = ("compile",)
-
-    def __init__(self, skip_last_layers: int = 0) -> None:
-        check_range(NAME, "skip_last_layers", skip_last_layers, 0, integer=True)
-        self.skip_last_layers = skip_last_layers
 
     def match(self, event: Event, state: State) -> bool:
         return event == Event.INIT
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         convs = sum(isinstance(m, nn.Conv2d) for m in state.model.modules())
-        if convs - self.skip_last_layers <= 0:
-            raise no_effect_error(NAME, f"the model has {convs} Conv2d layers to standardise")
-        apply_weight_standardization(state.model, self.skip_last_layers)
+        skip = self.config.skip_last_layers
+        if convs - skip <= 0:
+            raise no_effect_error(
+                NAME, f"the model has {convs} Conv2d layers and skip_last_layers is {skip}"
+            )
+        apply_weight_standardization(state.model, skip)

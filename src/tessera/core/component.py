@@ -46,7 +46,7 @@ def validation_problems(
                 lines.append(f"{where}: {line}" if where and not line.startswith(where) else line)
         else:
             message = problem["msg"].removeprefix("Value error, ")
-            where = field or prefix.rstrip(".") or "value"
+            where = field.rstrip(".") or "value"
             lines.append(f"{where}: {problem.get('input')!r} is not accepted: {message}")
     return lines
 
