@@ -18,8 +18,6 @@ from tessera.core.algorithm import Algorithm
 def _method_modules() -> dict[str, object]:
     modules = {}
     for name in algorithms.names():
-        if name == "compile":  # moves to tessera.parallel (issue 11)
-            continue
         modules[name] = importlib.import_module(algorithms.ALGORITHMS.get(name).__module__)
     return modules
 

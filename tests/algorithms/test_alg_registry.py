@@ -18,10 +18,7 @@ from tessera.core.engine import order_algorithms
 from tessera.core.errors import ConfigError
 
 CARDS = Path(__file__).resolve().parents[2] / "docs" / "methods"
-# torch.compile leaves the method library for tessera.parallel (issue 11); until then it is
-# registered here without a typed Config.
-NOT_CONVERTED = {"compile"}
-METHODS = [name for name in algorithms.names() if name not in NOT_CONVERTED]
+METHODS = algorithms.names()
 
 
 def test_at_least_25_methods_each_builds_with_defaults_and_has_a_card():

@@ -29,7 +29,7 @@ def validation_problems(
     lines = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"]]
-        field = prefix + ".".join(location)
+        field = (prefix + ".".join(location)).rstrip(".")
         kind = problem["type"]
         if kind == "extra_forbidden":
             parent = schema_at(schema, location[:-1])

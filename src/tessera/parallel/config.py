@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tessera.core.component import ComponentConfig
+from tessera.core.errors import did_you_mean
 
 DType = Literal["float32", "bfloat16", "float16"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -96,15 +97,12 @@ class CompileConfig(ComponentConfig):
     backend: str = Field("inductor", min_length=1, description="torch.compile backend")
     dynamic: bool | None = Field(None, description="dynamic shapes (None: decide on recompile)")
 
-    @model_validator(mode="after")
-    def _known_backend(self) -> CompileConfig:
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
         import torch._dynamo
 
         known = set(torch._dynamo.list_backends(exclude_tags=())) | {"inductor"}
-        if self.backend not in known:
-            from tessera.core.errors import did_you_mean
-
-            raise ValueError(
-                f"unknown backend {self.backend!r}; {did_you_mean(self.backend, known)}"
-            )
-        return self
+        if backend not in known:
+            raise ValueError(f"unknown backend; {did_you_mean(backend, known)}")
+        return backend
