@@ -165,28 +165,3 @@ def test_language_model_methods_together_in_a_trainer_run(shakespeare_ids):
     assert norm_dtypes == [torch.bfloat16] * 4
     assert [k for k in model.state_dict() if "norm" in k] == [k for k in keys if "norm" in k]
     assert math.isfinite(float(trainer.state.batch_loss))
-
-
-def test_compile_blocks_scope_compiles_each_block_and_keeps_the_logits(shakespeare_ids):
-    from tessera.algorithms.compile import compile_model, is_compiled, repeated_blocks
-
-    model = tiny_gpt().eval()
-    batch = sequences(shakespeare_ids, 4)[:, :32]
-    expected = model.run(batch)
-    compile_model(model, backend="aot_eager", scope="blocks")
-    blocks = repeated_blocks(model)
-    assert blocks == list(model.blocks)
-    assert getattr(model, "_compiled_call_impl", None) is None  # only the blocks
-    assert is_compiled(model)
-    torch.testing.assert_close(model.run(batch), expected, rtol=1e-5, atol=1e-5)
-
-
-def test_compile_blocks_scope_needs_repeated_blocks():
-    from tessera.algorithms.compile import compile_model
-
-    from tessera.core.errors import UserError
-
-    with pytest.raises(UserError, match="no repeated blocks in Sequential"):
-        compile_model(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), scope="blocks")
-    with pytest.raises(ConfigError, match="scope='layers'"):
-        algorithms.get("compile", scope="layers")
