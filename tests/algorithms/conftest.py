@@ -36,10 +36,10 @@ class FirstImages(torch.utils.data.Dataset):
         return self.images[index], self.labels[index]
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine a second
-    thread makes each step several times slower instead of faster."""
+    """One intra-op thread for these modules (restored after each): the models are tiny, and
+    on a shared 2-core machine a second thread makes each step several times slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -39,7 +39,7 @@ def test_hot_recipe_trains_through_the_config_builder(tmp_path):
             f"run_dir={tmp_path}",
         ],
     )
-    trainer, _ = build_trainer(config, write=False)
+    trainer = build_trainer(config)
     methods = {algorithm.name: algorithm for algorithm in trainer.state.algorithms}
     assert set(methods) == {"selective_backprop", "blurpool", "label_smoothing", "ema"}
     trainer.fit()

@@ -95,6 +95,9 @@ def test_a_typo_in_any_option_is_refused_at_load_with_the_closest_name(name, fie
     assert f"did you mean '{field}'" in problems[0]
     with pytest.raises(ConfigError, match=re.escape(f"did you mean '{field}'")):
         algorithms.get(name, **{typo: 1})
+    method_class = algorithms.ALGORITHMS.get(name)  # Python keywords: the same check
+    with pytest.raises(ConfigError, match=re.escape(f"{name}.{typo}: unknown key; did you")):
+        method_class(**{typo: 1})
 
 
 @pytest.mark.parametrize(("name", "field"), [c for c in _cases() if c[1]], ids="-".join)
@@ -118,8 +121,8 @@ def test_every_problem_of_a_recipe_section_is_reported_at_once():
     assert problems == [
         "algorithms.blurpool.min_chanels: unknown key; did you mean 'min_channels'?",
         "algorithms.mixup.alpha: 0 is not accepted: Input should be greater than 0",
-        "algorithms.selective_backprop: {'start': 0.9, 'end': 0.5} is not accepted: start (0.9) "
-        "must be before end (0.5), or no batch is selected",
+        "algorithms.selective_backprop: start (0.9) must be before end (0.5), or no batch is "
+        "selected",
         "algorithms.progressive_resizing.mode: 'bilinear' is not accepted: Input should be "
         "'resize' or 'crop'",
     ]

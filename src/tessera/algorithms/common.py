@@ -3,7 +3,7 @@
 A method's options are declared once, as the fields of its `Config` (type, default, range,
 choices); the Algorithm is validated by it at construction or recipe load. The public plain
 functions check their own arguments against the same fields with `check_fields`, and arguments
-that are no option of any method with `check_range` / `check_choice`, so a bad value raises one
+that are no option of any method with `check_range`, so a bad value raises one
 `ConfigError` naming the method, the field, the value and what is accepted.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import torch
@@ -49,16 +48,6 @@ def check_range(
     if too_low or too_high:
         raise ConfigError(
             f"algorithm '{method}': {field}={value!r} is out of range; valid range is {accepted}"
-        )
-
-
-def check_choice(method: str, field: str, value: Any, choices: Iterable[str]) -> None:
-    """Raise a ConfigError unless `value` is one of `choices`."""
-    choices = list(choices)
-    if value not in choices:
-        raise ConfigError(
-            f"algorithm '{method}': {field}={value!r} is not accepted; choose one of "
-            + ", ".join(repr(c) for c in choices)
         )
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from tessera.algorithms.common import check_range
+from tessera.algorithms.common import check_fields
 from tessera.core.algorithm import Algorithm
 from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
@@ -37,7 +37,7 @@ __all__ = [
 
 def smooth_labels(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     """Class indices (or one-hot/soft rows) to smoothed probability rows."""
-    check_range(NAME, "smoothing", smoothing, 0.0, 1.0, high_inclusive=False)
+    check_fields(LabelSmoothingConfig, NAME, smoothing=smoothing)
     if targets.ndim == 1 or not targets.is_floating_point():
         targets = F.one_hot(targets.long(), num_classes).float()
     return targets * (1.0 - smoothing) + smoothing / num_classes

@@ -29,7 +29,7 @@ def validation_problems(
     lines = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"]]
-        field = (prefix + ".".join(location)).rstrip(".")
+        field = (prefix + ".".join(location)).rstrip(".")  # a model validator has no location
         kind = problem["type"]
         if kind == "extra_forbidden":
             parent = schema_at(schema, location[:-1])
@@ -46,7 +46,7 @@ def validation_problems(
                 lines.append(f"{where}: {line}" if where and not line.startswith(where) else line)
         else:
             message = problem["msg"].removeprefix("Value error, ")
-            where = field.rstrip(".") or "value"
+            where = field or prefix.rstrip(".") or "value"
             lines.append(f"{where}: {problem.get('input')!r} is not accepted: {message}")
     return lines
 
