@@ -185,12 +185,12 @@ def measure(recipe: str, overrides: list[str], run_dir: Path, limit: float) -> d
 
 def mpt_7b() -> dict:
     """The estimator on MPT-7B's published shape (no GPU needed)."""
-    from tessera.config.schema import RunConfig
+    from tessera.config import validate_config
     from tessera.estimate.hardware import get_hardware
     from tessera.estimate.plan import estimate_from_table
     from tessera.estimate.workload import read_workload
 
-    config = RunConfig.model_validate(
+    config = validate_config(
         {
             "name": "mpt-7b",
             "max_duration": "1e12tok",
@@ -210,7 +210,6 @@ def mpt_7b() -> dict:
                 "mlp": "gelu",
                 "bias": False,
                 "tie_embeddings": True,
-                "activation_checkpointing": True,
             },
             "data": {
                 "name": "text",
@@ -219,9 +218,11 @@ def mpt_7b() -> dict:
                 "seq_len": 2048,
             },
             "optimizer": {"name": "adamw", "lr": 3e-4},
-            "algorithms": {"compile": {}},
+            "compile": {},
+            "activation_checkpointing": True,
             "parallelism": {"strategy": "fsdp"},
-        }
+        },
+        source="the MPT-7B shape",
     )
     price = MOSAIC["dollars"] / (MOSAIC["gpus"] * MOSAIC["days"] * 24)  # their implied $/GPU-h
     workload = read_workload(config, "MPT-7B shape")

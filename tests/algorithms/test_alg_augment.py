@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BATCH, Metrics, Probe, coded_images, decode, inputs_of
+from alg_support import BATCH, Metrics, Probe, coded_images, decode, inputs_of
 
 from tessera.algorithms import get
 from tessera.algorithms.augmix import augmix_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BATCH, Probe, tiny_resnet, weights_of
+from alg_support import BATCH, Probe, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get

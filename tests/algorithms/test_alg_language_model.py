@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import DATA, Probe, tiny_resnet
+from alg_support import DATA, Probe, tiny_resnet
 from torch import nn
 
 import tessera.algorithms as algorithms

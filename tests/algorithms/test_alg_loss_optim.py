@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BATCH, Probe, coded_images, decode
+from alg_support import BATCH, Probe, coded_images, decode, tiny_resnet
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -201,8 +201,6 @@ def test_fused_optimizer_sets_the_flag_and_refuses_what_cannot_fuse():
 
 @pytest.mark.parametrize("kind", [None, "foreach", "fused"])
 def test_fused_optimizer_in_a_run_steps_with_the_multi_tensor_or_fused_kernel(kind, make_trainer):
-    from conftest import tiny_resnet
-
     model = tiny_resnet()
     methods = [get("fused_optimizer", kind=kind)] if kind else []
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from alg_support import DATA
 
 from tessera.algorithms import build_algorithms
 from tessera.algorithms.blurpool import BlurConv2d

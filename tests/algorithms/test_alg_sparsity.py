@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import Metrics, Probe, tiny_mlp, tiny_resnet
+from alg_support import Metrics, Probe, tiny_mlp, tiny_resnet
 from torch import nn
 
 from tessera.algorithms import get

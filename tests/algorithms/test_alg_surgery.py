@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
+from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get

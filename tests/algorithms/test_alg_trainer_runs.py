@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import Probe, inputs_of, tiny_resnet, weights_of
+from alg_support import Probe, inputs_of, tiny_resnet, weights_of
 
 import tessera.algorithms as algorithms
 from tessera.algorithms.blurpool import BlurConv2d

@@ -198,17 +198,20 @@ def test_every_option_of_every_component_refuses_a_typo_and_a_bad_value(section,
     valid = valid_options(config_class)
     config, problems = registry.validate_mapping({name: valid})
     assert problems == [] and isinstance(config[name], config_class)
-    assert config_class.model_fields, f"{section}.{name} declares no options"
+    if not config_class.model_fields:  # a component without options refuses any
+        _, problems = registry.validate_mapping({name: {"window": 1}})
+        assert problems == [f"{section}.{name}.window: unknown key; it takes no options."]
+        return
     for field_name in config_class.model_fields:
         typo = misspelt(field_name)
         _, problems = registry.validate_mapping({name: {**valid, typo: 1}})
         assert problems == [
             f"{section}.{name}.{typo}: unknown key; did you mean '{field_name}'?"
         ], problems
-        not_a_value = {"not": "a value"}  # no field of a callback or logger takes a mapping
+        not_a_value = [["not a value"]]  # no field of a callback or logger takes this
         _, problems = registry.validate_mapping({name: {**valid, field_name: not_a_value}})
         (problem,) = problems
-        named = f"{section}.{name}.{field_name}: "
+        named = f"{section}.{name}.{field_name}"
         assert problem.startswith(named) and len(problem) > len(named) + 10, problem
         # From Python, the same check with the class's name.
         component = registry.get(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECIPES, tessera, tiny_char_overrides
+from estimate_support import RECIPES, tessera, tiny_char_overrides
 from torch.utils.flop_counter import FlopCounterMode
 
 from tessera.config import load_config
@@ -97,7 +97,7 @@ def test_small_models_are_bound_by_the_launch_floor(shakespeare, tmp_path):
 
 
 def test_memory_plan_advises_when_it_does_not_fit():
-    config = load_config(RECIPES / "gpt-1b.yaml", ["model.activation_checkpointing=false"])
+    config = load_config(RECIPES / "gpt-1b.yaml", ["activation_checkpointing=false"])
     work = read_workload(config, "gpt-1b")
     estimate = estimate_from_table(config, work, get_hardware("l4"), gpus=8)
     plan = estimate.memory

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import RECIPES, tessera, tiny_vision_overrides
+from estimate_support import RECIPES, tessera, tiny_vision_overrides
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

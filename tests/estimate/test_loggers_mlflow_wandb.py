@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import RECIPES, tessera, tiny_char_overrides
+from estimate_support import RECIPES, tessera, tiny_char_overrides
 
 from tessera.loggers.jsonl import read_jsonl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RECIPES, tessera, tiny_char_overrides
+from estimate_support import RECIPES, tessera, tiny_char_overrides
 
 from tessera.loggers.jsonl import read_jsonl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tessera
+from estimate_support import tessera
 
 from tessera.estimate import serving
 from tessera.estimate.hardware import get_hardware

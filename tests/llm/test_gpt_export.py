@@ -62,7 +62,7 @@ def test_checkpoint_round_trip_and_shape_mismatch(tmp_path: Path) -> None:
     (tmp_path / "other" / "config.json").write_text(
         (tmp_path / "run" / "final" / "config.json").read_text()
     )
-    with pytest.raises(CheckpointError, match="does not match the config"):
+    with pytest.raises(CheckpointError, match="does not fit this model"):
         load_gpt(tmp_path / "other")
     with pytest.raises(CheckpointError, match="holds no exported model"):
         load_gpt(tmp_path)

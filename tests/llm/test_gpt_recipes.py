@@ -59,7 +59,7 @@ def test_pretraining_recipes_build_and_run(recipe: str, byte_corpus: Path, tmp_p
         "loggers={}",
         f"run_dir={tmp_path}",
     ]
-    trainer, _ = build_trainer(load_config(path, overrides))
+    trainer = build_trainer(load_config(path, overrides))
     trainer.fit()
     assert trainer.state.timestamp.batch == 2
     assert trainer.state.eval_results["eval"]["loss"] < 6.0  # ln(257) = 5.55 at the start

@@ -189,7 +189,7 @@ def _batch_from_recipe(
         f"data not readable here ({problem}); assumed {batch_size} sequences of {length} "
         "tokens per batch from the recipe"
     )
-    eval_samples = data.get("eval_max_sequences")
+    eval_samples = getattr(data, "eval_max_sequences", None)
     return (
         {"input_ids": torch.zeros(batch_size, int(length) + 1, dtype=torch.long)},
         None,
