@@ -26,14 +26,13 @@ import numpy as np
 from tessera.core.callback import Callback
 from tessera.data.provenance import (
     MANIFEST_NAME,
+    TRAINING_STATE_KIND,
     UNKNOWN_SOURCE,
-    check_manifest,
     dumps,
-    new_manifest,
+    training_record,
 )
 
 log = logging.getLogger(__name__)
-STATE_KIND = "tessera.provenance_recorder"
 STATE_VERSION = 1
 
 
@@ -115,19 +114,19 @@ class ProvenanceRecorder(Callback):
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "kind": STATE_KIND,
+            "kind": TRAINING_STATE_KIND,
             "version": STATE_VERSION,
             "batches": self.batches,
             "datasets": [{"name": name, **record} for name, record in self.records.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != STATE_KIND or state.get("version") != STATE_VERSION:
+        if state.get("kind") != TRAINING_STATE_KIND or state.get("version") != STATE_VERSION:
             from tessera.core.errors import CheckpointError
 
             raise CheckpointError(
                 f"the checkpoint's provenance record has kind {state.get('kind')!r} version "
-                f"{state.get('version')!r}; this Tessera reads {STATE_KIND!r} version "
+                f"{state.get('version')!r}; this Tessera reads {TRAINING_STATE_KIND!r} version "
                 f"{STATE_VERSION}."
             )
         self.batches = int(state["batches"])
@@ -136,25 +135,6 @@ class ProvenanceRecorder(Callback):
         for name, record in self.records.items():  # data sets found before the load
             restored.setdefault(name, record)
         self.records = restored
-
-    # -- the record ------------------------------------------------------------------------
-    def record(self, run_name: str) -> dict[str, Any]:
-        """The training provenance: every data set with its samples, tokens and manifest."""
-        sources = []
-        for name, r in self.records.items():
-            entry = {"path": name, "samples": r["samples"], "tokens": r["tokens"]}
-            entry["manifest"] = r["manifest"]
-            if r["manifest"] is None:
-                entry["source"] = UNKNOWN_SOURCE
-            sources.append(entry)
-        totals = {
-            "samples": sum(s["samples"] for s in sources),
-            "tokens": sum(s["tokens"] for s in sources),
-            "batches": self.batches,
-        }
-        manifest = new_manifest("training", sources, [], totals=totals)
-        manifest["run"] = run_name
-        return manifest
 
     def fit_end(self, state: Any, logger: Any) -> None:
         if state.rank != 0:
@@ -167,7 +147,7 @@ class ProvenanceRecorder(Callback):
             return
         from tessera.core.checkpoint import atomic_write
 
-        data = dumps(self.record(state.run_name))
+        data = dumps(training_record(state.run_name, self.state_dict()))
         atomic_write(folder / MANIFEST_NAME, lambda file: file.write(data))
 
 
@@ -181,29 +161,3 @@ def _split(total: int, counts: np.ndarray) -> np.ndarray:
     for index in np.argsort(shares - exact)[: total - int(shares.sum())]:
         shares[index] += 1
     return shares
-
-
-def run_provenance(path: str | Path) -> dict[str, Any] | None:
-    """The training provenance of a run folder or model folder: `final/provenance.json`, or
-    for an unfinished run the record in its newest checkpoint; None when there is neither."""
-    import json
-
-    path = Path(path)
-    for candidate in (path / MANIFEST_NAME, path / "final" / MANIFEST_NAME):
-        if candidate.is_file():
-            return check_manifest(json.loads(candidate.read_text("utf-8")), str(candidate))
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    from tessera.core import checkpoint
-
-    newest = checkpoint.latest_valid(folder) if folder.is_dir() else None
-    if newest is None:
-        return None
-    saved = checkpoint.load(newest)
-    for entry in saved.get("callbacks", []):
-        if isinstance(entry, dict) and entry.get("kind") == STATE_KIND:
-            recorder = ProvenanceRecorder()
-            recorder.load_state_dict(entry)
-            record = recorder.record(str(saved.get("run_name", path.name)))
-            record["checkpoint"] = str(newest)
-            return record
-    return None

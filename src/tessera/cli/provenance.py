@@ -24,9 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tessera.callbacks.provenance import run_provenance
     from tessera.core.errors import UserError
-    from tessera.data.provenance import describe, read_manifest
+    from tessera.data.provenance import describe, read_manifest, run_provenance
     from tessera.data.storage import is_remote
 
     record = None if is_remote(args.path) else run_provenance(args.path)

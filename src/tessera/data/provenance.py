@@ -34,6 +34,7 @@ MANIFEST_NAME = "provenance.json"
 FORMAT = "tessera.provenance"
 FORMAT_VERSION = 1
 UNKNOWN_SOURCE = "unknown source"
+TRAINING_STATE_KIND = "tessera.provenance_recorder"  # the recorder's checkpointed state
 SPLIT_NAMES = ("train", "val", "validation", "test", "eval")
 
 
@@ -157,14 +158,135 @@ def source_entry(
     return {"path": path, "bytes": size, "hash": content_hash, "manifest": manifest}
 
 
-def local_sources(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Source entries for local input files, each with the manifest of its data set if any."""
-    entries = []
-    for path in paths:
-        path = os.path.abspath(path)
-        manifest = read_manifest(path)
-        entries.append(source_entry(path, os.path.getsize(path), file_hash(path), manifest))
-    return entries
+def path_source(path: str | Path) -> dict[str, Any]:
+    """The source entry of a local input: a file (size, hash) or a folder (total size, one
+    hash over its files' names, sizes and hashes), with the manifest of its data set if any."""
+    path = Path(path).resolve()
+    if path.is_file():
+        return source_entry(
+            str(path), path.stat().st_size, file_hash(path), read_manifest(str(path))
+        )
+    digest, total = xxhash.xxh3_128(), 0
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        size = item.stat().st_size
+        digest.update(f"{item.relative_to(path).as_posix()}\0{size}\0{file_hash(item)}\n".encode())
+        total += size
+    return source_entry(
+        str(path), total, "xxh3-128:" + digest.hexdigest(), read_manifest(str(path))
+    )
+
+
+def dataset_files(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Expand inputs for reading: a folder written by `tessera data clean` gives its part files
+    (an unfinished clean is refused), any other folder its files; returns (files, sources)."""
+    files: list[str] = []
+    sources: list[dict[str, Any]] = []
+    for spec in inputs:
+        path = Path(spec)
+        if not path.is_dir():
+            files.append(spec)
+            sources.append(
+                path_source(path) if path.is_file() else source_entry(spec, None, None, None)
+            )
+            continue
+        manifest = read_manifest(str(path))
+        if manifest is None and (path / ".clean").is_dir():
+            raise DataError(
+                f"{spec} is an unfinished clean (it has no {MANIFEST_NAME}); run the same "
+                "`tessera data clean` command again to finish it."
+            )
+        if manifest is not None and manifest.get("kind") == "clean":
+            members = [path / entry["path"] for entry in manifest["files"]]
+            missing = [str(m) for m in members if not m.is_file()]
+            if missing:
+                raise DataError(
+                    f"{spec}: files named in its {MANIFEST_NAME} are missing: {missing[:3]}"
+                )
+            digest = xxhash.xxh3_128(dumps(manifest)).hexdigest()
+            total = sum(entry["bytes"] for entry in manifest["files"])
+            sources.append(source_entry(str(path.resolve()), total, "xxh3-128:" + digest, manifest))
+        else:
+            members = sorted(
+                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+            )
+            sources.append(path_source(path))
+        files.extend(str(m) for m in members)
+    return files, sources
+
+
+def folder_files(folder: str | Path, names: Iterable[str]) -> list[dict[str, Any]]:
+    """File entries for the files among `names` that exist under `folder`."""
+    return [file_entry(Path(folder) / n, folder) for n in names if (Path(folder) / n).is_file()]
+
+
+def write_tokenized_manifest(
+    out: str,
+    sources: list[dict[str, Any]],
+    settings: dict[str, Any],
+    summary: dict[str, dict[str, Any]],
+    license: str | None = None,
+    tags: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The manifest of `tessera data tokenize`'s output (token files or shards)."""
+    shards = settings.get("format") == "shards"
+    names = ["tokenizer.json"]
+    for split in summary:
+        if shards:
+            names.append(f"{split}/index.json")
+        else:
+            names += [
+                f"{split}{suffix}" for suffix in (".bin", ".json", ".lengths.npy", ".prompts.npy")
+            ]
+    counts = {
+        f"{split}_{key}": value
+        for split, numbers in summary.items()
+        for key, value in numbers.items()
+    }
+    manifest = new_manifest(
+        "shards" if shards else "tokens",
+        sources,
+        [step("tokenize", settings, **counts)],
+        files=folder_files(out, names),
+        totals={
+            "tokens": sum(n.get("tokens", 0) for n in summary.values()),
+            "sequences": sum(n.get("sequences", 0) for n in summary.values()),
+        },
+        license=license,
+        tags=tags,
+    )
+    write_manifest(out, manifest)
+    return manifest
+
+
+def write_converted_manifest(
+    out: str,
+    source: str,
+    settings: dict[str, Any],
+    index: dict[str, Any],
+    license: str | None = None,
+    tags: Iterable[str] = (),
+    storage_options: Any = None,
+) -> dict[str, Any]:
+    """The manifest of `tessera data convert`'s shards; the files are the index's shards."""
+    files = [
+        {
+            "path": shard.get("stored_path") or shard["path"],
+            "bytes": shard.get("stored_bytes") or shard["raw_bytes"],
+            "hash": f"xxh3-64:{shard.get('stored_hash') or shard.get('raw_hash')}",
+        }
+        for shard in index["shards"]
+    ]
+    manifest = new_manifest(
+        "shards",
+        [path_source(source)],
+        [step("convert", settings, samples=index["num_samples"], shards=len(files))],
+        files=files,
+        totals={"samples": index["num_samples"]},
+        license=license,
+        tags=tags,
+    )
+    write_manifest(out, manifest, storage_options)
+    return manifest
 
 
 def describe(manifest: dict[str, Any] | None, indent: str = "") -> list[str]:
@@ -204,3 +326,99 @@ def describe(manifest: dict[str, Any] | None, indent: str = "") -> list[str]:
 
 def _number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def model_card(record: dict[str, Any], title: str) -> str:
+    """A Hugging Face model card (README.md) naming the data a model was trained on, its
+    licences and its processing, from a training provenance record."""
+    licences = record.get("licenses") or []
+    header = ["---", "library_name: transformers", "tags:", "- tessera"]
+    if len(licences) == 1:
+        header.append(f"license: {licences[0].lower()}")
+    header += ["---", ""]
+    totals = record.get("totals", {})
+    lines = [*header, f"# {title}", ""]
+    lines.append(
+        f"Trained with Tessera {record.get('tool', {}).get('version')} (run `{record.get('run')}`) "
+        f"on {totals.get('tokens', 0):,} tokens ({totals.get('samples', 0):,} samples)."
+    )
+    lines += ["", "## Training data", "", "| data set | licence | tags | samples | tokens |"]
+    lines.append("| --- | --- | --- | ---: | ---: |")
+    for source in record.get("sources", []):
+        manifest = source.get("manifest")
+        licence = (manifest or {}).get("license") or (
+            "unknown" if manifest is None else "not given"
+        )
+        tags = ", ".join((manifest or {}).get("tags", [])) or (
+            UNKNOWN_SOURCE if manifest is None else ""
+        )
+        lines.append(f"| `{source['path']}` | {licence} | {tags} | {source.get('samples', 0):,} "
+                     f"| {source.get('tokens', 0):,} |")  # fmt: skip
+    lines += ["", f"Licences of the training data: {', '.join(licences) or 'none recorded'}.", ""]
+    lines += ["## Provenance", "", "```"]
+    for source in record.get("sources", []):
+        lines.append(source["path"])
+        lines.extend(describe(source.get("manifest"), "  "))
+    lines += ["```", "", "The full record is in provenance.json beside this file.", ""]
+    return "\n".join(lines)
+
+
+def training_record(run_name: str, recorder_state: dict[str, Any]) -> dict[str, Any]:
+    """The training provenance of a run from its recorder's state: every data set with the
+    samples and tokens it contributed and its manifest ("unknown source" when it has none)."""
+    sources = []
+    for entry in recorder_state["datasets"]:
+        source = {k: entry[k] for k in ("samples", "tokens", "manifest")}
+        source = {"path": entry["name"], **source}
+        if entry["manifest"] is None:
+            source["source"] = UNKNOWN_SOURCE
+        sources.append(source)
+    totals = {
+        "samples": sum(s["samples"] for s in sources),
+        "tokens": sum(s["tokens"] for s in sources),
+        "batches": recorder_state["batches"],
+    }
+    record = new_manifest("training", sources, [], totals=totals)
+    record["run"] = run_name
+    return record
+
+
+def run_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The training provenance of a run folder or model folder: its `provenance.json` (in it
+    or in `final/`), or for an unfinished run the record in its newest checkpoint."""
+    path = Path(path)
+    for candidate in (path / MANIFEST_NAME, path / "final" / MANIFEST_NAME):
+        if candidate.is_file():
+            record = check_manifest(json.loads(candidate.read_text("utf-8")), str(candidate))
+            if record.get("kind") == "training":
+                return record
+    from tessera.core import checkpoint
+
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    newest = checkpoint.latest_valid(folder) if folder.is_dir() else None
+    if newest is None:
+        return None
+    saved = checkpoint.load(newest)
+    for entry in saved.get("callbacks", []):
+        if isinstance(entry, dict) and entry.get("kind") == TRAINING_STATE_KIND:
+            record = training_record(str(saved.get("run_name", path.name)), entry)
+            record["checkpoint"] = str(newest)
+            return record
+    return None
+
+
+def write_model_card(folder: str | Path, trained_from: str | Path | None) -> bool:
+    """Write README.md (and provenance.json) into an exported model folder from the training
+    record of the run or model at `trained_from`; False when that has no record."""
+    if trained_from is None:
+        return False
+    from tessera.core.checkpoint import atomic_write
+
+    record = run_provenance(trained_from)
+    if record is None:
+        return False
+    folder = Path(folder)
+    card = model_card(record, folder.name).encode("utf-8")
+    atomic_write(folder / "README.md", lambda file: file.write(card))
+    atomic_write(folder / MANIFEST_NAME, lambda file: file.write(dumps(record)))
+    return True
