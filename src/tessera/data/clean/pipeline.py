@@ -103,6 +103,20 @@ def prepare_output(
                 os.remove(os.path.join(root, name))
 
 
+def _context() -> Any:
+    """Workers come from a fork server that has imported the clean's modules (datasketch and
+    scipy take seconds to import) once; fresh interpreters where there is none (Windows)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(
+        ["tessera.data.clean.scan", "tessera.data.clean.write", "datasketch"]
+    )
+    return context
+
+
 def _run(
     tasks: list[tuple[int, tuple[Any, ...]]],
     function: Callable[..., dict[str, Any]],
@@ -120,10 +134,7 @@ def _run(
             function(index, *arguments)
             progress.advance(task, sizes[index])
         return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_context()) as pool:
         futures = {pool.submit(function, index, *arguments): index for index, arguments in tasks}
         try:
             for future in as_completed(futures):
