@@ -33,8 +33,9 @@ def test_planted_duplicates_are_removed(planted, tmp_path):
     kinds = set(corpus.kinds.values())
     assert {"edit", "reorder", "boilerplate", "exact"} <= kinds
     removed = report["removed"]
-    assert removed["exact_duplicate"]["documents"] + removed["near_duplicate"]["documents"] == (
-        result["removed"]
+    assert (
+        removed["exact_duplicate"]["documents"] + removed["near_duplicate"]["documents"]
+        == (result["removed"])
     )
     assert report["output"]["documents"] == len(corpus.documents) - result["removed"]
     assert sum(report["dedup"]["near_clusters"].values()) >= 0.95 * len(corpus.near_groups)

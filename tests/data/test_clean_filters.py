@@ -25,7 +25,7 @@ def lines(texts: list[str]) -> str:
 
 
 def check(name: str, **thresholds):
-    (_, _, function), = resolve_filters({"preset": "none", name: thresholds})
+    ((_, _, function),) = resolve_filters({"preset": "none", name: thresholds})
     return lambda text: function(Document(text))
 
 
@@ -37,22 +37,44 @@ CASES = [
     ("gopher_mean_word_length", {"max_length": 10.0}, "abcdefghij " * 5, "abcdefghijk " * 5),
     ("gopher_symbol_ratio", {"max_ratio": 0.1}, words(90) + " #" * 10, words(89) + " #" * 11),
     ("gopher_bullet_lines", {"max_fraction": 0.9}, lines(["- a"] * 9 + ["b"]), lines(["- a"] * 10)),
-    ("gopher_ellipsis_lines", {"max_fraction": 0.3}, lines(["a..."] * 3 + ["b."] * 7),
-     lines(["a..."] * 4 + ["b."] * 6)),
+    (
+        "gopher_ellipsis_lines",
+        {"max_fraction": 0.3},
+        lines(["a..."] * 3 + ["b."] * 7),
+        lines(["a..."] * 4 + ["b."] * 6),
+    ),
     ("gopher_alpha_words", {"min_fraction": 0.8}, words(8) + " 1 2", words(8) + " 1 2 3"),
     ("gopher_stop_words", {"min_count": 2}, words(20) + " the and", words(20) + " the"),
-    ("gopher_repeated_lines", {"max_line_chars": 1.0, "max_paragraph_chars": 1.0},
-     lines([words(3, i) for i in range(7)] + ["same line"] * 4),
-     lines([words(3, i) for i in range(6)] + ["same line"] * 5)),
-    ("gopher_repeated_lines", {"max_line_fraction": 1.0, "max_paragraph_fraction": 1.0},
-     lines([words(8, 100)] + ["repeat me"] * 3),
-     lines([words(8, 100)] + ["repeat me"] * 5)),
-    ("gopher_top_ngrams", {"max_chars": {2: 0.2}}, words(10) + " xx yy" * 3, words(10) + " xx yy" * 4),
-    ("gopher_duplicate_ngrams", {"max_chars": {5: 0.15}},
-     words(80) + " " + words(5, 500) + " " + words(5, 500),
-     words(40) + " " + words(5, 500) + " " + words(5, 500)),
-    ("c4_punctuation_lines", {"min_fraction": 0.12}, lines(["end."] * 3 + ["no"] * 22),
-     lines(["end."] * 2 + ["no"] * 23)),
+    (
+        "gopher_repeated_lines",
+        {"max_line_chars": 1.0, "max_paragraph_chars": 1.0},
+        lines([words(3, i) for i in range(7)] + ["same line"] * 4),
+        lines([words(3, i) for i in range(6)] + ["same line"] * 5),
+    ),
+    (
+        "gopher_repeated_lines",
+        {"max_line_fraction": 1.0, "max_paragraph_fraction": 1.0},
+        lines([words(8, 100)] + ["repeat me"] * 3),
+        lines([words(8, 100)] + ["repeat me"] * 5),
+    ),
+    (
+        "gopher_top_ngrams",
+        {"max_chars": {2: 0.2}},
+        words(10) + " xx yy" * 3,
+        words(10) + " xx yy" * 4,
+    ),
+    (
+        "gopher_duplicate_ngrams",
+        {"max_chars": {5: 0.15}},
+        words(80) + " " + words(5, 500) + " " + words(5, 500),
+        words(40) + " " + words(5, 500) + " " + words(5, 500),
+    ),
+    (
+        "c4_punctuation_lines",
+        {"min_fraction": 0.12},
+        lines(["end."] * 3 + ["no"] * 22),
+        lines(["end."] * 2 + ["no"] * 23),
+    ),
     ("c4_lorem_ipsum", {}, words(20), words(10) + " Lorem ipsum dolor sit amet"),
     ("c4_curly_brace", {}, words(20), words(10) + " { return x; }"),
 ]

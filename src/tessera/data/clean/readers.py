@@ -40,12 +40,16 @@ class ReadStats:
     raw_bytes: int = 0
     content_hash: str | None = None
     undecodable_bytes: int = 0
-    undecodable_offsets: list[int] = field(default_factory=list)
+    undecodable_offsets: list[int] = field(default_factory=list)  # where each bad run starts
+
+    def __post_init__(self) -> None:
+        self._run_end = -1
 
     def skipped(self, offset: int, count: int) -> None:
         self.undecodable_bytes += count
-        if len(self.undecodable_offsets) < MAX_REPORTED_OFFSETS:
+        if offset != self._run_end and len(self.undecodable_offsets) < MAX_REPORTED_OFFSETS:
             self.undecodable_offsets.append(offset)
+        self._run_end = offset + count
 
 
 def _filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
