@@ -418,7 +418,7 @@ def write_model_card(folder: str | Path, trained_from: str | Path | None) -> boo
     if record is None:
         return False
     folder = Path(folder)
-    card = model_card(record, folder.name).encode("utf-8")
+    card = model_card(record, str(record.get("run") or folder.name)).encode("utf-8")
     atomic_write(folder / "README.md", lambda file: file.write(card))
     atomic_write(folder / MANIFEST_NAME, lambda file: file.write(dumps(record)))
     return True
