@@ -71,8 +71,9 @@ def test_repeated_lines_are_removed_after_their_first_occurrence(tmp_path):
     texts = [f"{banner}\n{text}\nok" for text in documents]
     folder = write_jsonl(tmp_path / "in", texts, files=2)
     settings = {"dedup": {"segments": "line"}, "quality": {"preset": "none"}}
-    report = clean([str(folder)], str(tmp_path / "out"), CleanConfig.model_validate(settings),
-                   progress=False)  # fmt: skip
+    report = clean(
+        [str(folder)], str(tmp_path / "out"), CleanConfig.model_validate(settings), progress=False
+    )
     from clean_support import output_records
 
     texts_out = [r["text"] for r in output_records(tmp_path / "out")]

@@ -80,8 +80,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "thresholds", "kept", "removed"), CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "thresholds", "kept", "removed"),
+    CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)],
+)
 def test_filter_keeps_inside_and_removes_outside_its_threshold(name, thresholds, kept, removed):
     function = check(name, **thresholds)
     assert function(kept)
@@ -127,8 +130,10 @@ def test_a_user_filter_registers_and_is_counted(tmp_path):
     folder.mkdir()
     for number, text in enumerate(documents):
         (folder / f"{number:02d}.txt").write_text(text, encoding="utf-8")
-    settings = {"quality": {"preset": "default", "test_long_lines": {"max_chars": limit}},
-                "dedup": {"near": False}}  # fmt: skip
+    settings = {
+        "quality": {"preset": "default", "test_long_lines": {"max_chars": limit}},
+        "dedup": {"near": False},
+    }
     report = clean([str(folder)], str(tmp_path / "out"), parse_config(settings), progress=False)
     counts = {entry["name"]: entry["removed"] for entry in report["filters"]}
     assert counts["test_long_lines"] == 1

@@ -49,8 +49,22 @@ def test_text_units_and_globs(tmp_path):
     paragraphs = text.split("\n\n")
     for unit, expected in (("paragraph", paragraphs), ("line", paragraphs), ("file", [text])):
         out = tmp_path / unit
-        code = main(["data", "clean", str(tmp_path / "*.txt"), "--out", str(out), "--no-progress",
-                     "--text-unit", unit, "--quality", "none", "--dedup", "none"])  # fmt: skip
+        code = main(
+            [
+                "data",
+                "clean",
+                str(tmp_path / "*.txt"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--text-unit",
+                unit,
+                "--quality",
+                "none",
+                "--dedup",
+                "none",
+            ]
+        )
         assert code == 0
         assert [r["text"] for r in output_records(out)] == expected
 
@@ -64,8 +78,10 @@ def test_undecodable_bytes_are_skipped_and_reported(tmp_path, capsys):
     assert clean_cli(str(folder), "--out", str(tmp_path / "out")) == 0
     message = capsys.readouterr().out
     offset = len(good) + bad.index(b"\xff")
-    assert f"skipped 2 bytes that are not UTF-8 in 1 file(s), first in {folder / 'a.jsonl'} " \
-        f"at byte offset {offset}" in message  # fmt: skip
+    assert (
+        f"skipped 2 bytes that are not UTF-8 in 1 file(s), first in {folder / 'a.jsonl'} "
+        f"at byte offset {offset}" in message
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["inputs"]["undecodable"] == [
         {"file": str(folder / "a.jsonl"), "bytes": 2, "offsets": [offset]}

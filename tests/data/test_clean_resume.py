@@ -30,15 +30,27 @@ def corpus(tmp_path_factory):
 
 
 def command(folder: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "tessera.cli", "data", "clean", str(folder), "--out", str(out),
-            "--no-progress", "--pii", "redact"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "tessera.cli",
+        "data",
+        "clean",
+        str(folder),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--pii",
+        "redact",
+    ]
 
 
 def run_until(folder: Path, out: Path, marker: Path) -> None:
     """Start a clean and kill it as soon as `marker` exists."""
     env = {**os.environ, "PYTHONPATH": SRC}
-    process = subprocess.Popen(command(folder, out), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        command(folder, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert process.poll() is None, process.stdout.read().decode()
@@ -62,8 +74,22 @@ def test_killed_clean_resumes_to_the_same_output(corpus, tmp_path, stage, capsys
     written = len(list((work / "parts").glob("*.json"))) if (work / "parts").exists() else 0
     assert (scanned < 8) if stage == "scan" else (written < 8)  # killed before the end
     capsys.readouterr()
-    assert main(["data", "tokenize", str(out), "--tokenizer", "byte", "--seq-len", "8",
-                 "--out", str(tmp_path / "tokens")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "tokenize",
+                str(out),
+                "--tokenizer",
+                "byte",
+                "--seq-len",
+                "8",
+                "--out",
+                str(tmp_path / "tokens"),
+            ]
+        )
+        == 2
+    )
     assert "is an unfinished clean" in capsys.readouterr().err
 
     assert main(command(corpus, out)[3:]) == 0

@@ -24,9 +24,12 @@ def test_clean_from_and_to_s3(s3_server, tmp_path):
 
     options = s3_options(s3_server.url)
     boto3.client(
-        "s3", endpoint_url=s3_server.url, aws_access_key_id="testing",
-        aws_secret_access_key="testing", region_name="us-east-1",
-    ).create_bucket(Bucket="corpus")  # fmt: skip
+        "s3",
+        endpoint_url=s3_server.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="corpus")
     documents = plant(synthetic_documents(60, seed=31), seed=32).documents
     local = tmp_path / "raw"
     local.mkdir()
@@ -43,8 +46,13 @@ def test_clean_from_and_to_s3(s3_server, tmp_path):
         main(["data", "clean", str(local), "--out", str(tmp_path / "local"), "--no-progress"]) == 0
     )
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("corpus/clean"))
-    assert names == ["part-00000.jsonl.zst", "part-00001.jsonl.zst", "provenance.json",
-                     "report.json", "report.md"]  # fmt: skip
+    assert names == [
+        "part-00000.jsonl.zst",
+        "part-00001.jsonl.zst",
+        "provenance.json",
+        "report.json",
+        "report.md",
+    ]
 
     def unpack(data: bytes) -> bytes:
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
@@ -54,8 +62,9 @@ def test_clean_from_and_to_s3(s3_server, tmp_path):
     assert remote == [part.replace(str(local).encode(), b"s3://corpus/raw") for part in same]
     manifest = json.loads(fs.cat_file("corpus/clean/provenance.json"))
     assert [s["path"] for s in manifest["sources"]] == [
-        "s3://corpus/raw/a.jsonl", "s3://corpus/raw/b.jsonl.gz"
-    ]  # fmt: skip
+        "s3://corpus/raw/a.jsonl",
+        "s3://corpus/raw/b.jsonl.gz",
+    ]
     assert manifest["sources"][1]["bytes"] == (local / "b.jsonl.gz").stat().st_size
     assert manifest["license"] == "CC0-1.0"
     assert main(["data", "clean", "s3://corpus/raw/", "--out", "s3://corpus/clean", *flags]) == 2

@@ -46,15 +46,44 @@ def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("provenance")
     write_jsonl(root / "raw_a", synthetic_documents(30, seed=41), files=2)
     write_jsonl(root / "raw_b", synthetic_documents(10, seed=42), files=1)
-    assert main(["data", "clean", str(root / "raw_a"), "--out", str(root / "clean_a"),
-                 "--license", "CC-BY-4.0", "--tag", "pii-redacted", "--pii", "redact",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "clean",
+                str(root / "raw_a"),
+                "--out",
+                str(root / "clean_a"),
+                "--license",
+                "CC-BY-4.0",
+                "--tag",
+                "pii-redacted",
+                "--pii",
+                "redact",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     tokenize = ["--tokenizer", "byte", "--seq-len", str(SEQ), "--format", "shards"]
     assert (
         main(["data", "tokenize", str(root / "clean_a"), "--out", str(root / "a"), *tokenize]) == 0
     )
-    assert main(["data", "tokenize", str(root / "raw_b" / "00.jsonl"), "--out", str(root / "b"),
-                 "--license", "CC0-1.0", *tokenize]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "tokenize",
+                str(root / "raw_b" / "00.jsonl"),
+                "--out",
+                str(root / "b"),
+                "--license",
+                "CC0-1.0",
+                *tokenize,
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -63,8 +92,9 @@ def test_manifests_chain_back_to_the_raw_files(datasets):
     assert clean["kind"] == "clean" and clean["license"] == "CC-BY-4.0"
     assert clean["tags"] == ["pii-redacted"]
     assert [s["path"] for s in clean["sources"]] == [
-        str(datasets / "raw_a" / "00.jsonl"), str(datasets / "raw_a" / "01.jsonl")
-    ]  # fmt: skip
+        str(datasets / "raw_a" / "00.jsonl"),
+        str(datasets / "raw_a" / "01.jsonl"),
+    ]
     for source in clean["sources"]:
         assert source["bytes"] == Path(source["path"]).stat().st_size
     names = [step["name"] for step in clean["steps"]]
@@ -77,15 +107,22 @@ def test_manifests_chain_back_to_the_raw_files(datasets):
     tokenize = shards["steps"][0]
     assert tokenize["name"] == "tokenize" and tokenize["settings"]["seq_len"] == SEQ
     assert tokenize["counts"]["train_sequences"] > 0
-    assert {f["path"] for f in shards["files"]} == {"tokenizer.json", "train/index.json",
-                                                    "val/index.json"}  # fmt: skip
+    assert {f["path"] for f in shards["files"]} == {
+        "tokenizer.json",
+        "train/index.json",
+        "val/index.json",
+    }
 
 
 def _train(datasets: Path, tmp_path: Path, *overrides: str) -> int:
     recipe = dict(RECIPE)
-    recipe["data"] = {**recipe["data"], "shards": [
-        {"path": str(datasets / "a"), "choose": 48}, {"path": str(datasets / "b"), "choose": 16},
-    ]}  # fmt: skip
+    recipe["data"] = {
+        **recipe["data"],
+        "shards": [
+            {"path": str(datasets / "a"), "choose": 48},
+            {"path": str(datasets / "b"), "choose": 16},
+        ],
+    }
     path = tmp_path / "mix.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return main(["train", str(path), f"run_dir={tmp_path / 'runs'}", *overrides])
@@ -131,8 +168,12 @@ def test_data_without_a_manifest_is_an_unknown_source(datasets, tmp_path, capsys
     from tessera.data.text import ByteTokenizer, read_documents, tokenize_to_folder
 
     tokenize_to_folder(read_documents([text]), ByteTokenizer(), tokens, seq_len=SEQ)  # no manifest
-    recipe = {**RECIPE, "name": "plain", "max_duration": "2ba",
-              "data": {"name": "text", "path": str(tokens), "batch_size": 4}}  # fmt: skip
+    recipe = {
+        **RECIPE,
+        "name": "plain",
+        "max_duration": "2ba",
+        "data": {"name": "text", "path": str(tokens), "batch_size": 4},
+    }
     path = tmp_path / "plain.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["train", str(path), f"run_dir={tmp_path / 'runs'}"]) == 0
@@ -151,8 +192,22 @@ def test_convert_writes_a_manifest_naming_its_shards(tmp_path):
 
     source = write_jsonl(tmp_path / "raw", synthetic_documents(4, seed=44), files=1) / "00.jsonl"
     out = tmp_path / "shards"
-    assert main(["data", "convert", "jsonl", str(source), str(out), "--license", "MIT",
-                 "--tag", "synthetic"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "jsonl",
+                str(source),
+                str(out),
+                "--license",
+                "MIT",
+                "--tag",
+                "synthetic",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "provenance.json").read_text())
     assert manifest["kind"] == "shards" and manifest["license"] == "MIT"
     assert manifest["tags"] == ["synthetic"]

@@ -130,8 +130,10 @@ class ProvenanceRecorder(Callback):
                 f"{STATE_VERSION}."
             )
         self.batches = int(state["batches"])
-        restored = {entry["name"]: {k: v for k, v in entry.items() if k != "name"}
-                    for entry in state["datasets"]}  # fmt: skip
+        restored = {
+            entry["name"]: {k: v for k, v in entry.items() if k != "name"}
+            for entry in state["datasets"]
+        }
         for name, record in self.records.items():  # data sets found before the load
             restored.setdefault(name, record)
         self.records = restored

@@ -109,9 +109,14 @@ def run_convert(args: argparse.Namespace) -> int:
     )
     settings = {"kind": args.kind, "compression": compression, "shard_size": args.shard_size}
     write_converted_manifest(
-        args.out, args.source, {**settings, **options}, index, args.license, args.tag,
+        args.out,
+        args.source,
+        {**settings, **options},
+        index,
+        args.license,
+        args.tag,
         _storage_options(args),
-    )  # fmt: skip
+    )
     print(f"wrote {index['num_samples']:,} samples in {len(index['shards'])} shards to {args.out}")
     return 0
 

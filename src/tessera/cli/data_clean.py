@@ -36,17 +36,22 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--format", choices=["auto", "text", "jsonl", "parquet"], default=None)
     parser.add_argument("--text-field", default=None, help="JSONL/Parquet field (default text)")
     parser.add_argument(
-        "--text-unit", choices=["file", "paragraph", "line"], default=None,
+        "--text-unit",
+        choices=["file", "paragraph", "line"],
+        default=None,
         help="plain text: a document per file (default), paragraph or line",
-    )  # fmt: skip
+    )
     parser.add_argument("--compression", choices=["zstd", "gzip", "none"], default=None)
     parser.add_argument("--license", default=None, help="licence of the data (manifest)")
     parser.add_argument("--tag", action="append", default=None, help="tag for the manifest")
     parser.add_argument("--config", default=None, help="YAML file with the clean settings")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one setting, e.g. near.num_perm=256 or quality.gopher_length.min_words=20",
-    )  # fmt: skip
+    )
     parser.add_argument("--report", default=None, help="also write the markdown report here")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished clean")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if record["kind"] == "training":
         totals = record["totals"]
         where = f" (checkpoint {record['checkpoint']})" if record.get("checkpoint") else ""
-        print(f"run {record.get('run')}{where}: {totals['samples']:,} samples, "
-              f"{totals['tokens']:,} tokens in {totals['batches']:,} batches")  # fmt: skip
+        print(
+            f"run {record.get('run')}{where}: {totals['samples']:,} samples, "
+            f"{totals['tokens']:,} tokens in {totals['batches']:,} batches"
+        )
         print(f"licences: {', '.join(record['licenses']) or 'none recorded'}")
         for source in record["sources"]:
             print(f"- {source['path']}: {source['samples']:,} samples, {source['tokens']:,} tokens")

@@ -307,8 +307,11 @@ def describe(manifest: dict[str, Any] | None, indent: str = "") -> list[str]:
             f"{indent}  totals: " + ", ".join(f"{k} {_number(v)}" for k, v in totals.items())
         )
     for entry in manifest.get("steps", []):
-        counts = ", ".join(f"{k} {_number(v)}" for k, v in entry.get("counts", {}).items()
-                           if not isinstance(v, (dict, list)))  # fmt: skip
+        counts = ", ".join(
+            f"{k} {_number(v)}"
+            for k, v in entry.get("counts", {}).items()
+            if not isinstance(v, (dict, list))
+        )
         lines.append(f"{indent}  step {entry['name']}" + (f": {counts}" if counts else ""))
     sources = manifest.get("sources", [])
     shown = sources[:20]
@@ -352,8 +355,10 @@ def model_card(record: dict[str, Any], title: str) -> str:
         tags = ", ".join((manifest or {}).get("tags", [])) or (
             UNKNOWN_SOURCE if manifest is None else ""
         )
-        lines.append(f"| `{source['path']}` | {licence} | {tags} | {source.get('samples', 0):,} "
-                     f"| {source.get('tokens', 0):,} |")  # fmt: skip
+        lines.append(
+            f"| `{source['path']}` | {licence} | {tags} | {source.get('samples', 0):,} "
+            f"| {source.get('tokens', 0):,} |"
+        )
     lines += ["", f"Licences of the training data: {', '.join(licences) or 'none recorded'}.", ""]
     lines += ["## Provenance", "", "```"]
     for source in record.get("sources", []):

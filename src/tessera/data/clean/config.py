@@ -54,6 +54,14 @@ class NearConfig(BaseModel):
     verify: bool = Field(
         True, description="keep an LSH candidate pair only if its estimated Jaccard >= threshold"
     )
+    recall_weight: float = Field(
+        0.9,
+        gt=0.0,
+        lt=1.0,
+        description="weight of missed duplicates against spurious candidates when choosing "
+        "bands and rows (datasketch's optimisation); with verify, spurious candidates only cost "
+        "time, so missing fewer duplicates is worth more (use 0.5 without verify)",
+    )
 
 
 class PIIConfig(BaseModel):

@@ -12,6 +12,7 @@ Raffel et al. 2020 (C4); the fraction of lines ending in punctuation uses FineWe
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -119,6 +120,7 @@ def _symbol_ratio(config: RatioConfig) -> Check:
     return check
 
 
+_LETTER = re.compile(r"[^\W\d_]")
 _BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "\u25aa", "\u25cf", "-", "*", "\u2013")
 
 
@@ -142,7 +144,7 @@ def _alpha_words(config: AlphaConfig) -> Check:
     def check(doc: Document) -> bool:
         if not doc.tokens:
             return False
-        alpha = sum(any(c.isalpha() for c in token) for token in doc.tokens)
+        alpha = sum(1 for token in doc.tokens if token.isalpha() or _LETTER.search(token))
         return alpha >= config.min_fraction * len(doc.tokens)
 
     return check
@@ -217,6 +219,15 @@ def _repeated_lines(config: RepeatedLinesConfig) -> Check:
     return check
 
 
+def _runs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, run starts, run lengths) of the sorted hashes: each run is one distinct n-gram."""
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    lengths = np.diff(np.concatenate([starts, [len(ordered)]]))
+    return order, starts, lengths
+
+
 def _top_ngrams(config: TopNgramConfig) -> Check:
     def check(doc: Document) -> bool:
         lengths = doc.word_lengths
@@ -224,13 +235,12 @@ def _top_ngrams(config: TopNgramConfig) -> Check:
         for n, limit in sorted(config.max_chars.items()):
             if len(lengths) < n or not total:
                 continue
-            _, first, counts = np.unique(doc.ngram_hashes(n), return_index=True, return_counts=True)
-            top = int(np.argmax(counts))
-            if counts[top] < 2:
+            order, starts, runs = _runs(doc.ngram_hashes(n))
+            top = int(np.argmax(runs))
+            if runs[top] < 2:
                 continue
-            start = int(first[top])
-            ngram_chars = int(lengths[start : start + n].sum())
-            if ngram_chars * int(counts[top]) > limit * total:
+            first = int(order[starts[top]])
+            if int(lengths[first : first + n].sum()) * int(runs[top]) > limit * total:
                 return False
         return True
 
@@ -238,24 +248,30 @@ def _top_ngrams(config: TopNgramConfig) -> Check:
 
 
 def _duplicate_ngrams(config: DuplicateNgramConfig) -> Check:
+    limits = sorted(config.max_chars.items())
+
     def check(doc: Document) -> bool:
         lengths = doc.word_lengths
         total = int(lengths.sum())
-        for n, limit in sorted(config.max_chars.items()):
+        for index, (n, limit) in enumerate(limits):
             if len(lengths) < n or not total:
                 continue
-            hashes = doc.ngram_hashes(n)
-            _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-            repeated = counts[inverse] > 1
-            if not repeated.any():
-                continue
+            order, _, runs = _runs(doc.ngram_hashes(n))
+            repeated_runs = runs > 1
+            if not repeated_runs.any():
+                return True  # no repeated n-gram: no longer one repeats either
+            repeated = np.zeros(len(order), dtype=bool)
+            repeated[order] = np.repeat(repeated_runs, runs)
             covered = np.zeros(len(lengths) + 1, dtype=np.int64)  # words inside a repeat
-            starts = np.flatnonzero(repeated)
-            np.add.at(covered, starts, 1)
-            np.add.at(covered, starts + n, -1)
-            inside = np.cumsum(covered[:-1]) > 0
-            if int(lengths[inside].sum()) > limit * total:
+            first = np.flatnonzero(repeated)
+            np.add.at(covered, first, 1)
+            np.add.at(covered, first + n, -1)
+            fraction = int(lengths[np.cumsum(covered[:-1]) > 0].sum()) / total
+            if fraction > limit:
                 return False
+            # words covered by repeated longer n-grams are a subset of these
+            if all(fraction <= later for _, later in limits[index + 1 :]):
+                return True
         return True
 
     return check

@@ -125,9 +125,11 @@ def _near(
 
     pairs: list[np.ndarray] = []
     for band in range(signer.bands):
-        column = np.concatenate(
-            [np.asarray(b[:, band])[c] for b, c in zip(bands, selections)]
-        ) if bands else np.zeros(0, np.uint64)  # fmt: skip
+        column = (
+            np.concatenate([np.asarray(b[:, band])[c] for b, c in zip(bands, selections)])
+            if bands
+            else np.zeros(0, np.uint64)
+        )
         first, other = candidate_pairs(column)
         pairs.append(first * len(doc_ids) + other)
     unique = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)

@@ -2,7 +2,8 @@
 
 Signatures come from `datasketch.MinHash` (its "affine32" permutations, seeded, so every worker
 computes the same ones); the number of bands and rows per band is datasketch's optimum for the
-threshold (`MinHashLSH`'s weighting of false positives and negatives). Instead of an in-memory
+threshold (`MinHashLSH`'s weighting of false positives and negatives), tilted towards recall
+because every candidate pair is then checked on its whole signature. Instead of an in-memory
 LSH index, each worker stores one 64-bit hash per band and document, and the merge step sorts
 each band's column across all workers: documents that share a band value are candidate pairs,
 checked against the threshold on their full signatures and joined into clusters
@@ -34,9 +35,11 @@ def _datasketch():
 
 
 @lru_cache(maxsize=8)
-def band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) that datasketch's LSH would use for this threshold."""
-    lsh = _datasketch().MinHashLSH(threshold=threshold, num_perm=num_perm)
+def band_layout(threshold: float, num_perm: int, recall_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch's LSH chooses for this threshold, weighing
+    missed pairs (false negatives) by `recall_weight` against spurious candidates."""
+    weights = (1.0 - recall_weight, recall_weight)
+    lsh = _datasketch().MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
     return int(lsh.b), int(lsh.r)
 
 
@@ -65,7 +68,7 @@ class Signer:
         minhash = self._minhash(
             self.num_perm,
             seed=self.seed,
-            hashfunc=_identity,
+            hashfunc=int,
             permutations=self._permutations,
             scheme="affine32",
         )
@@ -82,12 +85,8 @@ class Signer:
         return mix64(combined)
 
 
-def _identity(value: int) -> int:
-    return value
-
-
 def make_signer(near: object) -> Signer:
-    bands, rows = band_layout(near.threshold, near.num_perm)  # type: ignore[attr-defined]
+    bands, rows = band_layout(near.threshold, near.num_perm, near.recall_weight)  # type: ignore[attr-defined]
     return Signer(near.num_perm, near.seed, near.shingle_words, bands, rows)  # type: ignore[attr-defined]
 
 

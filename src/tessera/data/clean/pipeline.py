@@ -186,11 +186,19 @@ def clean(
     scanned = sum(load_summary(work, i) is not None for i in range(len(files)))
     if scanned:
         say(f"resuming the clean in {out}: {scanned} of {len(files)} files already scanned")
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeElapsedColumn()]  # fmt: skip
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        todo = [(i, (f, config, work, storage_options)) for i, f in enumerate(files)
-                if load_summary(work, i) is None]  # fmt: skip
+        todo = [
+            (i, (f, config, work, storage_options))
+            for i, f in enumerate(files)
+            if load_summary(work, i) is None
+        ]
         _run(todo, scan_file, config.workers, bar, "scan", total, sizes)
         scans = [load_summary(work, i) for i in range(len(files))]
         documents = sum(s["documents"] for s in scans)  # type: ignore[index]
@@ -205,8 +213,11 @@ def clean(
             stats = merge(config, work, len(files))
         names = DocumentNames([f.url for f in files], [s["documents"] for s in scans])  # type: ignore[index]
         reasons = fate_reasons([name for name, _, _ in resolve_filters(config.quality)])
-        todo = [(i, (f, config, work, output, reasons, names, f.url, storage_options))
-                for i, f in enumerate(files) if load_part_summary(work, i) is None]  # fmt: skip
+        todo = [
+            (i, (f, config, work, output, reasons, names, f.url, storage_options))
+            for i, f in enumerate(files)
+            if load_part_summary(work, i) is None
+        ]
         _run(todo, write_file, config.workers, bar, "write", total, sizes)
     parts = [load_part_summary(work, i) for i in range(len(files))]
     report = build_report(config, scans, stats, parts, time.perf_counter() - start)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ class PlantedCorpus:
     exact_groups: list[list[int]] = field(default_factory=list)  # indices; first = original
     near_groups: list[list[int]] = field(default_factory=list)
     kinds: dict[int, str] = field(default_factory=dict)  # copy index -> how it was made
+    origin: list[int] = field(default_factory=list)  # index of the original each one comes from
 
 
 def synthetic_documents(count: int, seed: int = 0) -> list[str]:
@@ -136,6 +137,7 @@ def plant(
     members: dict[int, list[int]] = {}
     for index, (text, key, kind) in enumerate(items):
         corpus.documents.append(text)
+        corpus.origin.append(key)
         if key in groups:
             members.setdefault(key, []).append(index)
             if kind != "original":
@@ -145,17 +147,22 @@ def plant(
     return corpus
 
 
-def score(corpus: PlantedCorpus, kept: set[int]) -> dict[str, float]:
-    """Recall and precision of duplicate removal, given the indices of documents kept."""
+def score(
+    corpus: PlantedCorpus, kept: set[int], ignore: frozenset[int] = frozenset()
+) -> dict[str, float]:
+    """Recall and precision of duplicate removal, given the indices of documents kept.
+    Documents in `ignore` (say, ones the quality filters are meant to remove) count neither
+    way, and neither do the groups they belong to."""
 
     def recall(groups: list[list[int]]) -> tuple[int, int]:
+        groups = [group for group in groups if not ignore.intersection(group)]
         found = sum(min(sum(i not in kept for i in group), len(group) - 1) for group in groups)
         return found, sum(len(group) - 1 for group in groups)
 
     exact_found, exact_total = recall(corpus.exact_groups)
     near_found, near_total = recall(corpus.near_groups)
     planted = {i for group in corpus.exact_groups + corpus.near_groups for i in group}
-    removed = set(range(len(corpus.documents))) - kept
+    removed = set(range(len(corpus.documents))) - kept - ignore
     wrong = len(removed - planted)
     correct = exact_found + near_found
     return {

@@ -97,8 +97,14 @@ def provenance_steps(config: CleanConfig, report: dict[str, Any]) -> list[dict[s
     ]
     dedup = report["dedup"]
     if config.dedup.exact:
-        steps.append(step("exact_dedup", {"normalised": True}, removed=count("exact_duplicate"),
-                          clusters=dedup.get("exact_clusters")))  # fmt: skip
+        steps.append(
+            step(
+                "exact_dedup",
+                {"normalised": True},
+                removed=count("exact_duplicate"),
+                clusters=dedup.get("exact_clusters"),
+            )
+        )
     steps.append(
         step(
             "quality_filters",
@@ -110,8 +116,14 @@ def provenance_steps(config: CleanConfig, report: dict[str, Any]) -> list[dict[s
     if config.dedup.near:
         settings = config.near.model_dump(mode="json")
         settings |= {"bands": dedup.get("near_bands"), "rows": dedup.get("near_rows")}
-        steps.append(step("near_dedup", settings, removed=count("near_duplicate"),
-                          clusters=dedup.get("near_clusters")))  # fmt: skip
+        steps.append(
+            step(
+                "near_dedup",
+                settings,
+                removed=count("near_duplicate"),
+                clusters=dedup.get("near_clusters"),
+            )
+        )
     if config.dedup.segments != "none":
         steps.append(
             step(
@@ -122,11 +134,20 @@ def provenance_steps(config: CleanConfig, report: dict[str, Any]) -> list[dict[s
             )
         )
     if config.pii.mode != "off":
-        steps.append(step("pii", config.pii.model_dump(mode="json"), found=report["pii"],
-                          removed=count("pii")))  # fmt: skip
+        steps.append(
+            step(
+                "pii", config.pii.model_dump(mode="json"), found=report["pii"], removed=count("pii")
+            )
+        )
     output = report["output"]
-    steps.append(step("write", config.output.model_dump(mode="json"),
-                      documents=output["documents"], tokens=output["tokens"]))  # fmt: skip
+    steps.append(
+        step(
+            "write",
+            config.output.model_dump(mode="json"),
+            documents=output["documents"],
+            tokens=output["tokens"],
+        )
+    )
     return steps
 
 
@@ -141,10 +162,14 @@ def markdown(report: dict[str, Any], title: str) -> str:
         "| | documents | tokens (words) | characters | bytes |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    lines.append(f"| in | {_n(inputs['documents'])} | {_n(inputs['tokens'])} | "
-                 f"{_n(inputs['characters'])} | {_n(inputs['bytes'])} |")  # fmt: skip
-    lines.append(f"| out | {_n(output['documents'])} | {_n(output['tokens'])} | "
-                 f"{_n(output['characters'])} | {_n(output['bytes'])} |")  # fmt: skip
+    lines.append(
+        f"| in | {_n(inputs['documents'])} | {_n(inputs['tokens'])} | "
+        f"{_n(inputs['characters'])} | {_n(inputs['bytes'])} |"
+    )
+    lines.append(
+        f"| out | {_n(output['documents'])} | {_n(output['tokens'])} | "
+        f"{_n(output['characters'])} | {_n(output['bytes'])} |"
+    )
     lines += [
         "",
         "## Removed",
@@ -166,12 +191,17 @@ def markdown(report: dict[str, Any], title: str) -> str:
     for kind in ("exact", "near"):
         if f"{kind}_clusters" in dedup:
             sizes = ", ".join(f"{k}: {v}" for k, v in dedup[f"{kind}_clusters"].items())
-            lines += ["", f"{kind.capitalize()}-duplicate clusters by size: {sizes}; largest "
-                      f"{_n(dedup[f'{kind}_largest_cluster'])}."]  # fmt: skip
+            lines += [
+                "",
+                f"{kind.capitalize()}-duplicate clusters by size: {sizes}; largest "
+                f"{_n(dedup[f'{kind}_largest_cluster'])}.",
+            ]
     if "near_bands" in dedup:
-        lines.append(f"LSH: {dedup['near_bands']} bands x {dedup['near_rows']} rows; "
-                     f"{_n(dedup['near_candidate_pairs'])} candidate pairs, "
-                     f"{_n(dedup['near_verified_pairs'])} at or above the threshold.")  # fmt: skip
+        lines.append(
+            f"LSH: {dedup['near_bands']} bands x {dedup['near_rows']} rows; "
+            f"{_n(dedup['near_candidate_pairs'])} candidate pairs, "
+            f"{_n(dedup['near_verified_pairs'])} at or above the threshold."
+        )
     if "segments_removed" in dedup:
         lines.append(f"Repeated lines/paragraphs removed: {_n(dedup['segments_removed'])}.")
     if report["pii"]:
