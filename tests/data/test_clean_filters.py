@@ -121,8 +121,10 @@ def _long_lines(config: LongLines):
     return lambda document: all(len(line) <= config.max_chars for line in document.lines)
 
 
+register_filter("test_long_lines", LongLines, _long_lines)  # at import: workers import it too
+
+
 def test_a_user_filter_registers_and_is_counted(tmp_path):
-    register_filter("test_long_lines", LongLines, _long_lines)
     documents = synthetic_documents(12, seed=3)
     limit = max(len(p) for d in documents for p in d.split("\n\n"))
     documents[4] = documents[4].replace("\n\n", " ")  # one line longer than any other
@@ -133,6 +135,7 @@ def test_a_user_filter_registers_and_is_counted(tmp_path):
     settings = {
         "quality": {"preset": "default", "test_long_lines": {"max_chars": limit}},
         "dedup": {"near": False},
+        "workers": 2,  # the workers import this module to register the filter
     }
     report = clean([str(folder)], str(tmp_path / "out"), parse_config(settings), progress=False)
     counts = {entry["name"]: entry["removed"] for entry in report["filters"]}

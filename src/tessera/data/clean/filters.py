@@ -325,6 +325,13 @@ for _name, _config, _build in [
     register_filter(_name, _config, _build)
 
 
+def filter_modules(quality: Mapping[str, Any]) -> list[str]:
+    """The modules that registered the user filters a `quality:` section uses: worker
+    processes import them so that the filters are registered there too."""
+    modules = {check.__module__ for _, _, check in resolve_filters(quality)}
+    return sorted(m for m in modules if m != __name__)
+
+
 def resolve_filters(quality: Mapping[str, Any]) -> list[tuple[str, BaseModel, Check]]:
     """The filters a `quality:` section asks for, in order, each validated and built.
 

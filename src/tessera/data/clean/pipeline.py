@@ -22,7 +22,7 @@ import numpy as np
 
 from tessera.core.errors import DataError
 from tessera.data.clean.config import CleanConfig
-from tessera.data.clean.filters import resolve_filters
+from tessera.data.clean.filters import filter_modules, resolve_filters
 from tessera.data.clean.merge import fate_reasons, merge, merge_done
 from tessera.data.clean.readers import InputFile, list_inputs
 from tessera.data.clean.report import build_report, markdown, provenance_steps
@@ -103,11 +103,14 @@ def prepare_output(
                 os.remove(os.path.join(root, name))
 
 
-def _context() -> Any:
+def _context(fork: bool) -> Any:
     """Workers come from a fork server that has imported the clean's modules (datasketch and
-    scipy take seconds to import) once; fresh interpreters where there is none (Windows)."""
+    scipy take seconds to import) once; fresh interpreters where there is none (Windows); a
+    plain fork when a filter was registered by the main script, which no worker can import."""
     import multiprocessing
 
+    if fork:
+        return multiprocessing.get_context("fork")
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -125,6 +128,7 @@ def _run(
     label: str,
     total_bytes: int,
     sizes: list[int],
+    fork: bool = False,
 ) -> None:
     """Run `function(index, *args)` for each task, in worker processes when workers > 1."""
     task = progress.add_task(label, total=total_bytes or None)
@@ -134,7 +138,7 @@ def _run(
             function(index, *arguments)
             progress.advance(task, sizes[index])
         return
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_context()) as pool:
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_context(fork)) as pool:
         futures = {pool.submit(function, index, *arguments): index for index, arguments in tasks}
         try:
             for future in as_completed(futures):
@@ -194,12 +198,15 @@ def clean(
         TimeElapsedColumn(),
     ]
     with Progress(*columns, disable=not progress, transient=True) as bar:
+        modules = filter_modules(config.quality)
+        fork = "__main__" in modules
+        modules = tuple(m for m in modules if m != "__main__")
         todo = [
-            (i, (f, config, work, storage_options))
+            (i, (f, config, work, storage_options, modules))
             for i, f in enumerate(files)
             if load_summary(work, i) is None
         ]
-        _run(todo, scan_file, config.workers, bar, "scan", total, sizes)
+        _run(todo, scan_file, config.workers, bar, "scan", total, sizes, fork)
         scans = [load_summary(work, i) for i in range(len(files))]
         documents = sum(s["documents"] for s in scans)  # type: ignore[index]
         if documents == 0:

@@ -56,8 +56,14 @@ def scan_file(
     config: CleanConfig,
     work: str,
     storage_options: dict[str, Any] | None = None,
+    modules: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Scan one input file; returns (and writes) its summary."""
+    """Scan one input file; returns (and writes) its summary. `modules` register user filters
+    (imported first, for worker processes)."""
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
     paths = scan_paths(work, index)
     filters = [check for _, _, check in resolve_filters(config.quality)]
     signer = None
