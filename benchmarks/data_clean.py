@@ -117,25 +117,39 @@ def build_corpus(pool: list[str], target_bytes: int, folder: Path, files: int, s
 
 
 # ---- running a tool --------------------------------------------------------------------------
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
+def _resident(pid: int) -> int:
+    """Proportional set size (shared pages split among their sharers), else resident size."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as file:
+            for line in file:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def _tree_memory(pid: int) -> int:
+    """Memory of a process and all its descendants (PSS, so forked copies are not counted
+    twice)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as file:
                 parent = int(file.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/statm") as file:
-                rss[int(entry)] = int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry))
     total, stack = 0, [pid]
     while stack:
         current = stack.pop()
-        total += rss.get(current, 0)
+        total += _resident(current)
         stack.extend(children.get(current, []))
     return total
 
@@ -163,7 +177,7 @@ def run_measured(command: list[str], cores: set[int], memory_limit: int | None, 
 
     def watch() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(process.pid))
+            peak[0] = max(peak[0], _tree_memory(process.pid))
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -173,7 +187,7 @@ def run_measured(command: list[str], cores: set[int], memory_limit: int | None, 
     watcher.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mb": round(peak[0] / 2**20, 1), "log": output[-2000:]}
+    return {"seconds": seconds, "peak_memory_mb": round(peak[0] / 2**20, 1), "log": output[-2000:]}
 
 
 def tessera_kept(out: Path, files: int) -> set[int]:
@@ -279,20 +293,12 @@ def measure(args: argparse.Namespace) -> dict:
     cores = {int(c) for c in args.cores.split(",")}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OPENBLAS_NUM_THREADS": "1"}
     results = []
-    command = [
-        sys.executable,
-        "-m",
-        "tessera.cli",
-        "data",
-        "clean",
-        str(corpus),
-        "--out",
-        str(work / "tessera"),
-        "--workers",
-        str(len(cores)),
-        "--no-progress",
-    ]
-    run = run_measured(command, cores, None, env)
+
+    def tessera(out: str) -> list[str]:
+        return [sys.executable, "-m", "tessera.cli", "data", "clean", str(corpus), "--out",
+                str(work / out), "--workers", str(len(cores)), "--no-progress"]  # fmt: skip
+
+    run = run_measured(tessera("tessera"), cores, None, env)
     run |= score(planted, tessera_kept(work / "tessera", args.files), junk)
     results.append({"tool": "tessera", **run})
     if args.datatrove_python:
@@ -310,21 +316,11 @@ def measure(args: argparse.Namespace) -> dict:
         run |= score(planted, datatrove_kept(work / "datatrove" / "out"), junk)
         results.append({"tool": "datatrove", **run})
     if args.memory_limit_mb:
-        command = [
-            sys.executable,
-            "-m",
-            "tessera.cli",
-            "data",
-            "clean",
-            str(corpus),
-            "--out",
-            str(work / "limited"),
-            "--workers",
-            str(len(cores)),
-            "--no-progress",
-        ]
         run = run_measured(
-            command, cores, args.memory_limit_mb * 2**20, {**env, "MALLOC_ARENA_MAX": "2"}
+            tessera("limited"),
+            cores,
+            args.memory_limit_mb * 2**20,
+            {**env, "MALLOC_ARENA_MAX": "2"},
         )
         results.append(
             {
@@ -363,19 +359,23 @@ def markdown(summary: dict) -> str:
         "dedup and the default quality filters.",
         "",
         "| tool | seconds | MB/s | documents/s | exact recall | near recall | precision | "
-        "peak RSS (MB) |",
+        "peak memory (MB, PSS) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in summary["results"]:
         recall = (
             f"{r['exact_recall']:.3f} | {r['near_recall']:.3f} | {r['precision']:.3f}"
             if "exact_recall" in r
-            else "| |"
+            else "- | - | -"
         )
         lines.append(
             f"| {r['tool']} | {r['seconds']:.1f} | {r['mb_per_s']} | {r['docs_per_s']} | "
-            f"{recall} | {r['peak_rss_mb']} |"
+            f"{recall} | {r['peak_memory_mb']} |"
         )
+    for r in summary["results"]:
+        if "same_output_as_unlimited" in r:
+            same = "the same" if r["same_output_as_unlimited"] else "NOT the same"
+            lines += ["", f"{r['tool']}: output {same} as without the limit."]
     tools = {r["tool"]: r for r in summary["results"]}
     if "datatrove" in tools:
         ratio = tools["tessera"]["mb_per_s"] / tools["datatrove"]["mb_per_s"]
