@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-import numpy as np
-
 from tessera.core.errors import DataError
 from tessera.data.clean.config import CleanConfig
 from tessera.data.clean.filters import filter_modules, resolve_filters
@@ -35,18 +33,6 @@ from tessera.data.storage import Storage, is_remote, write_atomic
 WORK_NAME = ".clean"
 WORK_VERSION = 1
 OUR_FILES = ("part-", "report.json", "report.md", MANIFEST_NAME)
-
-
-class DocumentNames:
-    """Turns a global document id into 'file#record' for the report."""
-
-    def __init__(self, names: list[str], counts: list[int]) -> None:
-        self.names = names
-        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-    def __call__(self, document: int) -> str:
-        index = int(np.searchsorted(self.offsets, document, side="right") - 1)
-        return f"{self.names[index]}#{document - int(self.offsets[index])}"
 
 
 def work_folder(out: Storage) -> str:
@@ -218,10 +204,9 @@ def clean(
         if stats is None:
             say("merging duplicate decisions across files")
             stats = merge(config, work, len(files))
-        names = DocumentNames([f.url for f in files], [s["documents"] for s in scans])  # type: ignore[index]
         reasons = fate_reasons([name for name, _, _ in resolve_filters(config.quality)])
         todo = [
-            (i, (f, config, work, output, reasons, names, f.url, storage_options))
+            (i, (f, config, work, output, reasons, f.url, storage_options))
             for i, f in enumerate(files)
             if load_part_summary(work, i) is None
         ]

@@ -13,18 +13,49 @@ import gzip
 import json
 import os
 from collections import Counter
+from functools import lru_cache
 from typing import IO, Any
+
+import numpy as np
 
 from tessera.data.clean.config import CleanConfig
 from tessera.data.clean.document import Document
 from tessera.data.clean.merge import FATE_KEEP, load_decisions
 from tessera.data.clean.pii import find_pii, redact
 from tessera.data.clean.readers import InputFile, ReadStats, read_documents
+from tessera.data.clean.scan import load_summary
 from tessera.data.provenance import file_hash
 from tessera.data.storage import Storage, write_atomic
 
 SUFFIX = {"zstd": ".jsonl.zst", "gzip": ".jsonl.gz", "none": ".jsonl"}
 SAMPLE_CHARS = 600
+
+
+class DocumentNames:
+    """Turns a global document id into 'file#record' for the report."""
+
+    def __init__(self, names: list[str], counts: list[int]) -> None:
+        self.names = names
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __call__(self, document: int) -> str:
+        index = int(np.searchsorted(self.offsets, document, side="right") - 1)
+        return f"{self.names[index]}#{document - int(self.offsets[index])}"
+
+
+def document_names(work: str) -> DocumentNames:
+    """The inputs (from the clean's settings) and their document counts (from the scans),
+    read once per process and clean."""
+    settings = os.path.join(work, "settings.json")
+    return _document_names(work, os.stat(settings).st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _document_names(work: str, stamp: int) -> DocumentNames:
+    with open(os.path.join(work, "settings.json"), encoding="utf-8") as file:
+        names = [url for url, _ in json.load(file)["inputs"]]
+    counts = [load_summary(work, index)["documents"] for index in range(len(names))]  # type: ignore[index]
+    return DocumentNames(names, counts)
 
 
 def part_name(index: int, compression: str) -> str:
@@ -73,14 +104,12 @@ def write_file(
     work: str,
     out: Storage,
     reasons: dict[int, str],
-    document_ref: Any,
     source_name: str,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write one part; returns (and saves) its summary. `document_ref(global id)` names a
-    document for the report (file and record)."""
+    """Write one part; returns (and saves) its summary."""
     fate, keeper, drop = load_decisions(work, index)
-    first_id = int(document_ref.offsets[index])
+    document_ref = document_names(work)
     compression = config.output.compression
     name = part_name(index, compression)
     staging = os.path.join(work, "staging")
@@ -142,7 +171,6 @@ def write_file(
         os.fsync(raw.fileno())
     finally:
         raw.close()
-    assert first_id >= 0
     entry = {"path": name, "bytes": os.path.getsize(temporary), "hash": file_hash(temporary)}
     out.put_file(temporary, name) if out.remote else os.replace(temporary, out.join(name))
     if os.path.exists(temporary):
