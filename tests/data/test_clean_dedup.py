@@ -80,3 +80,21 @@ def test_repeated_lines_are_removed_after_their_first_occurrence(tmp_path):
     assert sum(banner in t for t in texts_out) == 1  # kept in the first document only
     assert all(t.endswith("ok") for t in texts_out)  # short lines are never removed
     assert report["dedup"]["segments_removed"] == 5
+
+
+def test_signatures_are_datasketch_minhashes():
+    import datasketch
+    import numpy as np
+
+    from tessera.data.clean import Document
+    from tessera.data.clean.config import NearConfig
+    from tessera.data.clean.near import make_signer
+
+    signer = make_signer(NearConfig())
+    for text in [*synthetic_documents(5, seed=9), "one two three"]:
+        document = Document(text)
+        shingles = document.ngram_hashes(5)
+        folded = ((shingles >> np.uint64(32)) ^ shingles).astype(np.uint32)
+        reference = datasketch.MinHash(128, seed=1, hashfunc=int, scheme="affine32")
+        reference.update_batch(folded.tolist())
+        assert np.array_equal(signer.signature(document), reference.hashvalues)

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import xxhash
 
-_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+_PUNCTUATION = bytes.maketrans(string.punctuation.encode(), b" " * len(string.punctuation))
 _BASE = np.uint64(0x100000001B3)
 _BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 1 << 64))
 _powers = np.ones(1, dtype=np.uint64)
@@ -34,24 +34,35 @@ def _power_tables(length: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers, _inverse_powers
 
 
+_SHIFT = np.uint64(33)
+_MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+
 def mix64(values: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser: spreads every input bit over the output."""
-    with np.errstate(over="ignore"):
-        values = values ^ (values >> np.uint64(33))
-        values = values * np.uint64(0xFF51AFD7ED558CCD)
-        values = values ^ (values >> np.uint64(33))
-        values = values * np.uint64(0xC4CEB9FE1A85EC53)
-        return values ^ (values >> np.uint64(33))
+    """MurmurHash3's 64-bit finaliser: spreads every input bit over the output (arrays wrap
+    around silently on overflow, as intended)."""
+    values = values ^ (values >> _SHIFT)
+    values = values * _MIX1
+    values = values ^ (values >> _SHIFT)
+    values = values * _MIX2
+    return values ^ (values >> _SHIFT)
+
+
+def normalize_bytes(text: str) -> bytes:
+    """UTF-8 of the text lower-cased, ASCII punctuation to spaces, whitespace runs to one space.
+    (Working on bytes is several times faster than `str.translate` on non-ASCII text; only
+    ASCII bytes change, so the result is valid UTF-8.)"""
+    return b" ".join(text.lower().encode("utf-8").translate(_PUNCTUATION).split())
 
 
 def normalize(text: str) -> str:
     """Lower case, ASCII punctuation to spaces, whitespace runs to one space."""
-    return " ".join(text.lower().translate(_PUNCTUATION).split())
+    return normalize_bytes(text).decode("utf-8")
 
 
 def text_hash(text: str) -> int:
     """The 64-bit hash of a text's normalised form (what exact deduplication compares)."""
-    return xxhash.xxh3_64_intdigest(normalize(text).encode("utf-8"))
+    return xxhash.xxh3_64_intdigest(normalize_bytes(text))
 
 
 class Document:
@@ -77,8 +88,12 @@ class Document:
         return [block for block in blocks if block]
 
     @cached_property
+    def normalized_bytes(self) -> bytes:
+        return normalize_bytes(self.text)
+
+    @cached_property
     def normalized(self) -> str:
-        return normalize(self.text)
+        return self.normalized_bytes.decode("utf-8")
 
     @cached_property
     def words(self) -> list[str]:
@@ -86,11 +101,11 @@ class Document:
 
     @cached_property
     def exact_hash(self) -> int:
-        return xxhash.xxh3_64_intdigest(self.normalized.encode("utf-8"))
+        return xxhash.xxh3_64_intdigest(self.normalized_bytes)
 
     @cached_property
     def _bytes(self) -> np.ndarray:
-        return np.frombuffer(self.normalized.encode("utf-8"), dtype=np.uint8)
+        return np.frombuffer(self.normalized_bytes, dtype=np.uint8)
 
     @cached_property
     def _prefix(self) -> np.ndarray:
@@ -98,8 +113,7 @@ class Document:
         data = self._bytes
         powers, _ = _power_tables(len(data) + 1)
         prefix = np.zeros(len(data) + 1, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            np.cumsum(data.astype(np.uint64) * powers[: len(data)], out=prefix[1:])
+        np.cumsum(data.astype(np.uint64) * powers[: len(data)], out=prefix[1:])
         return prefix
 
     @cached_property
@@ -116,16 +130,16 @@ class Document:
 
     def ngram_hashes(self, n: int) -> np.ndarray:
         """A 64-bit hash of each run of `n` consecutive words (one if there are fewer)."""
-        starts, ends = self.word_bounds
-        if not len(starts):
-            return np.zeros(0, dtype=np.uint64)
-        n = min(n, len(starts))
-        first, last = starts[: len(starts) - n + 1], ends[n - 1 :]
-        _, inverse = _power_tables(len(self._bytes) + 1)
-        prefix = self._prefix
-        with np.errstate(over="ignore"):
-            raw = (prefix[last] - prefix[first]) * inverse[first]
-        return mix64(raw)
+        cache = self.__dict__.setdefault("_ngrams", {})
+        if n not in cache:
+            starts, ends = self.word_bounds
+            if not len(starts):
+                return np.zeros(0, dtype=np.uint64)
+            count = min(n, len(starts))
+            first, last = starts[: len(starts) - count + 1], ends[count - 1 :]
+            _, inverse = _power_tables(len(self._bytes) + 1)
+            cache[n] = mix64((self._prefix[last] - self._prefix[first]) * inverse[first])
+        return cache[n]
 
     @cached_property
     def word_hashes(self) -> np.ndarray:

@@ -1,14 +1,14 @@
 """Near-duplicate detection: MinHash signatures of word shingles, LSH bands, clusters.
 
-Signatures come from `datasketch.MinHash` (its "affine32" permutations, seeded, so every worker
-computes the same ones); the number of bands and rows per band is datasketch's optimum for the
-threshold (`MinHashLSH`'s weighting of false positives and negatives), tilted towards recall
-because every candidate pair is then checked on its whole signature. Instead of an in-memory
-LSH index, each worker stores one 64-bit hash per band and document, and the merge step sorts
-each band's column across all workers: documents that share a band value are candidate pairs,
-checked against the threshold on their full signatures and joined into clusters
-(connected components). Memory in the merge is a few bytes per document and band, never the
-text.
+Signatures are datasketch's MinHash (its seeded "affine32" permutations, so every worker
+computes the same ones), applied to a document's whole array of shingle hashes at once; the
+number of bands and rows per band is datasketch's optimum for the threshold (`MinHashLSH`'s
+weighting of false positives and negatives), tilted towards recall because every candidate
+pair is then checked on its whole signature. Instead of an in-memory LSH index, each worker
+stores one 64-bit hash per band and document, and the merge step sorts each band's column
+across all workers: documents that share a band value are candidate pairs, checked against
+the threshold on their full signatures and joined into clusters (connected components).
+Memory in the merge is a few bytes per document and band, never the text.
 """
 
 from __future__ import annotations
@@ -54,35 +54,41 @@ class Signer:
     rows: int
 
     def __post_init__(self) -> None:
-        self._minhash = _datasketch().MinHash
-        template = self._minhash(self.num_perm, seed=self.seed, scheme="affine32")
-        self._permutations = template.permutations
-        with np.errstate(over="ignore"):
-            multipliers = mix64(np.arange(1, self.rows + 1, dtype=np.uint64))
+        template = _datasketch().MinHash(self.num_perm, seed=self.seed, scheme="affine32")
+        # datasketch's affine32 permutations h -> a * h + b (mod 2^32), a odd, seeded
+        self._a, self._b = (np.asarray(p, dtype=np.uint32) for p in template.permutations)
+        multipliers = mix64(np.arange(1, self.rows + 1, dtype=np.uint64))
         self._multipliers = multipliers | np.uint64(1)
 
     def signature(self, document: Document) -> np.ndarray:
-        """uint32[num_perm]: the MinHash of the document's set of word shingles."""
-        shingles = np.unique(document.ngram_hashes(self.shingle_words))
+        """uint32[num_perm]: the MinHash of the document's set of word shingles.
+
+        The same values as `datasketch.MinHash(scheme="affine32").update_batch(shingles)`
+        (tests check it), computed on the whole array at once: datasketch calls its hash
+        function once per shingle in Python, which costs more than the rest of the scan."""
+        shingles = document.ngram_hashes(self.shingle_words)
         folded = ((shingles >> np.uint64(32)) ^ shingles).astype(np.uint32)
-        minhash = self._minhash(
-            self.num_perm,
-            seed=self.seed,
-            hashfunc=int,
-            permutations=self._permutations,
-            scheme="affine32",
-        )
-        minhash.update_batch(folded.tolist())
-        return np.asarray(minhash.hashvalues, dtype=np.uint32)
+        mixed = fmix32(folded)
+        if not len(mixed):
+            return np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+        return (mixed[:, None] * self._a + self._b).min(axis=0)
 
     def band_hashes(self, signatures: np.ndarray) -> np.ndarray:
         """uint64[documents, bands]: one hash of each band's rows of the signatures."""
         used = signatures[:, : self.bands * self.rows].astype(np.uint64)
         grouped = used.reshape(len(signatures), self.bands, self.rows)
-        with np.errstate(over="ignore"):
-            combined = (grouped * self._multipliers).sum(axis=2, dtype=np.uint64)
-            combined += np.arange(self.bands, dtype=np.uint64)  # band j never matches band k
+        combined = (grouped * self._multipliers).sum(axis=2, dtype=np.uint64)
+        combined += np.arange(self.bands, dtype=np.uint64)  # band j never matches band k
         return mix64(combined)
+
+
+def fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (datasketch's pre-mix before the permutations)."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
 
 
 def make_signer(near: object) -> Signer:

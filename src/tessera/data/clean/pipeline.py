@@ -157,6 +157,10 @@ def clean(
 
     start = time.perf_counter()
     resolve_filters(config.quality)
+    if config.dedup.near:  # a missing extra is said before any work starts
+        from tessera.data.clean.near import make_signer
+
+        make_signer(config.near)
     files = list_inputs(list(inputs), storage_options)
     output = Storage(out, storage_options)
     files = _outside(files, output, say)
