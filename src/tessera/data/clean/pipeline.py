@@ -171,7 +171,7 @@ def clean(
     work = work_folder(output)
     settings = {
         "version": WORK_VERSION,
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", exclude={"workers"}),  # any count resumes
         "inputs": [[f.url, f.size] for f in files],
     }
     prepare_output(output, work, settings, overwrite, say)
