@@ -24,13 +24,8 @@ from typing import Any
 import numpy as np
 
 from tessera.core.callback import Callback
-from tessera.data.provenance import (
-    MANIFEST_NAME,
-    TRAINING_STATE_KIND,
-    UNKNOWN_SOURCE,
-    dumps,
-    training_record,
-)
+from tessera.data.provenance import MANIFEST_NAME, TRAINING_STATE_KIND, UNKNOWN_SOURCE, dumps
+from tessera.data.training_provenance import training_record
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1

@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tessera.core.errors import UserError
-    from tessera.data.provenance import describe, read_manifest, run_provenance
+    from tessera.data.provenance import describe, read_manifest
     from tessera.data.storage import is_remote
+    from tessera.data.training_provenance import run_provenance
 
     record = None if is_remote(args.path) else run_provenance(args.path)
     if record is None:

@@ -235,7 +235,7 @@ def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None =
             else:
                 shutil.copytree(item, out / item.name, dirs_exist_ok=True)
     if trained_from is not None:
-        from tessera.data.provenance import write_model_card
+        from tessera.data.training_provenance import write_model_card
 
         write_model_card(out, trained_from)
     return out
