@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -82,9 +83,10 @@ def list_inputs(
                 "(e.g. 'corpus/**/*.jsonl.gz')."
             )
         found.extend(matches)
-    seen: set[str] = set()
-    unique = [f for f in found if not (f.url in seen or seen.add(f.url))]  # type: ignore[func-returns-value]
-    return unique
+    unique: dict[str, InputFile] = {}  # a file named twice is read once
+    for entry in found:
+        unique.setdefault(entry.url, entry)
+    return list(unique.values())
 
 
 def _local_files(spec: str) -> list[InputFile]:
@@ -108,18 +110,21 @@ def _local_files(spec: str) -> list[InputFile]:
 def _remote_files(spec: str, storage_options: dict[str, Any] | None) -> list[InputFile]:
     fs, path = _filesystem(spec, storage_options)
     protocol = spec.split("://", 1)[0]
+    base = path.rstrip("/")  # hidden names are looked for below it
     try:
         if any(c in path for c in "*?["):
             details = fs.glob(path, detail=True)
+            base = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0]
         elif fs.isdir(path):
             details = fs.find(path, detail=True)
         else:
             details = {path: fs.info(path)}
+            base = path.rsplit("/", 1)[0]
     except FileNotFoundError:
         raise DataError(f"input {spec!r} does not exist (or its bucket does not).") from None
     files = []
     for name, info in sorted(details.items()):
-        if info.get("type") == "directory" or _is_hidden(name[len(path.rstrip("/*")) :]):
+        if info.get("type") == "directory" or _is_hidden(name[len(base) :]):
             continue
         files.append(InputFile(f"{protocol}://{name}", int(info.get("size") or 0)))
     return files
