@@ -94,6 +94,7 @@ def test_empty_corpus(tmp_path, capsys):
     (tmp_path / "in" / "empty.jsonl").write_text("\n\n")
     assert clean_cli(str(tmp_path / "in"), "--out", str(tmp_path / "out")) == 2
     assert "hold no documents" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing left that a later clean would trip on
     assert clean_cli(str(tmp_path / "missing"), "--out", str(tmp_path / "out")) == 2
     assert "does not exist" in capsys.readouterr().err
 

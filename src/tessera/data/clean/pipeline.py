@@ -200,6 +200,9 @@ def clean(
         scans = [load_summary(work, i) for i in range(len(files))]
         documents = sum(s["documents"] for s in scans)  # type: ignore[index]
         if documents == 0:
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume; leave no half clean
+            if not output.remote and not os.listdir(output.url):
+                os.rmdir(output.url)
             raise DataError(
                 f"the inputs ({len(files)} file(s), {total:,} bytes) hold no documents; check "
                 "the paths, --format and --text-unit."
