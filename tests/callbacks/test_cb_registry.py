@@ -64,6 +64,7 @@ def test_every_name_builds_from_yaml_with_its_options(tmp_path):
         "threshold_stopping",
         "cost_monitor",
         "step_timer",
+        "provenance",
     }
     assert set(LOGGERS.names()) >= {"progress", "jsonl", "tensorboard", "mlflow", "wandb"}
 

@@ -14,6 +14,7 @@ _EXPORTS = {
     "MemoryMonitor": "tessera.callbacks.memory_monitor",
     "EarlyStopper": "tessera.callbacks.early_stopping",
     "ThresholdStopper": "tessera.callbacks.early_stopping",
+    "ProvenanceRecorder": "tessera.callbacks.provenance",
     "build_callbacks": "tessera.callbacks.registry",
     "CALLBACKS": "tessera.callbacks.registry",
 }

@@ -29,6 +29,7 @@ CALLBACKS = Registry(
         "threshold_stopping": "tessera.callbacks.early_stopping:ThresholdStopper",
         "cost_monitor": "tessera.callbacks.cost_monitor:CostMonitor",
         "step_timer": "tessera.estimate.probe:StepTimer",
+        "provenance": "tessera.callbacks.provenance:ProvenanceRecorder",
     },
 )
 

@@ -50,6 +50,8 @@ def add_parser(subparsers: Any) -> None:
         "--image-format", default="png", help="Fashion-MNIST images: png or raw (uint8 arrays)"
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    convert.add_argument("--license", default=None, help="licence of the data (manifest)")
+    convert.add_argument("--tag", action="append", default=[], help="tag for the manifest")
     _storage_argument(convert)
     convert.set_defaults(func=run_convert)
 
@@ -89,6 +91,7 @@ def _storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from tessera.data.convert import convert
+    from tessera.data.provenance import write_converted_manifest
 
     options: dict[str, Any] = {}
     if args.kind == "fashion-mnist":
@@ -103,6 +106,16 @@ def run_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         storage_options=_storage_options(args),
         **options,
+    )
+    settings = {"kind": args.kind, "compression": compression, "shard_size": args.shard_size}
+    write_converted_manifest(
+        args.out,
+        args.source,
+        {**settings, **options},
+        index,
+        args.license,
+        args.tag,
+        _storage_options(args),
     )
     print(f"wrote {index['num_samples']:,} samples in {len(index['shards'])} shards to {args.out}")
     return 0

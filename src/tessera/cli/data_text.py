@@ -17,7 +17,9 @@ def add_parser(subparsers: Any) -> None:
         "JSONL (a text field, prompt/response pairs, or chat messages) into OUT/train.* and "
         "OUT/val.* token files plus OUT/tokenizer.json.",
     )
-    tokenize.add_argument("inputs", nargs="+", help="text or .jsonl files")
+    tokenize.add_argument(
+        "inputs", nargs="+", help="text or .jsonl(.zst/.gz) files, or a folder (a clean's output)"
+    )
     tokenize.add_argument("--out", required=True, help="output folder")
     tokenize.add_argument(
         "--tokenizer",
@@ -40,6 +42,8 @@ def add_parser(subparsers: Any) -> None:
         default="tokens",
         help="memory-mapped token files, or streaming shards (OUT/train/, OUT/val/)",
     )
+    tokenize.add_argument("--license", default=None, help="licence of the data (manifest)")
+    tokenize.add_argument("--tag", action="append", default=[], help="tag for the manifest")
     tokenize.set_defaults(func=run_tokenize)
 
     tokenizer = commands.add_parser("tokenizer", help="train tokenizers")
@@ -60,13 +64,16 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
+    from tessera.data.provenance import dataset_files, write_tokenized_manifest
     from tessera.data.text.documents import read_documents
     from tessera.data.text.packing import tokenize_to_folder
     from tessera.data.text.tokenizers import CharTokenizer, load_tokenizer
 
+    files, sources = dataset_files(args.inputs)
+
     def documents() -> Any:
         return read_documents(
-            args.inputs,
+            files,
             args.text_field,
             lines=args.lines,
             prompt_field=args.prompt_field,
@@ -75,7 +82,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
     if args.tokenizer == "char":
         tokenizer = CharTokenizer.train(
-            (d.prompt + d.text for d in documents()), eos=args.mode == "pad" or len(args.inputs) > 1
+            (d.prompt + d.text for d in documents()), eos=args.mode == "pad" or len(files) > 1
         )
     else:
         tokenizer = load_tokenizer(args.tokenizer)
@@ -90,6 +97,10 @@ def run_tokenize(args: argparse.Namespace) -> int:
         progress=True,
         shards=args.format == "shards",
     )
+    recorded = ("tokenizer", "seq_len", "mode", "val_fraction", "seed", "format", "text_field")
+    settings = {key: getattr(args, key) for key in (*recorded, "prompt_field", "response_field")}
+    settings["vocab_size"] = tokenizer.vocab_size
+    write_tokenized_manifest(args.out, sources, settings, summary, args.license, args.tag)
     for split, numbers in summary.items():
         details = ", ".join(f"{key} {value:,}" for key, value in numbers.items())
         print(f"{split}: {details}")

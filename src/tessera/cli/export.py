@@ -30,8 +30,12 @@ def run_hf(args: argparse.Namespace) -> int:
     from tessera.models.gpt.hf_export import export_hf, target_architecture
 
     model = load_gpt(args.checkpoint)
-    out = export_hf(model, args.out)
+    out = export_hf(model, args.out, trained_from=args.checkpoint)
     print(f"wrote {target_architecture(model.config)} model to {out}")
+    if not (out / "README.md").is_file():
+        print(
+            "no training provenance found (train with `callbacks: {provenance: {}}`): no model card"
+        )
     if args.check:
         difference = compare_logits(model, out)
         print(f"largest logit difference vs transformers: {difference:.2e}")

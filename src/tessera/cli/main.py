@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "tessera.cli.consolidate",
     "tessera.cli.data",
     "tessera.cli.data_text",
+    "tessera.cli.data_clean",
+    "tessera.cli.provenance",
     "tessera.cli.generate",
     "tessera.cli.export",
     "tessera.cli.estimate",

@@ -59,6 +59,21 @@ def _record_document(
     return Document(text=str(record[text_field]))
 
 
+def _open_text(path: Path) -> Any:
+    """A text stream of a plain, gzip (.gz) or zstd (.zst) file (as `tessera data clean` writes)."""
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.suffix in (".zst", ".zstd"):
+        import io
+
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
 def read_documents(
     paths: Sequence[str | Path],
     text_field: str = "text",
@@ -74,8 +89,9 @@ def read_documents(
         path = Path(raw_path)
         if not path.is_file():
             raise DataError(f"input {str(path)!r} does not exist or is not a file.")
-        if path.suffix in (".jsonl", ".json"):
-            with open(path, encoding="utf-8") as handle:
+        compressed = path.suffix in (".gz", ".zst", ".zstd")
+        if (Path(path.stem) if compressed else path).suffix in (".jsonl", ".json"):
+            with _open_text(path) as handle:
                 for number, line in enumerate(handle, 1):
                     if not line.strip():
                         continue
@@ -86,7 +102,8 @@ def read_documents(
                         raise DataError(f"{where}: not valid JSON ({error.msg}).") from None
                     yield _record_document(record, text_field, where, prompt_field, response_field)
         else:
-            text = path.read_text(encoding="utf-8")
+            with _open_text(path) as handle:
+                text = handle.read()
             if lines:
                 yield from (Document(line) for line in text.splitlines() if line.strip())
             else:

@@ -2,8 +2,9 @@
 
 One of `path` (a folder written by `tessera data tokenize`, with train.* and val.*), `shards`
 (`tessera data tokenize --format shards`: streaming shards, local or remote, read through
-`StreamingDataset`) or `text` (raw text/JSONL files, tokenized in memory at start-up: fine for
-corpora of a few hundred MB).
+`StreamingDataset`; a list of them, each with a proportion, repeat or choose, mixes several
+data sets) or `text` (raw text/JSONL files, tokenized in memory at start-up: fine for corpora
+of a few hundred MB).
 """
 
 from __future__ import annotations
@@ -25,14 +26,26 @@ from tessera.data.text.token_file import TokenDataset
 from tessera.data.text.tokenizers import load_tokenizer
 
 
+class ShardMix(BaseModel):
+    """One data set of a mix (`shards: [{path: A, proportion: 0.7}, {path: B, ...}]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="folder/URL from `tessera data tokenize --format shards`")
+    proportion: float | None = Field(None, ge=0, description="share of each epoch")
+    repeat: float | None = Field(None, ge=0, description="multiple of its own size per epoch")
+    choose: int | None = Field(None, ge=0, description="samples per epoch")
+
+
 class TextDataConfig(BaseModel):
     """Packed token sequences for language-model training."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = "text"
     path: str | None = Field(None, description="folder from `tessera data tokenize`")
-    shards: str | None = Field(
-        None, description="folder/URL from `tessera data tokenize --format shards` (streamed)"
+    shards: str | list[ShardMix] | None = Field(
+        None,
+        description="folder/URL from `tessera data tokenize --format shards` (streamed), or a "
+        "list of them with their shares to mix",
     )
     cache: str | None = Field(None, description="local cache folder when `shards` is remote")
     text: list[str] | str | None = Field(None, description="raw text/JSONL file(s)")
@@ -116,17 +129,29 @@ def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
     from torch.utils.data import DataLoader
 
     from tessera.data.dataset import StreamingDataset
+    from tessera.data.streams import Stream
 
     batch = per_rank_batch_size(config.batch_size, context)
-    remote = "://" in str(config.shards)
-    location = (
-        {"remote": config.shards, "local": config.cache} if remote else {"local": config.shards}
-    )
+    mix = [ShardMix(path=config.shards)] if isinstance(config.shards, str) else config.shards
+    assert mix is not None
+
+    def streams(split: str, shares: bool) -> list[Stream]:
+        chosen = []
+        for number, entry in enumerate(mix):
+            remote = "://" in entry.path
+            if not remote and split == "val" and not (Path(entry.path) / "val").is_dir():
+                continue
+            cache = (
+                config.cache if len(mix) == 1 or not config.cache else f"{config.cache}/{number}"
+            )
+            where = {"remote": entry.path, "local": cache} if remote else {"local": entry.path}
+            share = {k: getattr(entry, k) for k in ("proportion", "repeat", "choose")}
+            chosen.append(Stream(**where, split=split, **(share if shares else {})))
+        return chosen
 
     def stream(split: str, shuffle: bool, batch_size: int) -> StreamingDataset:
         return StreamingDataset(
-            **location,
-            split=split,
+            streams=streams(split, shares=split == "train"),
             shuffle=shuffle,
             seed=context.seed,
             batch_size=batch_size,
@@ -141,8 +166,7 @@ def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
             train, batch_size=batch, num_workers=config.num_workers, drop_last=config.drop_last
         )
     )
-    val_index = Path(str(config.shards)) / "val"
-    if remote or val_index.is_dir():
+    if streams("val", shares=False):
         val = stream("val", False, config.eval_batch_size)
         loaders.eval["eval"] = DataLoader(
             val, batch_size=config.eval_batch_size, num_workers=config.num_workers

@@ -208,8 +208,10 @@ def _byte_alphabet() -> dict[int, str]:
     return table
 
 
-def export_hf(model: GPT, out_dir: str | Path) -> Path:
-    """Write `config.json`, `model.safetensors` and tokenizer files into `out_dir`.
+def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None = None) -> Path:
+    """Write `config.json`, `model.safetensors` and tokenizer files into `out_dir`; with
+    `trained_from` (the run or model folder), also the model card README.md naming the data it
+    was trained on and its licences, and provenance.json, when that folder has a record.
 
     Files are written to a temporary folder beside it and moved in one by one, so an
     interrupted export never leaves a truncated file under a final name.
@@ -232,4 +234,8 @@ def export_hf(model: GPT, out_dir: str | Path) -> Path:
                 os.replace(item, out / item.name)
             else:
                 shutil.copytree(item, out / item.name, dirs_exist_ok=True)
+    if trained_from is not None:
+        from tessera.data.training_provenance import write_model_card
+
+        write_model_card(out, trained_from)
     return out
