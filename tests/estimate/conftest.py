@@ -1,3 +1,3 @@
-"""This folder's fixtures live in estimate_support.py, a unique module name test files import from."""
+"""Fixtures for these tests live in estimate_support.py (a unique module name to import)."""
 
 from estimate_support import *  # noqa: F403

@@ -113,15 +113,11 @@ class CleanConfig(BaseModel):
 
 def parse_config(values: dict[str, Any], source: str = "clean settings") -> CleanConfig:
     """Validate settings, reporting every problem at once with its field path."""
-    from pydantic import ValidationError
+    from tessera.core.component import validate_options
 
-    from tessera.config.load import describe_validation_error
-
-    try:
-        config = CleanConfig.model_validate(values)
-    except ValidationError as error:
-        problems = describe_validation_error(error, CleanConfig)
-        raise ConfigError(f"{source}: invalid settings:\n  " + "\n  ".join(problems)) from None
+    config, problems = validate_options(CleanConfig, values)
+    if config is None:
+        raise ConfigError(f"{source}: invalid settings:\n  " + "\n  ".join(problems))
     from tessera.data.clean.filters import resolve_filters
 
     resolve_filters(config.quality)  # thresholds are checked now, not mid-clean
