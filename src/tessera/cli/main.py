@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "tessera.cli.export",
     "tessera.cli.estimate",
     "tessera.cli.plot",
+    "tessera.cli.serve",
+    "tessera.cli.chat",
 ]
 
 

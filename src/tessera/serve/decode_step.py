@@ -1,0 +1,123 @@
+"""The decode forward pass of the first B slots, eager or replayed from a CUDA graph.
+
+Decoding one token for a small batch is launch-bound: a 125M model issues ~200 small kernels
+a step, and the Python that launches them takes longer than the GPU needs to run them. On
+CUDA, `DecodeStep` therefore captures the step once per (batch, key length) bucket into a
+CUDA graph over static input buffers and replays it. Batch sizes and key lengths are rounded
+up to buckets (idle rows write to the cache's scratch column, and attention reads only the
+bucket's key columns). Each graph is checked against the eager step on its first use; a
+capture that fails or disagrees turns graphs off for the process, and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from tessera.serve.kv_cache import SlotKVCache
+
+log = logging.getLogger("tessera.serve")
+
+
+def bucket(value: int, smallest: int, largest: int) -> int:
+    """The smallest power of two >= value (at least `smallest`), capped at `largest`."""
+    size = smallest
+    while size < value:
+        size *= 2
+    return min(size, largest)
+
+
+class DecodeStep:
+    """Logits of one new token for slots [0, B) of a `SlotKVCache`."""
+
+    def __init__(self, model: Any, cache: SlotKVCache, use_graphs: bool) -> None:
+        self.model = model
+        self.cache = cache
+        device = model.embed.weight.device
+        self.use_graphs = use_graphs and device.type == "cuda"
+        slots = cache.slots
+        self.ids = torch.zeros(slots, 1, dtype=torch.long, device=device)
+        self.positions = torch.zeros(slots, 1, dtype=torch.long, device=device)
+        self.write_at = torch.zeros(slots, 1, dtype=torch.long, device=device)
+        self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
+        self._checked: set[tuple[int, int]] = set()
+        self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+
+    def shape_for(self, rows: int, longest: int) -> tuple[int, int]:
+        """(batch, key length) to run for `rows` slots whose longest sequence has `longest`
+        tokens: rounded to buckets when graphs are on, exact otherwise."""
+        if not self.use_graphs:
+            return rows, longest
+        return bucket(rows, 1, self.cache.slots), bucket(longest, 16, self.cache.capacity)
+
+    def __call__(
+        self, ids: list[int], positions: list[int], write_at: list[int], key_length: int
+    ) -> torch.Tensor:
+        """Logits [B, vocab] for B = len(ids) rows (slot b is row b)."""
+        batch = len(ids)
+        host = torch.tensor([ids, positions, write_at], dtype=torch.long)
+        device_inputs = host.to(self.ids.device, non_blocking=True)
+        self.ids[:batch, 0] = device_inputs[0]
+        self.positions[:batch, 0] = device_inputs[1]
+        self.write_at[:batch, 0] = device_inputs[2]
+        shape = (batch, key_length)
+        if self.use_graphs:
+            try:
+                return self._replay(shape)
+            except RuntimeError as error:  # capture can fail on some builds: say it, go eager
+                self._give_up(f"capturing the decode step failed ({error})")
+        return self._forward(shape)
+
+    def _forward(self, shape: tuple[int, int]) -> torch.Tensor:
+        batch, key_length = shape
+        step = self.cache.step(batch, self.write_at[:batch], key_length)
+        logits = self.model.run(self.ids[:batch], cache=step, positions=self.positions[:batch])
+        return logits[:, -1]
+
+    def _replay(self, shape: tuple[int, int]) -> torch.Tensor:
+        if shape not in self._graphs:
+            self._graphs[shape] = self._capture(shape)
+        graph, output = self._graphs[shape]
+        if shape not in self._checked:
+            # Eager first: it writes the same keys/values the replay writes, so running both
+            # changes nothing, and the replay's logits must match the eager ones.
+            expected = self._forward(shape).float()
+            graph.replay()
+            error = float((output.float() - expected).abs().max())
+            if error > 1e-2 * max(1.0, float(expected.abs().max())):
+                self._give_up(f"the CUDA-graph decode step differs from eager by {error:.3g}")
+                return expected
+            self._checked.add(shape)
+            return output
+        graph.replay()
+        return output
+
+    def _capture(self, shape: tuple[int, int]) -> tuple[Any, torch.Tensor]:
+        batch, _ = shape
+        saved = (
+            self.ids[:batch].clone(),
+            self.positions[:batch].clone(),
+            self.write_at[:batch].clone(),
+        )
+        self.ids[:batch] = 0
+        self.positions[:batch] = 0
+        self.write_at[:batch] = self.cache.scratch  # warm-up and capture touch no real slot
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._forward(shape)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            output = self._forward(shape)
+        self.ids[:batch], self.positions[:batch], self.write_at[:batch] = saved
+        log.info("captured a CUDA graph for the decode step at batch %d, key length %d", *shape)
+        return graph, output
+
+    def _give_up(self, reason: str) -> None:
+        log.warning("%s; decoding continues without CUDA graphs (slower).", reason)
+        self.use_graphs = False
+        self._graphs.clear()
