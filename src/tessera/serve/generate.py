@@ -10,6 +10,7 @@ cache is tested against, and the baseline of the generation benchmark). Past the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -105,16 +106,17 @@ def generate_text(
     prompts: Sequence[str],
     sampling: Sampling,
     use_cache: bool = True,
+    engine: Any = None,
 ) -> list[str]:
     """Continuations of text prompts, cut before the first stop sequence.
 
-    With the cache this runs the serving engine (`tessera.serve.engine`), the same decoder as
-    `tessera serve`; sample i of identical prompts uses noise stream i. `use_cache=False` runs
-    the recomputing reference `generate_ids` instead."""
+    With the cache this runs the serving engine (`tessera.serve.engine`; a new one unless
+    `engine` is given), the same decoder as `tessera serve`; sample i of identical prompts uses
+    noise stream i. `use_cache=False` runs the recomputing reference `generate_ids` instead."""
     if use_cache:
         from tessera.serve.offline import Job, engine_for, run_jobs
 
-        engine = engine_for(model, tokenizer, len(prompts))
+        engine = engine or engine_for(model, tokenizer, len(prompts))
         seen: dict[str, int] = {}
         jobs = []
         for prompt in prompts:
