@@ -19,16 +19,22 @@ STYLES = {
 }
 
 
-def tiny_gpt(style: str = "learned", max_seq_len: int = 512, seed: int = 0) -> GPT:
+def tiny_gpt(
+    style: str = "learned",
+    max_seq_len: int = 512,
+    seed: int = 0,
+    d_model: int = 32,
+    n_layer: int = 2,
+) -> GPT:
     """A random 2-layer GPT whose logits are far from uniform (so errors would show)."""
     torch.manual_seed(seed)
     tokenizer = CharTokenizer.train([TEXT], eos=True)
     config = GPTConfig(
         vocab_size=tokenizer.vocab_size,
         max_seq_len=max_seq_len,
-        n_layer=2,
+        n_layer=n_layer,
         n_head=4,
-        d_model=32,
+        d_model=d_model,
         **STYLES[style],
     )
     model = GPT(config, tokenizer=tokenizer).eval()
@@ -38,11 +44,15 @@ def tiny_gpt(style: str = "learned", max_seq_len: int = 512, seed: int = 0) -> G
     return model
 
 
-def greedy_reference(model: GPT, prompt: list[int], steps: int) -> list[int]:
-    """The model's own greedy decoding: a full forward pass over the sequence per token."""
+def greedy_reference(model: GPT, prompt: list[int], steps: int, eos: bool = False) -> list[int]:
+    """The model's own greedy decoding: a full forward pass over the sequence per token
+    (ending before end-of-text when `eos`)."""
     ids = list(prompt)
     with torch.no_grad():
         for _ in range(steps):
             window = torch.tensor([ids[-model.config.max_seq_len :]])
-            ids.append(int(model.run(window)[0, -1].argmax()))
+            token = int(model.run(window)[0, -1].argmax())
+            if eos and token == model.tokenizer.eos_id:
+                break
+            ids.append(token)
     return ids[len(prompt) :]

@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stop", action="append", default=[], help="stop at this text")
     parser.add_argument("--num-samples", type=int, default=1, help="samples per prompt")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling")
-    parser.add_argument("--no-cache", action="store_true", help="recompute (no KV cache, no engine)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="recompute (no KV cache, no engine)"
+    )
     add_engine_options(parser)
     parser.set_defaults(func=run)
 

@@ -51,7 +51,9 @@ def read_batch(
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: not valid JSON ({error}).") from None
         if not isinstance(data, dict):
-            raise DataError(f"{where}: each line must be a JSON object with 'prompt' or 'messages'.")
+            raise DataError(
+                f"{where}: each line must be a JSON object with 'prompt' or 'messages'."
+            )
         try:
             items.append(_item(data, number, engine, template, defaults))
         except UserError as error:
@@ -62,7 +64,13 @@ def read_batch(
     return items
 
 
-def _item(data: dict[str, Any], number: int, engine: Engine, template: ChatTemplate, defaults: dict[str, Any]) -> BatchItem:
+def _item(
+    data: dict[str, Any],
+    number: int,
+    engine: Engine,
+    template: ChatTemplate,
+    defaults: dict[str, Any],
+) -> BatchItem:
     identifier = data.pop("id", number)
     body = {**defaults, **data, "model": "batch"}
     if "messages" in data:
@@ -72,7 +80,9 @@ def _item(data: dict[str, Any], number: int, engine: Engine, template: ChatTempl
     else:
         request = parse_request(body, CompletionRequest)
         if not isinstance(request.prompt, str):
-            raise APIError("prompt: in a batch file each line holds one prompt string.", param="prompt")
+            raise APIError(
+                "prompt: in a batch file each line holds one prompt string.", param="prompt"
+            )
         prompt = engine.encode(request.prompt)
         stop, max_tokens = request.stop_list(), request.max_tokens
     sampling = Sampling(

@@ -93,7 +93,10 @@ class Server:
 
     def run(self) -> None:
         """Serve until interrupted (SIGINT/SIGTERM finish the requests in flight first)."""
-        self.uvicorn.run(sockets=[self.sock])
+        try:
+            self.uvicorn.run(sockets=[self.sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it already shut down for
+            pass
 
     def start(self, timeout: float = 30.0) -> Server:
         """Serve on a background thread (tests, benchmarks); returns once it accepts requests."""
