@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         model, template, name, config, args.api_key, args.max_prompt_tokens, args.max_tokens
     )
     engine = state.engine
+    engine.warm_up()
     host, port = sock.getsockname()[:2]
     print(
         f"serving {name!r} ({model.config.num_parameters():,} parameters, {engine.device}, "

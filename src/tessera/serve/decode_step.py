@@ -52,6 +52,24 @@ class DecodeStep:
             return rows, longest
         return bucket(rows, 1, self.cache.slots), bucket(longest, 16, self.cache.capacity)
 
+    def warm_up(self, longest: int | None = None) -> int:
+        """Capture the graphs of every bucket up to key length `longest` now, so that no
+        request pays for a capture later; returns how many were captured."""
+        if not self.use_graphs:
+            return 0
+        limit = min(longest or self.cache.capacity, self.cache.capacity)
+        batches = sorted({bucket(b, 1, self.cache.slots) for b in range(1, self.cache.slots + 1)})
+        keys = sorted({bucket(k, 16, self.cache.capacity) for k in range(1, limit + 1)})
+        try:
+            with torch.no_grad():
+                for shape in ((b, k) for b in batches for k in keys):
+                    if shape not in self._graphs:
+                        self._graphs[shape] = self._capture(shape)
+        except RuntimeError as error:
+            self._give_up(f"capturing the decode step failed ({error})")
+            return 0
+        return len(self._graphs)
+
     def __call__(
         self, ids: list[int], positions: list[int], write_at: list[int], key_length: int
     ) -> torch.Tensor:
@@ -114,7 +132,7 @@ class DecodeStep:
         with torch.cuda.graph(graph, pool=self._pool):
             output = self._forward(shape)
         self.ids[:batch], self.positions[:batch], self.write_at[:batch] = saved
-        log.info("captured a CUDA graph for the decode step at batch %d, key length %d", *shape)
+        log.debug("captured a CUDA graph for the decode step at batch %d, key length %d", *shape)
         return graph, output
 
     def _give_up(self, reason: str) -> None:

@@ -8,6 +8,7 @@ for the requests in flight, which the engine thread keeps serving until they end
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import threading
@@ -93,10 +94,9 @@ class Server:
 
     def run(self) -> None:
         """Serve until interrupted (SIGINT/SIGTERM finish the requests in flight first)."""
-        try:
+        # uvicorn re-raises the SIGINT it already shut down for; that is a normal end.
+        with contextlib.suppress(KeyboardInterrupt):
             self.uvicorn.run(sockets=[self.sock])
-        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it already shut down for
-            pass
 
     def start(self, timeout: float = 30.0) -> Server:
         """Serve on a background thread (tests, benchmarks); returns once it accepts requests."""
