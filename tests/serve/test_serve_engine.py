@@ -14,7 +14,7 @@ from tessera.serve.decode_step import bucket
 from tessera.serve.detokenize import TextStream
 from tessera.serve.engine import Engine, EngineConfig
 from tessera.serve.generate import generate_ids, generate_text
-from tessera.serve.kv_cache import slots_for_budget
+from tessera.serve.kv_cache import SlotKVCache, slots_for_budget
 from tessera.serve.offline import Completion, Job, run_jobs
 from tessera.serve.sampling import Sampling, filter_logits, gumbel_noise, row_options, sample_rows
 
@@ -191,3 +191,26 @@ def test_requests_that_cannot_fit_are_refused_by_name() -> None:
         engine.check_request([1] * 10, Sampling(max_new_tokens=30))
     with pytest.raises(UserError, match="empty"):
         engine.check_request([], GREEDY)
+
+
+@pytest.mark.parametrize("style", ["learned", "rope", "alibi"])
+def test_run_with_positions_over_a_slot_cache_equals_each_sequence_alone(style: str) -> None:
+    """GPT.run(positions=...): rows at different lengths in one pass, keys in their slots."""
+    model = tiny_gpt(style, max_seq_len=32)
+    config = model.config
+    cache = SlotKVCache(
+        config.n_layer, 3, config.kv_heads, config.head_dim, 32, "cpu", torch.float32
+    )
+    sequences = [torch.randint(0, config.vocab_size, (n,)) for n in (9, 4, 13)]
+    with torch.no_grad():
+        for slot, ids in enumerate(sequences):  # prefill all but the last token of each
+            head = ids[:-1].unsqueeze(0)
+            span = torch.arange(head.shape[1]).unsqueeze(0)
+            step = cache.step(torch.tensor([slot]), span, head.shape[1])
+            model.run(head, cache=step, positions=span)
+        lasts = torch.stack([ids[-1:] for ids in sequences])
+        positions = torch.tensor([[len(ids) - 1] for ids in sequences])
+        logits = model.run(lasts, cache=cache.step(3, positions, 13), positions=positions)
+        for row, ids in enumerate(sequences):
+            alone = model.run(ids.unsqueeze(0))[0, -1]
+            torch.testing.assert_close(logits[row, -1], alone, rtol=1e-4, atol=1e-4)

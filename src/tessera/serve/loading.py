@@ -80,6 +80,8 @@ def load_model(
 ) -> tuple[Any, Path | None]:
     """The model (tokenizer attached, eval mode, on its device) and the folder it came from."""
     where = pick_device(device)
+    if where.type == "cuda" and where.index is not None:
+        torch.cuda.set_device(where)  # streams and CUDA graphs are made on the current device
     if hf is not None:
         try:
             importer = importlib.import_module(HF_IMPORTER)
