@@ -65,6 +65,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+def throughput(system: str, clients: int, tokens: int, seconds: float) -> dict:
+    return {
+        "system": system,
+        "clients": clients,
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 1),
+    }
+
+
 def summarise(starts, firsts, ends, gaps, tokens) -> dict:
     wall = max(ends) - min(starts)
     return {
@@ -201,15 +211,9 @@ def tessera_engine(model: GPT, levels: list[int], args: argparse.Namespace) -> l
         seconds = time.perf_counter() - started
         tokens = sum(r.completion_tokens for r in results)
         key_length = args.prompt_len + args.max_tokens // 2
-        row = {
-            "system": "tessera-engine",
-            "clients": clients,
-            "tokens": tokens,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1),
-            "step_ms": round(1e3 * seconds / max(engine.steps - steps, 1), 3),
-            "decode_forward_ms": round(1e3 * forward_time(engine, clients, key_length), 3),
-        }
+        row = throughput("tessera-engine", clients, tokens, seconds)
+        row["step_ms"] = round(1e3 * seconds / max(engine.steps - steps, 1), 3)
+        row["decode_forward_ms"] = round(1e3 * forward_time(engine, clients, key_length), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -289,11 +293,7 @@ def hf_generate(model: GPT, levels: list[int], args: argparse.Namespace) -> list
         token_times = clock.times[1:]  # the first put() is the prompt itself
         gaps = [b - a for a, b in itertools.pairwise(token_times)]
         row = {
-            "system": "transformers",
-            "clients": clients,
-            "tokens": tokens,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1),
+            **throughput("transformers", clients, tokens, seconds),
             "ttft_p50_ms": round(1e3 * (token_times[0] - started), 2),
             "itl_p50_ms": round(1e3 * percentile(gaps, 50), 3),
             "itl_p99_ms": round(1e3 * percentile(gaps, 99), 3),

@@ -20,85 +20,24 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tessera.core.errors import UserError
 from tessera.serve.decode_step import DecodeStep
 from tessera.serve.detokenize import TextStream
 from tessera.serve.kv_cache import SlotKVCache, bytes_per_slot, slots_for_budget
-from tessera.serve.sampling import Sampling, row_key, row_options, sample_rows
+from tessera.serve.requests import EngineConfig, Output, QueueFull, Sequence, TokenLogprob
+from tessera.serve.sampling import Sampling, row_key, row_options, sample_rows, token_logprobs
+
+__all__ = ["Engine", "EngineConfig", "Output", "QueueFull", "TokenLogprob"]
 
 log = logging.getLogger("tessera.serve")
 
 # cuDNN's attention re-plans for every new key length (see generate.py); keep to the others.
 _BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
-class QueueFull(Exception):
-    """The waiting queue holds `max_queue` requests already."""
-
-
-@dataclass
-class EngineConfig:
-    """How many sequences run at once and how the work of a step is bounded."""
-
-    max_batch: int = 64  # slots: sequences decoded together
-    max_queue: int = 256  # requests waiting for a slot before new ones are refused
-    max_model_len: int | None = None  # tokens per sequence; None = the model's max_seq_len
-    prefill_chunk: int | None = None  # prompt tokens fed per step; None = 512 on GPU, 128 on CPU
-    kv_memory_fraction: float = 0.85  # of free GPU memory the cache may take
-    kv_memory_bytes: int | None = None  # explicit cache budget (CPU default: 4 GiB)
-    cuda_graphs: bool = True
-    request_timeout: float | None = None  # seconds from submit to finish; None = no limit
-
-
-@dataclass
-class TokenLogprob:
-    token: int
-    logprob: float
-    top: list[tuple[int, float]]
-
-
-@dataclass
-class Output:
-    """What one step added to one sequence."""
-
-    text: str
-    token_ids: list[int]
-    logprobs: list[TokenLogprob]
-    finish_reason: str | None  # None while running; stop, length, abort, timeout or error
-    prompt_tokens: int
-    completion_tokens: int
-    error: str | None = None
-
-
-@dataclass
-class _Sequence:
-    id: int
-    prompt: list[int]
-    sampling: Sampling
-    on_output: Callable[[Output], None]
-    choice: int
-    seed: int
-    slide: bool
-    deadline: float | None
-    text: TextStream
-    tokens: list[int] = field(default_factory=list)  # prompt + generated
-    window_start: int = 0  # index in `tokens` of the token in cache column 0
-    cached: int = 0  # tokens of the window whose keys/values are in the slot
-    slot: int | None = None
-    generated: int = 0
-    arrival: float = field(default_factory=time.monotonic)
-    first_token: float | None = None
-
-    @property
-    def pending(self) -> int:
-        return len(self.tokens) - self.window_start - self.cached
 
 
 class Engine:
@@ -138,10 +77,10 @@ class Engine:
             )
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._incoming: collections.deque[_Sequence] = collections.deque()
+        self._incoming: collections.deque[Sequence] = collections.deque()
         self._aborts: set[int] = set()
-        self.waiting: collections.deque[_Sequence] = collections.deque()
-        self.running: list[_Sequence] = []
+        self.waiting: collections.deque[Sequence] = collections.deque()
+        self.running: list[Sequence] = []
         self._free = list(range(slots))
         self.steps = 0
 
@@ -220,7 +159,7 @@ class Engine:
         self.check_request(prompt, sampling, slide)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         timeout = self.config.request_timeout
-        sequence = _Sequence(
+        sequence = Sequence(
             id=next(self._ids),
             prompt=list(prompt),
             sampling=sampling,
@@ -245,7 +184,7 @@ class Engine:
 
     def fail_all(self, reason: str) -> None:
         """End every queued and running sequence with an error (the step itself failed)."""
-        events: list[tuple[_Sequence, Output]] = []
+        events: list[tuple[Sequence, Output]] = []
         with self._lock:
             self.waiting.extend(self._incoming)
             self._incoming.clear()
@@ -266,7 +205,7 @@ class Engine:
     @sdpa_kernel(_BACKENDS)
     def step(self) -> None:
         """Admit, prefill one chunk, decode one token, deliver."""
-        events: list[tuple[_Sequence, Output]] = []
+        events: list[tuple[Sequence, Output]] = []
         self._take_incoming(events)
         self._admit()
         started = time.perf_counter()
@@ -308,7 +247,7 @@ class Engine:
 
     # -- scheduling ------------------------------------------------------------------------
 
-    def _take_incoming(self, events: list[tuple[_Sequence, Output]]) -> None:
+    def _take_incoming(self, events: list[tuple[Sequence, Output]]) -> None:
         with self._lock:
             self.waiting.extend(self._incoming)
             self._incoming.clear()
@@ -327,7 +266,7 @@ class Engine:
             sequence.slot = self._free.pop(0)  # lowest first: decode batches stay compact
             self.running.append(sequence)
 
-    def _prefill_work(self) -> list[tuple[_Sequence, int]]:
+    def _prefill_work(self) -> list[tuple[Sequence, int]]:
         work, budget = [], self.prefill_chunk
         for sequence in self.running:
             if sequence.pending > 1 and budget > 0:
@@ -336,7 +275,7 @@ class Engine:
                 budget -= take
         return work
 
-    def _run_prefill(self, work: list[tuple[_Sequence, int]], events: list) -> None:
+    def _run_prefill(self, work: list[tuple[Sequence, int]], events: list) -> None:
         longest = max(take for _, take in work)
         scratch = self.cache.scratch
         ids, positions, write_at, rows = [], [], [], []
@@ -371,7 +310,7 @@ class Engine:
             index = torch.tensor(done_rows, device=device)
             self._sample(done, logits[index[:, 0], index[:, 1]], events)
 
-    def _run_decode(self, decoding: list[_Sequence], events: list) -> None:
+    def _run_decode(self, decoding: list[Sequence], events: list) -> None:
         by_slot = {s.slot: s for s in decoding}
         rows = max(by_slot) + 1
         longest = max(s.cached + 1 for s in decoding)
@@ -388,7 +327,7 @@ class Engine:
 
     # -- tokens out ------------------------------------------------------------------------
 
-    def _sample(self, sequences: list[_Sequence], logits: torch.Tensor, events: list) -> None:
+    def _sample(self, sequences: list[Sequence], logits: torch.Tensor, events: list) -> None:
         if all(s.sampling.temperature == 0 for s in sequences):
             chosen = logits.argmax(dim=-1)  # greedy batch: no options or noise to build
         else:
@@ -397,26 +336,11 @@ class Engine:
         want_logprobs = [s.sampling.logprobs is not None for s in sequences]
         logprob_rows: list[TokenLogprob | None] = [None] * len(sequences)
         if any(want_logprobs):
-            logprob_rows = self._logprobs(sequences, logits, chosen, want_logprobs)
+            counts = [s.sampling.logprobs if w else None for s, w in zip(sequences, want_logprobs)]
+            logprob_rows = token_logprobs(logits, chosen, counts)
         now = time.monotonic()
         for sequence, token, logprob in zip(sequences, chosen.tolist(), logprob_rows):
             self._append(sequence, token, logprob, now, events)
-
-    def _logprobs(self, sequences, logits, chosen, wanted) -> list[TokenLogprob | None]:
-        logp = F.log_softmax(logits.float(), dim=-1)
-        picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1).tolist()
-        most = max(s.sampling.logprobs or 0 for s in sequences)
-        top_values, top_ids = logp.topk(max(most, 1), dim=-1)
-        top_values, top_ids = top_values.tolist(), top_ids.tolist()
-        out: list[TokenLogprob | None] = []
-        for row, (sequence, want) in enumerate(zip(sequences, wanted)):
-            if not want:
-                out.append(None)
-                continue
-            k = sequence.sampling.logprobs or 0
-            top = list(zip(top_ids[row][:k], top_values[row][:k]))
-            out.append(TokenLogprob(int(chosen[row]), picked[row], top))
-        return out
 
     def _append(self, sequence, token: int, logprob, now: float, events: list) -> None:
         if sequence.first_token is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -139,3 +140,25 @@ def sample_rows(logits: torch.Tensor, options: RowOptions) -> torch.Tensor:
         scaled = filter_logits(scaled, options.top_k, options.top_p)
     drawn = (scaled + gumbel_noise(options.keys, logits.shape[-1])).argmax(dim=-1)
     return torch.where(options.temperature == 0, greedy, drawn)
+
+
+def token_logprobs(
+    logits: torch.Tensor, chosen: torch.Tensor, alternatives: list[int | None]
+) -> list[Any]:
+    """Per row: None where `alternatives` is None, else a `TokenLogprob` with the chosen
+    token's log-probability under the model (before temperature and filtering) and the
+    `alternatives` most likely tokens."""
+    from tessera.serve.requests import TokenLogprob
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1).tolist()
+    most = max(k or 0 for k in alternatives)
+    top_values, top_ids = (t.tolist() for t in logp.topk(max(most, 1), dim=-1))
+    out: list[Any] = []
+    for row, k in enumerate(alternatives):
+        if k is None:
+            out.append(None)
+            continue
+        top = list(zip(top_ids[row][:k], top_values[row][:k]))
+        out.append(TokenLogprob(int(chosen[row]), picked[row], top))
+    return out

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from tessera.serve.engine import Engine, Output
 from tessera.serve.sampling import Sampling
 
@@ -61,6 +63,8 @@ class EngineWorker:
         self._wake.set()
 
     def _run(self) -> None:
+        if self.engine.device.type == "cuda":
+            torch.cuda.set_device(self.engine.device)  # the current device is per thread
         while not self._stop.is_set():
             if not self.engine.has_work():
                 self._wake.wait(0.5)
