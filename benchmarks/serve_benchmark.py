@@ -227,7 +227,7 @@ def forward_time(engine: Engine, batch: int, key_length: int) -> float:
     decode.write_at[: shape[0]] = engine.cache.scratch  # timing writes touch no real slot
     with torch.no_grad():
         if decode.use_graphs and shape in decode._graphs:
-            run = decode._graphs[shape][0].replay
+            run = decode._graphs[shape][0].replay  # the graph: (CUDAGraph, outputs)
         else:
 
             def run() -> None:

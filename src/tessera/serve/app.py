@@ -79,11 +79,7 @@ def build_app(state: ServerState) -> Any:
         body = APIError(str(error.detail), status=error.status_code).body()
         return JSONResponse(body, status_code=error.status_code)
 
-    @app.middleware("http")
-    async def count(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        state.metrics.observe_request(request.url.path, response.status_code)
-        return response
+    app.add_middleware(CountRequests, metrics=state.metrics)
 
     @app.get("/health")
     async def health() -> Any:
@@ -157,6 +153,31 @@ def build_app(state: ServerState) -> Any:
         return await collect(state, request, reply, queue, ids)
 
     return app
+
+
+class CountRequests:
+    """Counts responses by path and status. Plain ASGI: Starlette's `BaseHTTPMiddleware`
+    would pass every streamed chunk through an extra queue."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.observe_request(scope["path"], status)
 
 
 # -- request handling helpers ----------------------------------------------------------------

@@ -319,9 +319,17 @@ class Engine:
         for slot, sequence in by_slot.items():
             ids[slot] = sequence.tokens[-1]
             positions[slot] = write_at[slot] = sequence.cached
-        logits = self.decode(ids, positions, write_at, key_length)
+        logits, best = self.decode(ids, positions, write_at, key_length)
         for sequence in decoding:
             sequence.cached += 1
+        if all(s.sampling.temperature == 0 and s.sampling.logprobs is None for s in decoding):
+            # The common greedy step: the argmax came out of the same forward (graph), so
+            # one device-to-host copy is all that is left.
+            tokens = best.tolist()
+            now = time.monotonic()
+            for sequence in decoding:
+                self._append(sequence, tokens[sequence.slot], None, now, events)
+            return
         slots = torch.tensor([s.slot for s in decoding], device=self.device)
         self._sample(decoding, logits.index_select(0, slots), events)
 
