@@ -28,6 +28,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -257,7 +258,7 @@ def hf_generate(model: GPT, levels: list[int], args: argparse.Namespace) -> list
     with torch.device(device):
         hf = AutoModelForCausalLM.from_config(config)
     hf.load_state_dict(hf_state_dict(model), strict=False)
-    hf = hf.to(dtype).eval()
+    hf = hf.to(device=device, dtype=dtype).eval()  # wherever from_config built it
 
     class Clock(BaseStreamer):
         def __init__(self) -> None:
@@ -275,15 +276,15 @@ def hf_generate(model: GPT, levels: list[int], args: argparse.Namespace) -> list
         ids = torch.randint(
             0, model.config.vocab_size - 1, (clients, args.prompt_len), device=device
         )
-        options = {
+        options = {  # no end-of-text: every row runs max_tokens, as the server's requests do
+            "attention_mask": torch.ones_like(ids),
             "max_new_tokens": args.max_tokens,
-            "min_new_tokens": args.max_tokens,
             "do_sample": False,
             "pad_token_id": 0,
             "eos_token_id": None,
         }
         with torch.no_grad():
-            hf.generate(ids, **{**options, "max_new_tokens": 4, "min_new_tokens": 4})
+            hf.generate(ids, **{**options, "max_new_tokens": 4})
             clock = Clock()
             started = time.perf_counter()
             out = hf.generate(ids, streamer=clock, **options)
@@ -357,6 +358,8 @@ def markdown(results: dict) -> str:
     lines = [f"# Serving benchmark\n\n{results['machine']}\n", f"{results['settings']}\n"]
     for shape, data in results["shapes"].items():
         lines.append(f"\n## {shape} ({data['parameters']:,} parameters, {data['dtype']})\n")
+        for part, error in data["errors"].items():
+            lines.append(f"**{part} failed:** {error}\n")
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + " --- |" * len(COLUMNS))
         by = {(r["system"], r["clients"]): r for r in data["rows"]}
@@ -433,10 +436,16 @@ def main() -> None:
     }
     for shape in args.shapes.split(","):
         model = build(shape, device, dtype, args.prompt_len + args.max_tokens + 8)
-        rows = tessera_http(model, levels, args) + tessera_engine(model, levels, args)
-        if not args.skip_hf:
-            rows += hf_generate(model, levels, args)
+        parts = [tessera_http, tessera_engine] + ([] if args.skip_hf else [hf_generate])
+        rows, errors = [], {}
+        for part in parts:
+            try:
+                rows += part(model, levels, args)
+            except Exception as error:  # keep the other systems' numbers; say what failed
+                traceback.print_exc()
+                errors[part.__name__] = f"{type(error).__name__}: {error}"
         results["shapes"][shape] = {
+            "errors": errors,
             "parameters": model.config.num_parameters(),
             "dtype": str(dtype).removeprefix("torch."),
             "levels": levels,
@@ -452,11 +461,19 @@ def main() -> None:
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serve.json").write_text(json.dumps(results, indent=1))
-    (out / "serve.md").write_text(markdown(results))
+        write(results, Path(args.out))  # after each shape: a later failure keeps this one
     print(markdown(results))
+
+
+def write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("serve.json", json.dumps(results, indent=1)),
+        ("serve.md", markdown(results)),
+    ):
+        temporary = out / (name + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(out / name)
 
 
 if __name__ == "__main__":

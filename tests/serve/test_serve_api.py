@@ -68,6 +68,12 @@ def test_completion_at_temperature_0_is_the_models_greedy_decoding(
     assert response.choices[0].finish_reason == "length"
     usage = response.usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (6, 20, 26)
+    # The prompt as token ids, and echo: the same continuation.
+    ids = model.tokenizer.encode("ROMEO:")
+    echoed = client.completions.create(
+        model="tiny", prompt=ids, max_tokens=20, temperature=0, echo=True
+    )
+    assert echoed.choices[0].text == "ROMEO:" + expected
     # `tessera generate` runs the same engine: the same text.
     assert (
         main(

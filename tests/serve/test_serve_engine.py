@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import torch
 from serve_support import greedy_reference, tiny_gpt
 
 from tessera.core.errors import UserError
+from tessera.data.text.documents import render_chat
 from tessera.data.text.tokenizers import ByteTokenizer
+from tessera.serve.chat_template import DEFAULT_TEMPLATE, ChatTemplate, find_template, save_template
 from tessera.serve.decode_step import bucket
 from tessera.serve.detokenize import TextStream
 from tessera.serve.engine import Engine, EngineConfig
@@ -214,3 +217,46 @@ def test_run_with_positions_over_a_slot_cache_equals_each_sequence_alone(style: 
         for row, ids in enumerate(sequences):
             alone = model.run(ids.unsqueeze(0))[0, -1]
             torch.testing.assert_close(logits[row, -1], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_a_request_past_its_timeout_ends_with_an_error() -> None:
+    model = tiny_gpt("learned", max_seq_len=256)
+    engine = Engine(model, model.tokenizer, EngineConfig(request_timeout=0.05))
+    result = Completion()
+    long = Sampling(max_new_tokens=250, temperature=0.0, ignore_eos=True)
+    engine.submit(model.tokenizer.encode("ROMEO:"), long, result.add)
+    deadline = time.monotonic() + 30
+    while engine.has_work() and time.monotonic() < deadline:
+        engine.step()
+        time.sleep(0.002)  # at least 125 steps' sleep: past the 0.05 s limit long before 250
+    assert result.finish_reason == "timeout" and result.completion_tokens < 250
+    assert not engine.running
+
+
+def test_chat_templates_are_data_and_refused_when_malformed(tmp_path) -> None:
+    template = ChatTemplate(
+        roles={"user": "<u>{content}</u>"}, generation_prompt="<a>", stop=["</a>"]
+    )
+    folder = save_template(template, tmp_path).parent
+    loaded = find_template(folder)
+    assert (
+        loaded.render([("user", "{content} {0}"), ("system", "s")])
+        == "<u>{content} {0}</u><u>s</u><a>"
+    )
+    assert loaded.stop == ["</a>"] and find_template(tmp_path / "none") is DEFAULT_TEMPLATE
+    (tmp_path / "chat_template.json").write_text(
+        '{"format": "tessera-chat", "roles": {"user": "no slot"}}'
+    )
+    with pytest.raises(UserError, match=r"roles.user must be a string with \{content\}"):
+        find_template(tmp_path)
+
+
+def test_the_default_template_renders_chat_as_tessera_tokenizes_chat_data() -> None:
+    messages = [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+    document = render_chat(messages, "test")
+    pairs = [(m["role"], m["content"]) for m in messages[:-1]]
+    assert DEFAULT_TEMPLATE.render(pairs) == document.prompt
