@@ -155,6 +155,9 @@ def build_app(state: ServerState) -> Any:
     return app
 
 
+ENDPOINTS = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"}
+
+
 class CountRequests:
     """Counts responses by path and status. Plain ASGI: Starlette's `BaseHTTPMiddleware`
     would pass every streamed chunk through an extra queue."""
@@ -176,8 +179,9 @@ class CountRequests:
 
         try:
             await self.app(scope, receive, sending)
-        finally:
-            self.metrics.observe_request(scope["path"], status)
+        finally:  # unknown paths share one label, so scanners cannot grow the metrics
+            path = scope["path"] if scope["path"] in ENDPOINTS else "other"
+            self.metrics.observe_request(path, status)
 
 
 # -- request handling helpers ----------------------------------------------------------------

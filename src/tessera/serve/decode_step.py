@@ -39,8 +39,8 @@ class DecodeStep:
         self.use_graphs = use_graphs and device.type == "cuda"
         # One static buffer for the three inputs, so a step copies them in with one call:
         # every torch call releases and retakes the GIL, which the HTTP thread also wants.
-        self.inputs = torch.zeros(3, cache.slots, 1, dtype=torch.long, device=device)
-        self.ids, self.positions, self.write_at = self.inputs.unbind(0)
+        self.inputs = torch.zeros(3, cache.slots, dtype=torch.long, device=device)
+        self.ids, self.positions, self.write_at = (row.unsqueeze(1) for row in self.inputs)
         self._graphs: dict[tuple[int, int], tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._checked: set[tuple[int, int]] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
@@ -75,7 +75,7 @@ class DecodeStep:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, vocab] and their argmax [B] for B = len(ids) rows (slot b is row b)."""
         batch = len(ids)
-        host = torch.tensor([ids, positions, write_at], dtype=torch.long).unsqueeze(-1)
+        host = torch.tensor([ids, positions, write_at], dtype=torch.long)
         self.inputs[:, :batch].copy_(host, non_blocking=True)
         shape = (batch, key_length)
         if self.use_graphs:
