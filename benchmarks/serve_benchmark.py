@@ -184,37 +184,44 @@ def tessera_http(model: GPT, levels: list[int], args: argparse.Namespace) -> lis
 
 
 def tessera_engine(model: GPT, levels: list[int], args: argparse.Namespace) -> list[dict]:
-    config = EngineConfig(
-        max_batch=max(levels),
-        max_model_len=args.prompt_len + args.max_tokens + 8,
-        cuda_graphs=not args.no_cuda_graphs,
-    )
-    engine = Engine(model, model.tokenizer, config)
-    engine.warm_up()
+    """The engine in this process (no HTTP), with and without overlapping decode steps."""
+    engines = {}
+    for overlap in (True, False):
+        config = EngineConfig(
+            max_batch=max(levels),
+            max_model_len=args.prompt_len + args.max_tokens + 8,
+            cuda_graphs=not args.no_cuda_graphs,
+            overlap=overlap,
+        )
+        engines[overlap] = Engine(model, model.tokenizer, config)
+        engines[overlap].warm_up()
     sampling = Sampling(max_new_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
     generator = torch.Generator().manual_seed(1)
+    vocab = model.config.vocab_size - 1
     rows = []
     for clients in levels:
-        jobs = [
-            Job(
-                torch.randint(
-                    0, model.config.vocab_size - 1, (args.prompt_len,), generator=generator
-                ).tolist(),
-                sampling,
-            )
+        prompts = [
+            torch.randint(0, vocab, (args.prompt_len,), generator=generator).tolist()
             for _ in range(clients)
         ]
-        run_jobs(engine, jobs[:2], slide=False)
-        steps = engine.steps
-        started = time.perf_counter()
-        results = run_jobs(engine, jobs * args.requests, slide=False)
-        sync()
-        seconds = time.perf_counter() - started
-        tokens = sum(r.completion_tokens for r in results)
-        key_length = args.prompt_len + args.max_tokens // 2
+        jobs = [Job(prompt, sampling) for prompt in prompts]
+        speeds = {}
+        for overlap, engine in engines.items():
+            run_jobs(engine, jobs[:2], slide=False)
+            steps = engine.steps
+            started = time.perf_counter()
+            results = run_jobs(engine, jobs * args.requests, slide=False)
+            sync()
+            seconds = time.perf_counter() - started
+            tokens = sum(r.completion_tokens for r in results)
+            speeds[overlap] = (tokens, seconds, engine.steps - steps)
+        tokens, seconds, steps = speeds[True]
         row = throughput("tessera-engine", clients, tokens, seconds)
-        row["step_ms"] = round(1e3 * seconds / max(engine.steps - steps, 1), 3)
-        row["decode_forward_ms"] = round(1e3 * forward_time(engine, clients, key_length), 3)
+        row["step_ms"] = round(1e3 * seconds / max(steps, 1), 3)
+        in_turn_tokens, in_turn_seconds, _ = speeds[False]
+        row["tokens_per_s_in_turn"] = round(in_turn_tokens / in_turn_seconds, 1)
+        key_length = args.prompt_len + args.max_tokens // 2
+        row["decode_forward_ms"] = round(1e3 * forward_time(engines[True], clients, key_length), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -346,7 +353,7 @@ COLUMNS = [
     "Tessera HTTP tok/s",
     "TTFT p50 / p99 ms",
     "ITL p50 / p99 ms",
-    "engine in-process tok/s",
+    "engine in-process tok/s (overlap / in turn)",
     "engine step / decode forward ms",
     "transformers tok/s",
     "transformers TTFT / ITL p50 ms",
@@ -382,7 +389,7 @@ def markdown(results: dict) -> str:
                 get(http, "tokens_per_s"),
                 f"{get(http, 'ttft_p50_ms')} / {get(http, 'ttft_p99_ms')}",
                 f"{get(http, 'itl_p50_ms')} / {get(http, 'itl_p99_ms')}",
-                get(engine, "tokens_per_s"),
+                f"{get(engine, 'tokens_per_s')} / {get(engine, 'tokens_per_s_in_turn')}",
                 f"{get(engine, 'step_ms')} / {get(engine, 'decode_forward_ms')}",
                 get(hf, "tokens_per_s"),
                 f"{get(hf, 'ttft_p50_ms')} / {get(hf, 'itl_p50_ms')}",

@@ -35,12 +35,17 @@ def staggered(engine: Engine, prompts: list[list[int]], sampling: Sampling) -> l
     return results
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "in-turn"])
 @pytest.mark.parametrize("style", ["learned", "rope", "alibi"])
-def test_continuous_batching_equals_the_models_own_greedy_forward(style: str) -> None:
+def test_continuous_batching_equals_the_models_own_greedy_forward(
+    style: str, overlap: bool
+) -> None:
     model = tiny_gpt(style, max_seq_len=64)
     # Two slots for four sequences: later ones wait, join when one leaves; a 3-token prefill
-    # chunk spreads the 20-token prompt over steps while the others decode.
-    engine = Engine(model, model.tokenizer, EngineConfig(max_batch=2, prefill_chunk=3))
+    # chunk spreads the 20-token prompt over steps while the others decode. With overlap,
+    # each decode step starts before the previous one's tokens are read back.
+    config = EngineConfig(max_batch=2, prefill_chunk=3, overlap=overlap)
+    engine = Engine(model, model.tokenizer, config)
     prompts = [
         model.tokenizer.encode(t) for t in ("ROMEO:", "O Romeo, Romeo, wherefore", "J", "Hi")
     ]
@@ -94,6 +99,8 @@ def test_a_seed_gives_the_same_text_alone_and_in_a_busy_batch() -> None:
         Engine(model, model.tokenizer, EngineConfig(max_batch=4)), [*others, Job(prompt, seeded)]
     )
     assert busy[-1].token_ids == alone[0].token_ids
+    in_turn = Engine(model, model.tokenizer, EngineConfig(max_batch=4, overlap=False))
+    assert run_jobs(in_turn, [*others, Job(prompt, seeded)])[-1].token_ids == alone[0].token_ids
     second_choice = run_jobs(Engine(model, model.tokenizer), [Job(prompt, seeded, choice=1)])[0]
     other_seed = Sampling(**{**seeded.__dict__, "seed": 8})
     other = run_jobs(Engine(model, model.tokenizer), [Job(prompt, other_seed)])[0]

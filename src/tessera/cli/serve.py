@@ -25,6 +25,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--no-cuda-graphs", action="store_true", help="decode eagerly on GPU")
     group.add_argument(
+        "--no-overlap", action="store_true", help="read each decode step back before the next"
+    )
+    group.add_argument(
         "--chat-template", default=None, metavar="FILE", help="chat_template.json to use"
     )
 
@@ -45,6 +48,7 @@ def engine_config(args: argparse.Namespace, **extra: object):  # -> EngineConfig
         prefill_chunk=args.prefill_chunk,
         kv_memory_fraction=args.kv_memory_fraction,
         cuda_graphs=not args.no_cuda_graphs,
+        overlap=not args.no_overlap,
         **extra,
     )
 

@@ -37,10 +37,15 @@ class DecodeStep:
         self.cache = cache
         device = model.embed.weight.device
         self.use_graphs = use_graphs and device.type == "cuda"
-        # One static buffer for the three inputs, so a step copies them in with one call:
-        # every torch call releases and retakes the GIL, which the HTTP thread also wants.
-        self.inputs = torch.zeros(3, cache.slots, dtype=torch.long, device=device)
-        self.ids, self.positions, self.write_at = (row.unsqueeze(1) for row in self.inputs)
+        # One static buffer for the inputs, so a step copies them in with one call: every
+        # torch call releases and retakes the GIL, which the HTTP thread also wants. Row b
+        # reads its token from `last` (the previous step's choice, still on the device) where
+        # `follow` is 1, so a step can start before the host has seen the previous one.
+        self.inputs = torch.zeros(4, cache.slots, dtype=torch.long, device=device)
+        self.ids, self.positions, self.write_at, self.follow = (
+            row.unsqueeze(1) for row in self.inputs
+        )
+        self.last = torch.zeros(cache.slots, dtype=torch.long, device=device)
         self._graphs: dict[tuple[int, int], tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._checked: set[tuple[int, int]] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
@@ -71,11 +76,17 @@ class DecodeStep:
         return len(self._graphs)
 
     def __call__(
-        self, ids: list[int], positions: list[int], write_at: list[int], key_length: int
+        self,
+        ids: list[int],
+        positions: list[int],
+        write_at: list[int],
+        follow: list[int],
+        key_length: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B, vocab] and their argmax [B] for B = len(ids) rows (slot b is row b)."""
+        """Logits [B, vocab] and their argmax [B] for B = len(ids) rows (slot b is row b);
+        the argmax is also left in `last` for the next step."""
         batch = len(ids)
-        host = torch.tensor([ids, positions, write_at], dtype=torch.long)
+        host = torch.tensor([ids, positions, write_at, follow], dtype=torch.long)
         self.inputs[:, :batch].copy_(host, non_blocking=True)
         shape = (batch, key_length)
         if self.use_graphs:
@@ -88,9 +99,12 @@ class DecodeStep:
     def _forward(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         batch, key_length = shape
         step = self.cache.step(batch, self.write_at[:batch], key_length)
-        logits = self.model.run(self.ids[:batch], cache=step, positions=self.positions[:batch])
-        last = logits[:, -1]
-        return last, last.argmax(dim=-1)
+        ids = torch.where(self.follow[:batch] == 1, self.last[:batch, None], self.ids[:batch])
+        logits = self.model.run(ids, cache=step, positions=self.positions[:batch])
+        final = logits[:, -1]
+        best = final.argmax(dim=-1)
+        self.last[:batch].copy_(best)
+        return final, best
 
     def _replay(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         if shape not in self._graphs:
@@ -99,7 +113,9 @@ class DecodeStep:
         if shape not in self._checked:
             # Eager first: it writes the same keys/values the replay writes, so running both
             # changes nothing, and the replay's logits must match the eager ones.
+            previous = self.last.clone()
             expected = self._forward(shape)[0].float()
+            self.last.copy_(previous)  # the replay must read the same tokens
             graph.replay()
             error = float((outputs[0].float() - expected).abs().max())
             if error > 1e-2 * max(1.0, float(expected.abs().max())):
@@ -112,8 +128,9 @@ class DecodeStep:
 
     def _capture(self, shape: tuple[int, int]) -> tuple[Any, tuple[torch.Tensor, torch.Tensor]]:
         batch, _ = shape
-        saved = self.inputs[:, :batch].clone()
+        saved, last = self.inputs[:, :batch].clone(), self.last.clone()
         self.ids[:batch] = 0
+        self.follow[:batch] = 0
         self.positions[:batch] = 0
         self.write_at[:batch] = self.cache.scratch  # warm-up and capture touch no real slot
         side = torch.cuda.Stream()
@@ -126,6 +143,7 @@ class DecodeStep:
         with torch.cuda.graph(graph, pool=self._pool):
             outputs = self._forward(shape)
         self.inputs[:, :batch] = saved
+        self.last.copy_(last)
         log.debug("captured a CUDA graph for the decode step at batch %d, key length %d", *shape)
         return graph, outputs
 

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +39,17 @@ log = logging.getLogger("tessera.serve")
 
 # cuDNN's attention re-plans for every new key length (see generate.py); keep to the others.
 _BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+@dataclass
+class _Launched:
+    """A decode step whose tokens are on their way to the host."""
+
+    sequences: list[Sequence]
+    slots: list[int]
+    host: torch.Tensor
+    event: Any
+    logprobs: dict[int, Any]
 
 
 class Engine:
@@ -83,6 +95,10 @@ class Engine:
         self.running: list[Sequence] = []
         self._free = list(range(slots))
         self.steps = 0
+        self._inflight: _Launched | None = None
+        self._flip = 0
+        pinned = self.device.type == "cuda"
+        self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=pinned) for _ in range(2)]
 
     # -- sizing ----------------------------------------------------------------------------
 
@@ -190,10 +206,14 @@ class Engine:
             self._incoming.clear()
         for sequence in [*self.waiting, *self.running]:
             self._finish(sequence, "error", events, error=reason)
+            sequence.inflight = False
+        self._inflight = None
         self.deliver(events)
 
     def has_work(self) -> bool:
-        return bool(self.running or self.waiting or self._incoming or self._aborts)
+        return bool(
+            self.running or self.waiting or self._incoming or self._aborts or self._inflight
+        )
 
     @property
     def queue_depth(self) -> int:
@@ -212,9 +232,12 @@ class Engine:
         prefill = self._prefill_work()
         if prefill:
             self._run_prefill(prefill, events)
-        decoding = [s for s in self.running if s.pending == 1]
+        decoding = [s for s in self.running if s.pending == 1 and not s.inflight]
+        decoding += self._continuing()
         if decoding:
             self._run_decode(decoding, events)
+        elif self._inflight is not None:
+            self._resolve(events)
         if self.metrics is not None and (prefill or decoding):
             self.metrics.observe_step(
                 time.perf_counter() - started, len(self.running), self.slots, self.queue_depth
@@ -310,28 +333,91 @@ class Engine:
             index = torch.tensor(done_rows, device=device)
             self._sample(done, logits[index[:, 0], index[:, 1]], events)
 
+    def _continuing(self) -> list[Sequence]:
+        """Sequences of the step in flight that will surely need another token: not at their
+        last one, not about to slide their window (their token is not known on the host)."""
+        if self._inflight is None:
+            return []
+        return [
+            s
+            for s in self._inflight.sequences
+            if s.slot is not None
+            and s.generated + 1 < s.sampling.max_new_tokens
+            and len(s.tokens) + 1 - s.window_start <= self.capacity
+        ]
+
     def _run_decode(self, decoding: list[Sequence], events: list) -> None:
+        """Launch one decode step; then read back the step before it (overlap: the host
+        handles those tokens while the GPU runs this step), or this one."""
         by_slot = {s.slot: s for s in decoding}
         rows = max(by_slot) + 1
         longest = max(s.cached + 1 for s in decoding)
         batch, key_length = self.decode.shape_for(rows, longest)
-        ids, positions, write_at = [0] * batch, [0] * batch, [self.cache.scratch] * batch
+        ids, positions = [0] * batch, [0] * batch
+        write_at, follow = [self.cache.scratch] * batch, [0] * batch
         for slot, sequence in by_slot.items():
-            ids[slot] = sequence.tokens[-1]
+            if sequence.inflight:
+                follow[slot] = 1  # its token is the previous step's, still on the device
+            else:
+                ids[slot] = sequence.tokens[-1]
             positions[slot] = write_at[slot] = sequence.cached
-        logits, best = self.decode(ids, positions, write_at, key_length)
+        logits, _ = self.decode(ids, positions, write_at, follow, key_length)
+        sampled = [s for s in decoding if s.sampling.temperature > 0]
+        if sampled:  # overwrite the argmax of sampling rows with their draw
+            slots = torch.tensor([s.slot for s in sampled], device=self.device)
+            keys = [row_key(s.seed, s.choice, s.generated + s.inflight) for s in sampled]
+            options = row_options(
+                list(zip([s.sampling for s in sampled], keys)), self.vocab, self.device
+            )
+            chosen = sample_rows(logits.index_select(0, slots), options)
+            self.decode.last.index_copy_(0, slots, chosen)
+        logprobs = {}
+        wanted = [s for s in decoding if s.sampling.logprobs is not None]
+        if wanted:  # needs the logits on the host now: this step does not overlap
+            slots = torch.tensor([s.slot for s in wanted], device=self.device)
+            rows_logprobs = token_logprobs(
+                logits.index_select(0, slots),
+                self.decode.last.index_select(0, slots),
+                [s.sampling.logprobs for s in wanted],
+            )
+            logprobs = {id(s): lp for s, lp in zip(wanted, rows_logprobs)}
+        self._flip ^= 1  # two host buffers: the one of the step in flight is still unread
+        host = self._host[self._flip]
+        host[:batch].copy_(self.decode.last[:batch], non_blocking=True)
+        event = None
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+        launched = _Launched(decoding, [s.slot for s in decoding], host, event, logprobs)
+        previous, self._inflight = self._inflight, launched
         for sequence in decoding:
             sequence.cached += 1
-        if all(s.sampling.temperature == 0 and s.sampling.logprobs is None for s in decoding):
-            # The common greedy step: the argmax came out of the same forward (graph), so
-            # one device-to-host copy is all that is left.
-            tokens = best.tolist()
-            now = time.monotonic()
-            for sequence in decoding:
-                self._append(sequence, tokens[sequence.slot], None, now, events)
-            return
-        slots = torch.tensor([s.slot for s in decoding], device=self.device)
-        self._sample(decoding, logits.index_select(0, slots), events)
+        if previous is not None:
+            self._read(previous, events, skip=launched)
+        for sequence in decoding:
+            sequence.inflight = True
+        if not self.config.overlap or wanted:
+            self._resolve(events)
+
+    def _resolve(self, events: list) -> None:
+        """Read back the step in flight."""
+        launched, self._inflight = self._inflight, None
+        if launched is not None:
+            self._read(launched, events)
+
+    def _read(self, launched: _Launched, events: list, skip: _Launched | None = None) -> None:
+        if launched.event is not None:
+            launched.event.synchronize()  # this step only: a later one may still run
+        tokens = launched.host.tolist()
+        now = time.monotonic()
+        continuing = {id(s) for s in skip.sequences} if skip is not None else set()
+        for sequence, slot in zip(launched.sequences, launched.slots):
+            if id(sequence) not in continuing:
+                sequence.inflight = False
+            if sequence.slot != slot:
+                continue  # finished (stop, abort, timeout) while its step ran: a wasted row
+            logprob = launched.logprobs.get(id(sequence))
+            self._append(sequence, tokens[slot], logprob, now, events)
 
     # -- tokens out ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ class EngineConfig:
     kv_memory_fraction: float = 0.85  # of free GPU memory the cache may take
     kv_memory_bytes: int | None = None  # explicit cache budget (CPU default: 4 GiB)
     cuda_graphs: bool = True
+    overlap: bool = True  # start a decode step before the host has read the previous one
     request_timeout: float | None = None  # seconds from submit to finish; None = no limit
 
 
@@ -68,6 +69,7 @@ class Sequence:
     generated: int = 0
     arrival: float = field(default_factory=time.monotonic)
     first_token: float | None = None
+    inflight: bool = False  # a token of a launched decode step is not read back yet
 
     @property
     def pending(self) -> int:
