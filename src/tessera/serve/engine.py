@@ -3,8 +3,10 @@
 Every `step()` admits waiting requests into free cache slots, feeds one chunk of pending
 prompt tokens (several prompts batched, at most `prefill_chunk` tokens in all, so a long
 prompt is spread over steps instead of stalling everyone), then decodes one token for every
-sequence that has its prompt in the cache. Sequences join and leave at every step. The same
-engine serves the HTTP server, `tessera generate`, the offline batch mode and `tessera chat`.
+sequence that has its prompt in the cache. Sequences join and leave at every step. A decode
+step is launched before the previous one's tokens are read back (they feed it on the device),
+so the host's per-token work overlaps the GPU's. The same engine serves the HTTP server,
+`tessera generate`, the offline batch mode and `tessera chat`.
 
 The engine itself is single-threaded: `submit` and `abort` may be called from any thread
 (they only queue), `step` runs on one thread (see `worker.py` for the background loop).
@@ -13,13 +15,8 @@ Outputs go to each request's `on_output` callback from `deliver`, one batch per 
 
 from __future__ import annotations
 
-import collections
-import itertools
 import logging
-import secrets
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +25,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tessera.core.errors import UserError
 from tessera.serve.decode_step import DecodeStep
-from tessera.serve.detokenize import TextStream
-from tessera.serve.kv_cache import SlotKVCache, bytes_per_slot, slots_for_budget
+from tessera.serve.kv_cache import plan_cache, prefill_inputs
 from tessera.serve.requests import EngineConfig, Output, QueueFull, Sequence, TokenLogprob
-from tessera.serve.sampling import Sampling, row_key, row_options, sample_rows, token_logprobs
+from tessera.serve.sampling import row_key, row_options, sample_rows, token_logprobs
+from tessera.serve.scheduler import Scheduler
 
 __all__ = ["Engine", "EngineConfig", "Output", "QueueFull", "TokenLogprob"]
 
@@ -52,7 +49,7 @@ class _Launched:
     logprobs: dict[int, Any]
 
 
-class Engine:
+class Engine(Scheduler):
     """Continuous batching of one GPT and its tokenizer."""
 
     def __init__(
@@ -64,139 +61,30 @@ class Engine:
     ) -> None:
         if tokenizer is None:
             raise UserError("the model has no tokenizer saved with it; serving needs one.")
+        config = config or EngineConfig()
+        capacity = min(config.max_model_len or model.config.max_seq_len, model.config.max_seq_len)
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.config = config or EngineConfig()
-        self.metrics = metrics
         self.device = model.embed.weight.device
         self.eos_id = getattr(tokenizer, "eos_id", None)
-        self.vocab = model.config.vocab_size
-        self.capacity = min(
-            self.config.max_model_len or model.config.max_seq_len, model.config.max_seq_len
-        )
         on_gpu = self.device.type == "cuda"
-        self.prefill_chunk = self.config.prefill_chunk or (512 if on_gpu else 128)
-        slots = self._plan_slots()
-        mc = model.config
-        dtype = model.embed.weight.dtype
-        self.cache = SlotKVCache(
-            mc.n_layer, slots, mc.kv_heads, mc.head_dim, self.capacity, self.device, dtype
-        )
+        self.prefill_chunk = config.prefill_chunk or (512 if on_gpu else 128)
+        self.cache = plan_cache(model, capacity, config)
+        slots = self.cache.slots
+        super().__init__(tokenizer, model.config.vocab_size, capacity, slots, config, metrics)
         self.decode = DecodeStep(model, self.cache, self.config.cuda_graphs)
         if on_gpu and not self.config.cuda_graphs:
             log.warning(
                 "CUDA graphs are off: the decode step runs eagerly (slower at small batches)."
             )
-        self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self._incoming: collections.deque[Sequence] = collections.deque()
-        self._aborts: set[int] = set()
-        self.waiting: collections.deque[Sequence] = collections.deque()
-        self.running: list[Sequence] = []
-        self._free = list(range(slots))
         self.steps = 0
         self._inflight: _Launched | None = None
         self._flip = 0
         pinned = self.device.type == "cuda"
         self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=pinned) for _ in range(2)]
 
-    # -- sizing ----------------------------------------------------------------------------
-
-    def _plan_slots(self) -> int:
-        mc = self.model.config
-        per_slot = bytes_per_slot(
-            mc.n_layer, mc.kv_heads, mc.head_dim, self.capacity, self.model.embed.weight.dtype
-        )
-        if self.config.kv_memory_bytes is not None:
-            budget = self.config.kv_memory_bytes
-        elif self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            budget = int(free * self.config.kv_memory_fraction)
-        else:
-            budget = 4 * 2**30
-        slots = slots_for_budget(self.config.max_batch, per_slot, budget)
-        if slots < self.config.max_batch:
-            log.warning(
-                "the KV cache budget (%.1f GiB) holds %d sequences of %d tokens, not the %d "
-                "asked for (--max-batch); more requests wait in the queue.",
-                budget / 2**30,
-                slots,
-                self.capacity,
-                self.config.max_batch,
-            )
-        self.kv_cache_bytes = slots * per_slot
-        return slots
-
     @property
     def slots(self) -> int:
         return self.cache.slots
-
-    # -- requests --------------------------------------------------------------------------
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of a prompt, refusing ids the model does not have."""
-        ids = self.tokenizer.encode(text)
-        if ids and max(ids) >= self.vocab:
-            raise UserError(
-                f"the tokenizer gives id {max(ids)}, outside the model's vocabulary of "
-                f"{self.vocab}: tokenizer and model do not belong together."
-            )
-        return ids
-
-    def check_request(self, prompt: list[int], sampling: Sampling, slide: bool = False) -> None:
-        """Raise a `UserError` naming what does not fit (empty or over-long prompt, ...)."""
-        sampling.check()
-        if sampling.max_new_tokens < 1:
-            raise UserError(f"max_tokens: must be at least 1, got {sampling.max_new_tokens}.")
-        if not prompt:
-            raise UserError("prompt: empty; it needs at least one token.")
-        if len(prompt) > self.capacity or (not slide and len(prompt) >= self.capacity):
-            raise UserError(
-                f"prompt: {len(prompt)} tokens, but this model's context holds {self.capacity} "
-                f"tokens; shorten the prompt to at most {self.capacity - 1} tokens."
-            )
-        if not slide and len(prompt) + sampling.max_new_tokens > self.capacity:
-            raise UserError(
-                f"max_tokens: {sampling.max_new_tokens} new tokens after a prompt of "
-                f"{len(prompt)} exceed the model's context of {self.capacity} tokens; ask for "
-                f"at most {self.capacity - len(prompt)}."
-            )
-
-    def submit(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        on_output: Callable[[Output], None],
-        choice: int = 0,
-        slide: bool = False,
-    ) -> int:
-        """Queue one sequence; returns its id. `slide` lets it run past the context over a
-        sliding window (offline generation). Raises `QueueFull` or `UserError`."""
-        self.check_request(prompt, sampling, slide)
-        seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
-        timeout = self.config.request_timeout
-        sequence = Sequence(
-            id=next(self._ids),
-            prompt=list(prompt),
-            sampling=sampling,
-            on_output=on_output,
-            choice=choice,
-            seed=seed,
-            slide=slide,
-            deadline=time.monotonic() + timeout if timeout else None,
-            text=TextStream(self.tokenizer, sampling.stop),
-            tokens=list(prompt),
-        )
-        with self._lock:
-            if len(self._incoming) + len(self.waiting) >= self.config.max_queue:
-                raise QueueFull(f"{self.config.max_queue} requests are already waiting")
-            self._incoming.append(sequence)
-        return sequence.id
-
-    def abort(self, sequence_id: int) -> None:
-        """Stop a sequence (a client went away): its slot is freed at the next step."""
-        with self._lock:
-            self._aborts.add(sequence_id)
 
     def fail_all(self, reason: str) -> None:
         """End every queued and running sequence with an error (the step itself failed)."""
@@ -214,10 +102,6 @@ class Engine:
         return bool(
             self.running or self.waiting or self._incoming or self._aborts or self._inflight
         )
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self.waiting) + len(self._incoming)
 
     # -- one step --------------------------------------------------------------------------
 
@@ -268,27 +152,6 @@ class Engine:
         for sequence, output in events:
             sequence.on_output(output)
 
-    # -- scheduling ------------------------------------------------------------------------
-
-    def _take_incoming(self, events: list[tuple[Sequence, Output]]) -> None:
-        with self._lock:
-            self.waiting.extend(self._incoming)
-            self._incoming.clear()
-            aborts, self._aborts = self._aborts, set()
-        now = time.monotonic()
-        for sequence in [*self.waiting, *self.running]:
-            if sequence.id in aborts:
-                self._finish(sequence, "abort", events)
-            elif sequence.deadline is not None and now > sequence.deadline:
-                self._finish(sequence, "timeout", events, error="the request timed out")
-
-    def _admit(self) -> None:
-        while self.waiting and self._free:
-            sequence = self.waiting.popleft()
-            self._free.sort()
-            sequence.slot = self._free.pop(0)  # lowest first: decode batches stay compact
-            self.running.append(sequence)
-
     def _prefill_work(self) -> list[tuple[Sequence, int]]:
         work, budget = [], self.prefill_chunk
         for sequence in self.running:
@@ -299,30 +162,13 @@ class Engine:
         return work
 
     def _run_prefill(self, work: list[tuple[Sequence, int]], events: list) -> None:
-        longest = max(take for _, take in work)
-        scratch = self.cache.scratch
-        ids, positions, write_at, rows = [], [], [], []
+        chunks = []
         for sequence, take in work:
             start = sequence.window_start + sequence.cached
-            chunk = sequence.tokens[start : start + take]
-            pad = longest - take
-            span = list(range(sequence.cached, sequence.cached + take))
-            ids.append(chunk + [0] * pad)
-            positions.append(span + [0] * pad)
-            write_at.append(span + [scratch] * pad)
-            rows.append(sequence.slot)
-        key_length = max(s.cached + take for s, take in work)
+            chunks.append((sequence.slot, sequence.cached, sequence.tokens[start : start + take]))
+        ids, positions, step = prefill_inputs(self.cache, chunks, self.device)
+        logits = self.model.run(ids, cache=step, positions=positions)
         device = self.device
-        step = self.cache.step(
-            torch.tensor(rows, device=device),
-            torch.tensor(write_at, device=device),
-            key_length,
-        )
-        logits = self.model.run(
-            torch.tensor(ids, device=device),
-            cache=step,
-            positions=torch.tensor(positions, device=device),
-        )
         done_rows, done = [], []
         for row, (sequence, take) in enumerate(work):
             sequence.cached += take
@@ -462,42 +308,3 @@ class Engine:
             sequence.window_start = len(sequence.tokens) - self.capacity
             sequence.cached = 0
         events.append((sequence, self._output(sequence, text, [token], logprobs, None)))
-
-    def _finish(
-        self,
-        sequence,
-        reason: str,
-        events: list,
-        text: str = "",
-        tokens=(),
-        logprobs=(),
-        error=None,
-    ) -> None:
-        if reason in ("stop", "length"):
-            text += sequence.text.finish()
-        if sequence in self.running:
-            self.running.remove(sequence)
-            self._free.append(sequence.slot)
-            sequence.slot = None
-        elif sequence in self.waiting:
-            self.waiting.remove(sequence)
-        output = self._output(sequence, text, list(tokens), list(logprobs), reason)
-        output.error = error
-        events.append((sequence, output))
-        if self.metrics is not None:
-            self.metrics.observe_finish(
-                reason,
-                len(sequence.prompt),
-                sequence.generated,
-                time.monotonic() - sequence.arrival,
-            )
-
-    def _output(self, sequence, text, tokens, logprobs, reason) -> Output:
-        return Output(
-            text=text,
-            token_ids=tokens,
-            logprobs=logprobs,
-            finish_reason=reason,
-            prompt_tokens=len(sequence.prompt),
-            completion_tokens=sequence.generated,
-        )

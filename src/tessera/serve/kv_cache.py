@@ -10,11 +10,15 @@ token ever attends to it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from tessera.core.errors import UserError
+
+log = logging.getLogger("tessera.serve")
 
 
 def bytes_per_slot(
@@ -35,6 +39,54 @@ def slots_for_budget(wanted: int, per_slot: int, budget_bytes: int) -> int:
             "--max-model-len or free memory."
         )
     return int(min(wanted, fit))
+
+
+def plan_cache(model: Any, capacity: int, config: Any) -> SlotKVCache:
+    """The cache for `config.max_batch` sequences of `capacity` tokens, or as many as fit
+    the budget: `config.kv_memory_bytes`, else `kv_memory_fraction` of free GPU memory (CPU:
+    4 GiB). Fewer slots than asked for is said aloud."""
+    mc = model.config
+    weight = model.embed.weight
+    per_slot = bytes_per_slot(mc.n_layer, mc.kv_heads, mc.head_dim, capacity, weight.dtype)
+    if config.kv_memory_bytes is not None:
+        budget = config.kv_memory_bytes
+    elif weight.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(weight.device)
+        budget = int(free * config.kv_memory_fraction)
+    else:
+        budget = 4 * 2**30
+    slots = slots_for_budget(config.max_batch, per_slot, budget)
+    if slots < config.max_batch:
+        log.warning(
+            "the KV cache budget (%.1f GiB) holds %d sequences of %d tokens, not the %d asked "
+            "for (--max-batch); more requests wait in the queue.",
+            budget / 2**30,
+            slots,
+            capacity,
+            config.max_batch,
+        )
+    return SlotKVCache(
+        mc.n_layer, slots, mc.kv_heads, mc.head_dim, capacity, weight.device, weight.dtype
+    )
+
+
+def prefill_inputs(
+    cache: SlotKVCache, chunks: list[tuple[int, int, list[int]]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, CacheStep]:
+    """Token ids, positions and the cache view for prompt chunks given as (slot, first
+    position, tokens), padded to the longest; padding writes to the scratch column."""
+    longest = max(len(tokens) for _, _, tokens in chunks)
+    ids, positions, write_at = [], [], []
+    for _, start, tokens in chunks:
+        pad = longest - len(tokens)
+        span = list(range(start, start + len(tokens)))
+        ids.append(tokens + [0] * pad)
+        positions.append(span + [0] * pad)
+        write_at.append(span + [cache.scratch] * pad)
+    key_length = max(start + len(tokens) for _, start, tokens in chunks)
+    rows = torch.tensor([slot for slot, _, _ in chunks], device=device)
+    step = cache.step(rows, torch.tensor(write_at, device=device), key_length)
+    return torch.tensor(ids, device=device), torch.tensor(positions, device=device), step
 
 
 class SlotKVCache:
