@@ -473,11 +473,18 @@ def main() -> None:
 
 
 def write(results: dict, out: Path) -> None:
+    """serve.json, serve.md, and per shape serve-SHAPE.json in the format `tessera estimate`'s
+    serving cost reads (`--benchmark`): the HTTP server's tokens/s per concurrency."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("serve.json", json.dumps(results, indent=1)),
-        ("serve.md", markdown(results)),
-    ):
+    files = [("serve.json", json.dumps(results, indent=1)), ("serve.md", markdown(results))]
+    for shape, data in results["shapes"].items():
+        points = [
+            {"concurrency": r["clients"], "tokens_per_second": r["tokens_per_s"]}
+            for r in data["rows"]
+            if r["system"] == "tessera-http"
+        ]
+        files.append((f"serve-{shape}.json", json.dumps({"results": points}, indent=1)))
+    for name, text in files:
         temporary = out / (name + ".tmp")
         temporary.write_text(text)
         temporary.replace(out / name)
