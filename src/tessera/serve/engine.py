@@ -81,6 +81,7 @@ class Engine(Scheduler):
         self._flip = 0
         pinned = self.device.type == "cuda"
         self._host = [torch.zeros(slots, dtype=torch.long, pin_memory=pinned) for _ in range(2)]
+        self._events = [torch.cuda.Event() if pinned else None for _ in range(2)]
 
     @property
     def slots(self) -> int:
@@ -230,9 +231,8 @@ class Engine(Scheduler):
         self._flip ^= 1  # two host buffers: the one of the step in flight is still unread
         host = self._host[self._flip]
         host[:batch].copy_(self.decode.last[:batch], non_blocking=True)
-        event = None
-        if self.device.type == "cuda":
-            event = torch.cuda.Event()
+        event = self._events[self._flip]
+        if event is not None:
             event.record()
         launched = _Launched(decoding, [s.slot for s in decoding], host, event, logprobs)
         previous, self._inflight = self._inflight, launched
