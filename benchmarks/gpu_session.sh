@@ -5,15 +5,18 @@
 #   OUT=results-dir bash benchmarks/gpu_session.sh race     # nanoGPT vs Tessera to val loss 1.47
 #   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
+#   OUT=results-dir bash benchmarks/gpu_session.sh serve    # serving: HTTP server vs transformers
 #
 # Expects beside the repository root (ignored by git, carried to the GPU machine):
 #   .whl/        wheels the GPU image lacks (pydantic, pydantic-core, annotated-types,
-#                typing-inspection, zstandard), installed with --no-deps
+#                typing-inspection, zstandard), installed with --no-deps; for `serve` also
+#                fastapi, starlette, uvicorn, opentelemetry-api (and httptools, optional:
+#                uvicorn's faster HTTP parser)
 #   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt
 #   .gpu_data/fashion-mnist/   the four Fashion-MNIST IDX files
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision}
+part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -53,8 +56,12 @@ vision)
         --output "$OUT/time_to_accuracy_gpu.json" >"$OUT/vision.log" 2>&1
     echo "vision exit $?"; grep -E 'seed [0-9]+:' "$OUT/vision.log" | tail -30
     ;;
+serve)
+    timeout 330 $PY benchmarks/serve_benchmark.py --out "$OUT" >"$OUT/serve.log" 2>&1
+    echo "serve exit $?"; grep -vE '^\{' "$OUT/serve.log" | tail -40 | cut -c1-220
+    ;;
 *)
-    echo "unknown part: $part (llm, race, gen or vision)" >&2
+    echo "unknown part: $part (llm, race, gen, vision or serve)" >&2
     exit 2
     ;;
 esac

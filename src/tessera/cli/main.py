@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "tessera.cli.export",
     "tessera.cli.estimate",
     "tessera.cli.plot",
+    "tessera.cli.serve",
+    "tessera.cli.chat",
 ]
 
 

@@ -10,54 +10,15 @@ cache is tested against, and the baseline of the generation benchmark). Past the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tessera.core.errors import UserError
+from tessera.serve.sampling import Sampling, choose_next
 
-
-@dataclass
-class Sampling:
-    """How each next token is chosen. temperature 0 means greedy (argmax)."""
-
-    max_new_tokens: int = 200
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-
-    def check(self) -> None:
-        if self.max_new_tokens < 0:
-            raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}.")
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
-        if self.top_k is not None and self.top_k < 1:
-            raise UserError(f"top_k must be >= 1, got {self.top_k}.")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"top_p must be in (0, 1], got {self.top_p}.")
-
-
-def choose_next(
-    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Next token ids [B] from last-position logits [B, V]."""
-    if sampling.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / sampling.temperature
-    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if sampling.top_p is not None and sampling.top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop_sorted = cumulative - sorted_logits.softmax(-1) >= sampling.top_p  # keeps the first
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+__all__ = ["Sampling", "choose_next", "generate_ids", "generate_text"]
 
 
 # Decoding calls attention with a new key length at every token. cuDNN's attention backend
@@ -145,8 +106,23 @@ def generate_text(
     prompts: Sequence[str],
     sampling: Sampling,
     use_cache: bool = True,
+    engine: Any = None,
 ) -> list[str]:
-    """Continuations of text prompts, cut before the first stop sequence."""
+    """Continuations of text prompts, cut before the first stop sequence.
+
+    With the cache this runs the serving engine (`tessera.serve.engine`; a new one unless
+    `engine` is given), the same decoder as `tessera serve`; sample i of identical prompts uses
+    noise stream i. `use_cache=False` runs the recomputing reference `generate_ids` instead."""
+    if use_cache:
+        from tessera.serve.offline import Job, engine_for, run_jobs
+
+        engine = engine or engine_for(model, tokenizer, len(prompts))
+        seen: dict[str, int] = {}
+        jobs = []
+        for prompt in prompts:
+            jobs.append(Job(engine.encode(prompt), sampling, choice=seen.get(prompt, 0)))
+            seen[prompt] = seen.get(prompt, 0) + 1
+        return [completion.text for completion in run_jobs(engine, jobs)]
     encoded = [tokenizer.encode(prompt) for prompt in prompts]
     vocab = model.config.vocab_size
     for prompt, tokens in zip(prompts, encoded):
@@ -157,8 +133,6 @@ def generate_text(
             )
 
     def hit_stop(row: int, new_ids: list[int]) -> bool:
-        if not sampling.stop:
-            return False
         tail = tokenizer.decode(new_ids[-64:])
         return any(stop in tail for stop in sampling.stop)
 
@@ -167,7 +141,7 @@ def generate_text(
         encoded,
         sampling,
         eos_id=getattr(tokenizer, "eos_id", None),
-        use_cache=use_cache,
+        use_cache=False,
         should_stop=hit_stop if sampling.stop else None,
     )
     texts = []

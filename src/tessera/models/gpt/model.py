@@ -79,12 +79,21 @@ class GPT(TrainableModel):
         input_ids: torch.Tensor,
         cache: KVCache | None = None,
         attention_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, vocab] for `input_ids` [B, T].
 
         With a `cache`, the tokens continue the cached ones. `attention_mask` [B, slots so far]
         marks real tokens (False for left padding); positions then count real tokens only.
+
+        `positions` [B, T] instead gives every token's position, for a cache whose rows hold
+        sequences of different lengths, each token's keys at the slot of its position (the
+        serving engine's slot cache, with `key_length` and `update`): a token then attends to
+        the cached slots up to its own position, and the cache is not advanced.
         """
+        if positions is not None:
+            mask = self._position_mask(positions, cache.key_length)
+            return self._network(input_ids, positions, mask, cache)
         length = input_ids.shape[1]
         start = cache.length if cache is not None else 0
         end = start + length
@@ -94,6 +103,19 @@ class GPT(TrainableModel):
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:end]
         else:
             positions = torch.arange(start, end, device=device).unsqueeze(0)
+        mask = self._attention_mask(length, start, attention_mask, device)
+        logits = self._network(input_ids, positions, mask, cache)
+        if cache is not None:
+            cache.advance(length)
+        return logits
+
+    def _network(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: Any,
+    ) -> torch.Tensor:
         x = self.embed(input_ids)
         if self.config.position == "learned":
             x = x + self.pos_embed(positions)
@@ -101,11 +123,8 @@ class GPT(TrainableModel):
         rope = None
         if self.config.position == "rope":
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
-        mask = self._attention_mask(length, start, attention_mask, device)
         for block in self.blocks:
             x = block(x, rope, mask, cache)
-        if cache is not None:
-            cache.advance(length)
         return self.lm_head(self.norm(x))
 
     def _check_length(self, end: int, cache: KVCache | None) -> None:
@@ -137,6 +156,17 @@ class GPT(TrainableModel):
         distance = (key_slots - query_slots).float()
         bias = self.alibi.view(-1, 1, 1) * distance  # [H, T, slots]: 0 on the diagonal
         return bias.unsqueeze(0).masked_fill(~allowed, float("-inf"))
+
+    def _position_mask(self, positions: torch.Tensor, key_length: int) -> torch.Tensor:
+        """Bool mask (or ALiBi's float bias) [B, 1 or H, T, key_length]: key slot j is seen by
+        a token at position p when j <= p."""
+        key_slots = torch.arange(key_length, device=positions.device)
+        distance = key_slots.view(1, 1, 1, -1) - positions[:, None, :, None]
+        allowed = distance <= 0
+        if self.config.position != "alibi":
+            return allowed
+        bias = self.alibi.view(1, -1, 1, 1) * distance.float()
+        return bias.masked_fill(~allowed, float("-inf"))
 
     def new_cache(
         self, batch_size: int, capacity: int | None = None, dtype: torch.dtype | None = None
