@@ -12,14 +12,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a checkpoint on a dataset",
         description="Evaluate a run folder (its final model), a final/ model folder, or a "
-        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe).",
+        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe); with "
+        "--tasks, on in-context-learning tasks (docs/eval.md).",
     )
-    parser.add_argument("checkpoint", help="run folder, final/ folder or checkpoint file")
+    parser.add_argument("checkpoint", nargs="?", help="run folder, final/ folder or checkpoint")
     parser.add_argument(
         "--recipe",
         help="recipe to take model and data from (default: the run folder's config.yaml)",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides (e.g. data.path=...)")
+    from tessera.eval.cli import add_task_arguments  # --tasks: the ICL harness (tessera.eval)
+
+    add_task_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -39,6 +43,14 @@ def _locate(checkpoint: Path) -> tuple[Path | None, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tasks is not None:
+        from tessera.eval.cli import run_tasks
+
+        return run_tasks(args)
+    if args.checkpoint is None:
+        from tessera.core.errors import UserError
+
+        raise UserError("tessera eval: give a run folder, final/ folder or checkpoint file")
     from safetensors.torch import load_file
 
     from tessera.config import load_config
