@@ -26,6 +26,7 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     "memory_monitor": ("tessera.callbacks.memory_monitor", "MemoryMonitor"),
     "early_stopping": ("tessera.callbacks.early_stopping", "EarlyStopper"),
     "threshold_stopping": ("tessera.callbacks.early_stopping", "ThresholdStopper"),
+    "icl_evaluation": ("tessera.eval.callback", "ICLEvaluation"),  # tasks during training
 }
 
 

@@ -59,7 +59,9 @@ def plan(tasks: str, data_dir: str | None = None) -> tuple[list[Any], Any, dict[
     selected: dict[str, tuple[Any, list[int]]] = {}
     gauntlet, resolved = None, {}
     for name in names:
-        if name == "gauntlet" or (name.endswith((".yaml", ".yml")) and is_gauntlet_file(Path(name))):
+        if name == "gauntlet" or (
+            name.endswith((".yaml", ".yml")) and is_gauntlet_file(Path(name))
+        ):
             gauntlet = load_gauntlet(None if name == "gauntlet" else name)
             for entry in gauntlet.entries:
                 spec = load_task(entry.task)
@@ -80,7 +82,9 @@ def run_tasks(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return _launch(args)
     if args.checkpoint is None and args.hf is None:
-        raise ConfigError("give a run folder, final/ folder or checkpoint to evaluate, or --hf PATH.")
+        raise ConfigError(
+            "give a run folder, final/ folder or checkpoint to evaluate, or --hf PATH."
+        )
     shots = parse_shots(args.num_fewshot)
     tasks, gauntlet, names = plan(args.tasks, args.data_dir)
     if distributed.launched_by_torchrun():
@@ -151,8 +155,18 @@ def _launch(args: argparse.Namespace) -> int:
     from tessera.launch.local import LaunchOptions, launch
 
     argv = [args.checkpoint] if args.checkpoint else []
-    for flag in ("tasks", "num_fewshot", "batch_size", "limit", "hf", "tokenizer", "device",
-                 "dtype", "data_dir", "out"):
+    for flag in (
+        "tasks",
+        "num_fewshot",
+        "batch_size",
+        "limit",
+        "hf",
+        "tokenizer",
+        "device",
+        "dtype",
+        "data_dir",
+        "out",
+    ):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]

@@ -112,7 +112,5 @@ def score_gauntlet(
                 "score": sum(scores.values()) / len(scores),
                 "tasks": scores,
             }
-    average = (
-        sum(c["score"] for c in categories.values()) / len(categories) if categories else None
-    )
+    average = sum(c["score"] for c in categories.values()) / len(categories) if categories else None
     return {"name": gauntlet.name, "categories": categories, "average": average}

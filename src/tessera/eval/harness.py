@@ -186,8 +186,7 @@ def console_progress(enabled: bool = True) -> Iterator[ProgressFactory | None]:
     if not enabled or distributed.get_rank() != 0:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = [
         TextColumn("{task.description:<24}"),

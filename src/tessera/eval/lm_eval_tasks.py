@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from tessera.core.errors import ConfigError
 from tessera.core.checkpoint import atomic_write
+from tessera.core.errors import ConfigError
 from tessera.eval.tasks import TaskData
 
 PREFIX = "tessera_"
@@ -30,17 +30,21 @@ def _text(template: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "{{" + m.group(1) + "}}", template)
 
 
-def lm_eval_config(task: TaskData) -> dict[str, Any]:
-    """The lm-eval task config (as a dict) for one Tessera task."""
+def lm_eval_config(task: TaskData, num_fewshot: int | None = None) -> dict[str, Any]:
+    """The lm-eval task config (as a dict) for one Tessera task; with `num_fewshot`, the task
+    is named `tessera_<name>_<n>shot` and runs at that count."""
     spec = task.spec
+    suffix = f"_{num_fewshot}shot" if num_fewshot is not None else ""
     config: dict[str, Any] = {
-        "task": PREFIX + spec.name,
+        "task": PREFIX + spec.name + suffix,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(task.path.resolve())}},
         "test_split": "test",
         "fewshot_split": "test",
         "fewshot_delimiter": spec.fewshot_delimiter,
     }
+    if num_fewshot is not None:
+        config["num_fewshot"] = num_fewshot
     mean = {"aggregation": "mean", "higher_is_better": True}
     if spec.type == "multiple_choice":
         config.update(
@@ -80,12 +84,15 @@ def lm_eval_config(task: TaskData) -> dict[str, Any]:
     return config
 
 
-def write_lm_eval_tasks(tasks: list[TaskData], folder: str | Path) -> list[str]:
-    """Write one `tessera_<name>.yaml` per task into `folder`; returns the lm-eval task names."""
+def write_lm_eval_tasks(
+    tasks: list[TaskData], folder: str | Path, shots: list[int] | None = None
+) -> list[str]:
+    """Write one YAML per task (per shot count, when `shots` is given) into `folder`; returns
+    the lm-eval task names."""
     folder = Path(folder)
     names = []
-    for task in tasks:
-        config = lm_eval_config(task)
+    for task, count in [(t, c) for t in tasks for c in (shots or [None])]:
+        config = lm_eval_config(task, count)
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
         atomic_write(folder / f"{config['task']}.yaml", lambda f, t=text: f.write(t), mode="w")
         names.append(config["task"])

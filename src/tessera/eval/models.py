@@ -27,10 +27,12 @@ class EvalModel:
     eos_id: int | None = None
     prefix_id: int | None = None  # conditions a continuation whose context is empty
 
-    def __init__(self, module: nn.Module, output_layer: nn.Module, autocast: bool) -> None:
+    def __init__(
+        self, module: nn.Module, output_layer: nn.Module, autocast: torch.dtype | None
+    ) -> None:
         self.module = module
         self.output_layer = output_layer
-        self.autocast = autocast  # run under bf16 autocast (weights kept as they are)
+        self.autocast = autocast  # run under autocast to this dtype (weights kept as they are)
 
     @property
     def device(self) -> torch.device:
@@ -73,8 +75,8 @@ class EvalModel:
             handle.remove()
 
     def _precision(self) -> Any:
-        if self.autocast:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.autocast is not None:
+            return torch.autocast(self.device.type, dtype=self.autocast)
         return contextlib.nullcontext()
 
     def generate(
@@ -86,7 +88,13 @@ class EvalModel:
 class TesseraModel(EvalModel):
     """A Tessera GPT with the tokenizer it was trained with."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, name: str = "tessera", autocast=False):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        name: str = "tessera",
+        autocast: torch.dtype | None = None,
+    ) -> None:
         if tokenizer is None:
             raise UserError(
                 f"{name}: the model carries no tokenizer, so text cannot be turned into tokens; "
@@ -132,7 +140,9 @@ class HFModel(EvalModel):
     Text is encoded as lm-evaluation-harness encodes it: with the tokenizer's default special
     tokens (a BOS where the tokenizer adds one)."""
 
-    def __init__(self, folder: str | Path, device: torch.device, dtype: torch.dtype, tokenizer=None):
+    def __init__(
+        self, folder: str | Path, device: torch.device, dtype: torch.dtype, tokenizer=None
+    ):
         transformers = _transformers()
         folder = Path(folder)
         if not (folder / "config.json").is_file():
@@ -154,7 +164,7 @@ class HFModel(EvalModel):
         output = model.get_output_embeddings()
         if output is None:
             raise UserError(f"--hf {folder}: the model has no output layer to score tokens with.")
-        super().__init__(model, output, autocast=False)
+        super().__init__(model, output, autocast=None)
         self.name = folder.name
         self.max_length = _max_length(model.config, self.tokenizer)
         self.eos_id = self.tokenizer.eos_token_id
@@ -248,8 +258,11 @@ def load_model(
         from tessera.data.text.tokenizers import load_tokenizer
 
         model.tokenizer = load_tokenizer(tokenizer)
-    model = model.to(chosen, torch_dtype).eval()
-    return TesseraModel(model, model.tokenizer, name=Path(path).name)
+    # Weights stay fp32 and run under autocast: casting the model would also round its RoPE
+    # tables to bf16.
+    model = model.to(chosen).eval()
+    autocast = torch_dtype if torch_dtype != torch.float32 else None
+    return TesseraModel(model, model.tokenizer, name=Path(path).name, autocast=autocast)
 
 
 def _load_tessera(path: Path) -> nn.Module:

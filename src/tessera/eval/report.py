@@ -30,8 +30,14 @@ def _rows(results: list[TaskResult]) -> list[list[str]]:
         rate = result.examples / max(result.seconds, 1e-9)
         truncated = f"{result.truncated}" if result.truncated else "0"
         rows.append(
-            [result.task, str(result.num_fewshot), shown, str(result.examples), truncated,
-             f"{rate:,.1f}"]
+            [
+                result.task,
+                str(result.num_fewshot),
+                shown,
+                str(result.examples),
+                truncated,
+                f"{rate:,.1f}",
+            ]
         )
     return rows
 

@@ -53,9 +53,7 @@ def encode_pairs(
     for (context, continuation), whole in zip(moved, wholes):
         if not context:
             ids = model.encode(continuation)
-            if model.prefix_id is None:
-                encoded.append((ids[:1], ids[1:]))
-            elif ids and ids[0] == model.prefix_id:
+            if model.prefix_id is None or (ids and ids[0] == model.prefix_id):
                 encoded.append((ids[:1], ids[1:]))
             else:
                 encoded.append(([model.prefix_id], ids))
@@ -164,7 +162,9 @@ def generate(
     texts: list[str] = [""] * len(encoded)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for index, text in zip(chunk, model.generate([encoded[i] for i in chunk], max_new_tokens, stop)):
+        for index, text in zip(
+            chunk, model.generate([encoded[i] for i in chunk], max_new_tokens, stop)
+        ):
             cuts = [text.find(s) for s in stop if s in text]
             texts[index] = text[: min(cuts)] if cuts else text
         if progress is not None:

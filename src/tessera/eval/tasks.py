@@ -32,7 +32,11 @@ TaskType = Literal["multiple_choice", "schema", "language_modeling", "generation
 # Each type's roles and the JSONL key each reads by default.
 ROLES: dict[str, dict[str, str]] = {
     "multiple_choice": {"choices": "choices", "gold": "gold"},
-    "schema": {"context_options": "context_options", "continuation": "continuation", "gold": "gold"},
+    "schema": {
+        "context_options": "context_options",
+        "continuation": "continuation",
+        "gold": "gold",
+    },
     "language_modeling": {"continuation": "continuation"},
     "generation": {"answer": "answer"},
     "perplexity": {"text": "text"},
@@ -104,7 +108,9 @@ def parse_task(data: Any, source: str) -> TaskSpec:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{source}: {where}: {first['msg']} (got {first.get('input')!r})") from None
+        raise ConfigError(
+            f"{source}: {where}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
     unknown_roles = set(spec.fields) - set(ROLES[spec.type])
     if unknown_roles:
         role = sorted(unknown_roles)[0]
@@ -142,7 +148,9 @@ def render(template: str, example: dict[str, Any], where: str) -> str:
     def value(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in example:
-            raise DataError(f"{where}: the prompt names field {key!r}; {did_you_mean(key, example)}")
+            raise DataError(
+                f"{where}: the prompt names field {key!r}; {did_you_mean(key, example)}"
+            )
         return str(example[key])
 
     return _PLACEHOLDER.sub(value, template)
@@ -161,7 +169,9 @@ class TaskData:
         path = find_eval_file(spec.data, spec.data_dir or data_dir)
         examples = read_jsonl(path)
         if not examples:
-            raise DataError(f"task {spec.name!r}: {path} holds no examples; an empty task is refused.")
+            raise DataError(
+                f"task {spec.name!r}: {path} holds no examples; an empty task is refused."
+            )
         task = cls(spec, path, examples)
         for number, example in enumerate(examples, start=1):
             task.check(example, f"{path}, line {number}")
@@ -181,10 +191,18 @@ class TaskData:
             if template is not None:
                 render(template, example, where)
         if spec.type in ("multiple_choice", "schema"):
-            options = example[spec.role("choices" if spec.type == "multiple_choice" else "context_options")]
+            options = example[
+                spec.role("choices" if spec.type == "multiple_choice" else "context_options")
+            ]
             gold = example[spec.role("gold")]
-            if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
-                raise DataError(f"{where}: needs a list of at least two strings to choose from, got {options!r}.")
+            if (
+                not isinstance(options, list)
+                or len(options) < 2
+                or not all(isinstance(o, str) for o in options)
+            ):
+                raise DataError(
+                    f"{where}: needs a list of two or more strings to choose from, got {options!r}."
+                )
             if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(options):
                 raise DataError(
                     f"{where}: gold {gold!r} is not an index into its {len(options)} options."
