@@ -47,6 +47,25 @@ def test_batched_scores_equal_one_at_a_time(trained_run: Path) -> None:
     assert batched.tokens.tolist() == [len(c) for _, c in encoded]
 
 
+def test_shared_contexts_score_as_separate_rows(trained_run: Path) -> None:
+    """Choices over one context, computed once through the KV cache, equal full passes."""
+    model = load_model(str(trained_run), device="cpu")
+    assert model.shares_contexts
+    pairs = []
+    for context in ("Question: what is water?\nAnswer:", "Hi", "z" * 300, "The end of the"):
+        pairs += [(context, " " + choice) for choice in ("wet", "a liquid at room heat", "x")]
+    pairs += [("Alone", " once")]
+    encoded = scoring.encode_pairs(model, pairs)
+    shared = scoring.score_pairs(model, encoded, batch_size=5)
+    model.shares_contexts = False
+    rows = scoring.score_pairs(model, encoded, batch_size=5)
+    for i, (context, continuation) in enumerate(encoded):
+        expected = reference_loglikelihood(model, context, continuation)
+        assert shared.loglikelihood[i] == pytest.approx(expected, abs=1e-4)
+        assert rows.loglikelihood[i] == pytest.approx(expected, abs=1e-4)
+    assert shared.greedy.tolist() == rows.greedy.tolist()
+
+
 def test_truncation_is_counted_and_perplexity_covers_every_token(trained_run: Path, tmp_path):
     model = load_model(str(trained_run), device="cpu")
     lambada = TaskData.load(load_task("lambada_openai"))

@@ -24,6 +24,7 @@ class EvalModel:
 
     name: str = "model"
     max_length: int = 0
+    shares_contexts = False  # whether `shared_context_logits` exists (a KV cache to reuse)
     eos_id: int | None = None
     prefix_id: int | None = None  # conditions a continuation whose context is empty
 
@@ -120,6 +121,34 @@ class TesseraModel(EvalModel):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.run(ids)
+
+    shares_contexts = True
+
+    @torch.no_grad()
+    def shared_context_logits(
+        self,
+        contexts: torch.Tensor,
+        valid: torch.Tensor,
+        continuations: torch.Tensor,
+        owners: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each context once, then every continuation over a copy of its context's KV cache.
+
+        contexts [G, Lc] are left-padded (`valid` marks real tokens), continuations [R, Lk]
+        right-padded, `owners[r]` the context of continuation r. Returns the logits after each
+        context's last token [G, V] and at continuation positions (rows, cols) [N, V]."""
+        groups, length = contexts.shape
+        cache = self.model.new_cache(groups, length + continuations.shape[1])
+        last = torch.full((groups,), length - 1, device=contexts.device)
+        with self._select(torch.arange(groups, device=contexts.device), last), self._precision():
+            first = self.model.run(contexts, cache=cache, attention_mask=valid)
+        cache.select(owners)
+        mask = torch.cat([valid[owners], torch.ones_like(continuations, dtype=torch.bool)], 1)
+        with self._select(rows, cols), self._precision():
+            rest = self.model.run(continuations, cache=cache, attention_mask=mask)
+        return first, rest
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, stop: list[str]) -> list[str]:
         from tessera.serve.generate import Sampling, generate_ids
@@ -223,7 +252,7 @@ def _transformers() -> Any:
     except ImportError:
         raise ConfigError(
             "evaluating a Hugging Face model needs `transformers`: "
-            "pip install 'tessera-train[transformers]'"
+            "pip install 'tessera-train[eval]'"
         ) from None
     return transformers
 

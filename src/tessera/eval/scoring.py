@@ -75,55 +75,138 @@ def score_pairs(
     batch_size: int,
     progress: Progress | None = None,
 ) -> Scores:
-    """Score every (context ids, continuation ids) pair; results in the input order."""
+    """Score every (context ids, continuation ids) pair; results in the input order.
+
+    Pairs that share their context (the choices of a multiple-choice question) and fit the
+    window are scored with the context computed once, when the model can reuse a KV cache."""
     window = model.max_length
-    sequences, lengths, truncated = [], [], []
-    for context, continuation in encoded:
+    for _, continuation in encoded:
         if len(continuation) > window:
             raise DataError(
                 f"a continuation of {len(continuation)} tokens does not fit the model's window "
                 f"of {window}; it cannot be scored."
             )
-        whole = context + continuation
-        truncated.append(len(whole) > window + 1)
-        whole = whole[-(window + 1) :]
-        sequences.append(whole)
-        lengths.append(len(continuation))
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    truncated = [len(c) + len(k) > window + 1 for c, k in encoded]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    if model.shares_contexts:
+        for index, (context, _) in enumerate(encoded):
+            if not truncated[index]:
+                groups.setdefault(tuple(context), []).append(index)
+        groups = {key: members for key, members in groups.items() if len(members) > 1}
+    shared = {index for members in groups.values() for index in members}
     device = model.device
-    totals = torch.zeros(len(sequences), dtype=torch.float64, device=device)
-    misses = torch.zeros(len(sequences), dtype=torch.long, device=device)
+    totals = torch.zeros(len(encoded), dtype=torch.float64, device=device)
+    misses = torch.zeros(len(encoded), dtype=torch.long, device=device)
+    accumulate = _Accumulator(totals, misses, device)
+    rest = [i for i in range(len(encoded)) if i not in shared]
+    _score_rows(model, encoded, rest, batch_size, accumulate, progress)
+    _score_shared(model, encoded, list(groups.values()), batch_size, accumulate, progress)
+    return Scores(
+        totals.cpu().numpy(),
+        (misses == 0).cpu().numpy(),
+        np.asarray([len(k) for _, k in encoded]),
+        np.asarray(truncated, dtype=bool),
+    )
+
+
+class _Accumulator:
+    """Adds each scored token's log-probability and greedy miss to its pair, on the device."""
+
+    def __init__(self, totals: torch.Tensor, misses: torch.Tensor, device: torch.device):
+        self.totals, self.misses, self.device = totals, misses, device
+
+    def tensor(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values).to(self.device, non_blocking=True)
+
+    def __call__(self, logits: torch.Tensor, targets: list[int], owners: list[int]) -> None:
+        targets_t, owners_t = self.tensor(targets), self.tensor(owners)
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        picked = logprobs.gather(1, targets_t.unsqueeze(1)).squeeze(1)
+        self.totals.index_add_(0, owners_t, picked.double())
+        self.misses.index_add_(0, owners_t, (logits.argmax(-1) != targets_t).long())
+
+
+def _score_rows(model, encoded, indices, batch_size, accumulate, progress) -> None:
+    """One right-padded row per pair, longest first; a long pair keeps its last window + 1."""
+    window = model.max_length
+    sequences = {i: (encoded[i][0] + encoded[i][1])[-(window + 1) :] for i in indices}
+    order = sorted(indices, key=lambda i: -len(sequences[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        longest = len(sequences[chunk[0]]) - 1
-        ids = torch.zeros((len(chunk), longest), dtype=torch.long)
+        ids = torch.zeros((len(chunk), len(sequences[chunk[0]]) - 1), dtype=torch.long)
         rows, cols, targets, owners = [], [], [], []
         for row, index in enumerate(chunk):
-            sequence, count = sequences[index], lengths[index]
+            sequence, count = sequences[index], len(encoded[index][1])
             inputs = len(sequence) - 1
             ids[row, :inputs] = torch.tensor(sequence[:-1])
             rows += [row] * count
             cols += range(inputs - count, inputs)
             targets += sequence[-count:]
             owners += [index] * count
-        to = {"device": device, "non_blocking": True}
-        logits = model.logits_at(
-            ids.to(**to), torch.tensor(rows).to(**to), torch.tensor(cols).to(**to)
-        )
-        targets_t = torch.tensor(targets).to(**to)
-        owners_t = torch.tensor(owners).to(**to)
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        picked = logprobs.gather(1, targets_t.unsqueeze(1)).squeeze(1)
-        totals.index_add_(0, owners_t, picked.double())
-        misses.index_add_(0, owners_t, (logits.argmax(-1) != targets_t).long())
+        tensor = accumulate.tensor
+        logits = model.logits_at(ids.to(accumulate.device), tensor(rows), tensor(cols))
+        accumulate(logits, targets, owners)
         if progress is not None:
             progress(len(chunk))
-    return Scores(
-        totals.cpu().numpy(),
-        (misses == 0).cpu().numpy(),
-        np.asarray(lengths),
-        np.asarray(truncated, dtype=bool),
+
+
+def _score_shared(model, encoded, groups, batch_size, accumulate, progress) -> None:
+    """Groups of pairs with one context: up to `batch_size` continuations per forward pair."""
+    order = sorted(groups, key=lambda members: -len(encoded[members[0]][0]))
+    batch: list[list[int]] = []
+    context_length = continuation_length = 0  # the padded sizes: together within the window
+    for members in order:
+        longest = max(len(encoded[i][1]) for i in members)
+        if batch and (
+            sum(len(m) for m in batch) + len(members) > batch_size
+            or context_length + max(continuation_length, longest) - 1 > model.max_length
+        ):
+            _shared_batch(model, encoded, batch, accumulate, progress)
+            batch = []
+        if not batch:
+            context_length, continuation_length = len(encoded[members[0]][0]), 0
+        continuation_length = max(continuation_length, longest)
+        batch.append(members)
+    if batch:
+        _shared_batch(model, encoded, batch, accumulate, progress)
+
+
+def _shared_batch(model, encoded, batch, accumulate, progress) -> None:
+    contexts = [encoded[members[0]][0] for members in batch]
+    length = max(len(c) for c in contexts)
+    context_ids = torch.zeros((len(batch), length), dtype=torch.long)
+    valid = torch.zeros((len(batch), length), dtype=torch.bool)
+    for row, context in enumerate(contexts):
+        context_ids[row, length - len(context) :] = torch.tensor(context)
+        valid[row, length - len(context) :] = True
+    pairs = [index for members in batch for index in members]
+    owners_of = [group for group, members in enumerate(batch) for _ in members]
+    longest = max(len(encoded[i][1]) for i in pairs)
+    continuation_ids = torch.zeros((len(pairs), max(longest - 1, 1)), dtype=torch.long)
+    rows, cols, first_targets, targets, owners = [], [], [], [], []
+    for row, index in enumerate(pairs):
+        continuation = encoded[index][1]
+        first_targets.append(continuation[0])
+        if len(continuation) > 1:  # the last token is only ever a target
+            continuation_ids[row, : len(continuation) - 1] = torch.tensor(continuation[:-1])
+            rows += [row] * (len(continuation) - 1)
+            cols += range(len(continuation) - 1)
+            targets += continuation[1:]
+            owners += [index] * (len(continuation) - 1)
+    tensor, device = accumulate.tensor, accumulate.device
+    first, rest = model.shared_context_logits(
+        context_ids.to(device),
+        valid.to(device),
+        continuation_ids.to(device),
+        tensor(owners_of),
+        tensor(rows),
+        tensor(cols),
     )
+    accumulate(first[tensor(owners_of)], first_targets, pairs)
+    if targets:
+        accumulate(rest, targets, owners)
+    if progress is not None:
+        progress(len(pairs))
 
 
 def rolling_pairs(model: EvalModel, text: str) -> list[tuple[list[int], list[int]]]:
