@@ -181,13 +181,22 @@ def train(args: argparse.Namespace, out: Path, device: str, report: dict[str, An
     return folder
 
 
-def tessera_run(model: Any, plan: list[tuple[Any, int]], batch_size: int, limit: int | None):
+def tessera_run(run: Path, tasks: list[tuple[str, int]], device: str, dtype: str,
+                batch_size: int, limit: int | None) -> tuple[list[Any], float]:
+    """Load the model and the task files, score every task: the wall time of all of it (as
+    lm-eval's time includes loading its model and data sets)."""
     from tessera.eval.harness import evaluate_task
+    from tessera.eval.models import load_model
+    from tessera.eval.tasks import TaskData, load_task
 
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    results = [evaluate_task(model, task, shots, batch_size, limit) for task, shots in plan]
+    model = load_model(str(run), device=device, dtype=dtype)
+    results = [
+        evaluate_task(model, TaskData.load(load_task(name)), shots, batch_size, limit)
+        for name, shots in tasks
+    ]
     return results, time.perf_counter() - start
 
 
@@ -223,14 +232,13 @@ def lm_eval_run(
 
 def speed(args: argparse.Namespace, run: Path, hf: Path, device: str, out: Path) -> dict:
     from tessera.eval.lm_eval_tasks import lm_eval_config
-    from tessera.eval.models import load_model
     from tessera.eval.tasks import TaskData, load_task
 
     dtype = "bfloat16" if device == "cuda" else "float32"
-    plan = [(TaskData.load(load_task(name)), shots) for name, shots in SPEED_TASKS]
-    model = load_model(str(run), device=device, dtype=dtype)
-    tessera_run(model, plan[:1], args.batch_size, 2)  # warm-up (CUDA context, kernels)
-    results, seconds = tessera_run(model, plan, args.batch_size, args.speed_limit)
+    tessera_run(run, SPEED_TASKS[:1], device, dtype, args.batch_size, 2)  # warm-up (CUDA)
+    results, seconds = tessera_run(
+        run, SPEED_TASKS, device, dtype, args.batch_size, args.speed_limit
+    )
     examples = sum(r.examples for r in results)
     row: dict[str, Any] = {
         "tasks": [f"{t}/{s}" for t, s in SPEED_TASKS],
@@ -242,11 +250,10 @@ def speed(args: argparse.Namespace, run: Path, hf: Path, device: str, out: Path)
         "tessera_metrics": {r.label: r.metrics for r in results},
     }
     print(json.dumps({k: v for k, v in row.items() if k != "tessera_metrics"}), flush=True)
-    del model
     if args.skip_lm_eval or not _has_lm_eval():
         row["lm_eval"] = "not run (lm-eval not installed or --skip-lm-eval)"
         return row
-    configs = [lm_eval_config(task, shots) for task, shots in plan]
+    configs = [lm_eval_config(TaskData.load(load_task(n)), shots) for n, shots in SPEED_TASKS]
     output, lm_seconds = lm_eval_run(
         hf,
         configs,
@@ -271,17 +278,17 @@ def speed(args: argparse.Namespace, run: Path, hf: Path, device: str, out: Path)
 def agreement(args: argparse.Namespace, run: Path, hf: Path, device: str, out: Path) -> dict:
     """fp32 on both sides (TF32 off): metric differences and log-likelihood differences."""
     from tessera.eval.lm_eval_tasks import lm_eval_config
-    from tessera.eval.models import load_model
     from tessera.eval.tasks import TaskData, load_task
 
     if args.skip_lm_eval or not _has_lm_eval():
         return {"status": "not run (lm-eval not installed or --skip-lm-eval)"}
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    plan = [(TaskData.load(load_task(n)), s) for n in AGREEMENT_TASKS for s in (0, 5)]
-    model = load_model(str(run), device=device, dtype="float32")
-    results, seconds = tessera_run(model, plan, args.batch_size, args.agreement_limit)
-    del model
+    names = [(n, s) for n in AGREEMENT_TASKS for s in (0, 5)]
+    plan = [(TaskData.load(load_task(n)), s) for n, s in names]
+    results, seconds = tessera_run(
+        run, names, device, "float32", args.batch_size, args.agreement_limit
+    )
     configs = [lm_eval_config(task, shots) for task, shots in plan]
     output, lm_seconds = lm_eval_run(
         hf,

@@ -87,15 +87,18 @@ def run_tasks(args: argparse.Namespace) -> int:
         )
     shots = parse_shots(args.num_fewshot)
     tasks, gauntlet, names = plan(args.tasks, args.data_dir)
-    if distributed.launched_by_torchrun():
-        info = distributed.start(device=args.device)
-        device = str(info.device)
-    else:
-        device = args.device
+    if not distributed.launched_by_torchrun():
+        return _evaluate(args, tasks, gauntlet, names, shots, args.device)
+    from tessera.cli.train import _exit_worker  # leaves without gloo's teardown (see there)
+
+    info = distributed.start(device=args.device)
     try:
-        return _evaluate(args, tasks, gauntlet, names, shots, device)
+        code = _evaluate(args, tasks, gauntlet, names, shots, str(info.device))
+        distributed.barrier()
     finally:
         distributed.stop()
+    _exit_worker(code)
+    return code
 
 
 def _evaluate(args, tasks, gauntlet, names, shots, device) -> int:

@@ -115,8 +115,12 @@ class _Accumulator:
     def __init__(self, totals: torch.Tensor, misses: torch.Tensor, device: torch.device):
         self.totals, self.misses, self.device = totals, misses, device
 
-    def tensor(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values).to(self.device, non_blocking=True)
+    def tensor(self, values: list[int] | torch.Tensor) -> torch.Tensor:
+        """On the device without waiting for it: copies from pinned memory run async."""
+        cpu = values if isinstance(values, torch.Tensor) else torch.tensor(values)
+        if self.device.type == "cuda":
+            cpu = cpu.pin_memory()
+        return cpu.to(self.device, non_blocking=True)
 
     def __call__(self, logits: torch.Tensor, targets: list[int], owners: list[int]) -> None:
         targets_t, owners_t = self.tensor(targets), self.tensor(owners)
@@ -144,7 +148,7 @@ def _score_rows(model, encoded, indices, batch_size, accumulate, progress) -> No
             targets += sequence[-count:]
             owners += [index] * count
         tensor = accumulate.tensor
-        logits = model.logits_at(ids.to(accumulate.device), tensor(rows), tensor(cols))
+        logits = model.logits_at(tensor(ids), tensor(rows), tensor(cols))
         accumulate(logits, targets, owners)
         if progress is not None:
             progress(len(chunk))
@@ -193,11 +197,11 @@ def _shared_batch(model, encoded, batch, accumulate, progress) -> None:
             cols += range(len(continuation) - 1)
             targets += continuation[1:]
             owners += [index] * (len(continuation) - 1)
-    tensor, device = accumulate.tensor, accumulate.device
+    tensor = accumulate.tensor
     first, rest = model.shared_context_logits(
-        context_ids.to(device),
-        valid.to(device),
-        continuation_ids.to(device),
+        tensor(context_ids),
+        tensor(valid),
+        tensor(continuation_ids),
         tensor(owners_of),
         tensor(rows),
         tensor(cols),
