@@ -181,8 +181,14 @@ def train(args: argparse.Namespace, out: Path, device: str, report: dict[str, An
     return folder
 
 
-def tessera_run(run: Path, tasks: list[tuple[str, int]], device: str, dtype: str,
-                batch_size: int, limit: int | None) -> tuple[list[Any], float]:
+def tessera_run(
+    run: Path,
+    tasks: list[tuple[str, int]],
+    device: str,
+    dtype: str,
+    batch_size: int,
+    limit: int | None,
+) -> tuple[list[Any], float]:
     """Load the model and the task files, score every task: the wall time of all of it (as
     lm-eval's time includes loading its model and data sets)."""
     from tessera.eval.harness import evaluate_task
