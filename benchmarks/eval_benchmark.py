@@ -59,10 +59,10 @@ def main() -> None:
     parser.add_argument("--skip-lm-eval", action="store_true")
     args = parser.parse_args()
     if args.smoke:
-        args.train_batches = min(args.train_batches, 12)
+        args.train_batches = min(args.train_batches, 8)
         args.batch_size = 16
-        args.speed_limit = args.speed_limit or 6
-        args.agreement_limit = args.agreement_limit or 6
+        args.speed_limit = args.speed_limit or 4
+        args.agreement_limit = args.agreement_limit or 4
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
