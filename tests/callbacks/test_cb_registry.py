@@ -58,6 +58,7 @@ def test_every_name_builds_from_yaml(tmp_path):
         "memory_monitor",
         "early_stopping",
         "threshold_stopping",
+        "icl_evaluation",  # tessera.eval's callback (tests/eval test it)
     }
     assert set(LOGGERS) == {"progress", "jsonl", "tensorboard"}
 
