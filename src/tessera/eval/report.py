@@ -23,10 +23,14 @@ def results_document(
     }
 
 
+def _number(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
+
+
 def _rows(results: list[TaskResult]) -> list[list[str]]:
     rows = []
     for result in results:
-        shown = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
+        shown = ", ".join(f"{name} {_number(value)}" for name, value in result.metrics.items())
         rate = result.examples / max(result.seconds, 1e-9)
         truncated = f"{result.truncated}" if result.truncated else "0"
         rows.append(
@@ -65,7 +69,8 @@ def print_tables(results: list[TaskResult], gauntlet: dict[str, Any] | None) -> 
     console = Console()
     table = Table(title="in-context-learning evaluation")
     for header in HEADERS:
-        table.add_column(header, justify="left" if header in ("task", "metrics") else "right")
+        left = header in ("task", "metrics")
+        table.add_column(header, justify="left" if left else "right", no_wrap=header == "task")
     for row in _rows(results):
         table.add_row(*row)
     console.print(table)
