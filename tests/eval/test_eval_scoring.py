@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tessera.eval import scoring
 from tessera.eval.gauntlet import load_gauntlet, score_gauntlet
 from tessera.eval.harness import TaskResult, evaluate_task
 from tessera.eval.models import load_model
-from tessera.eval.tasks import TaskData, load_task
+from tessera.eval.tasks import TaskData, TaskSpec, load_task
 
 
 def reference_loglikelihood(model, context: list[int], continuation: list[int]) -> float:
@@ -108,3 +109,26 @@ def test_gauntlet_rescales_above_random_and_averages(tmp_path: Path) -> None:
     mine = score_gauntlet(load_gauntlet(copy), results)
     assert mine["average"] == pytest.approx((0.75 - 0.6) / 0.4)
     assert not math.isnan(mine["average"])
+
+
+def test_perplexity_task_over_a_text_file(trained_run: Path, tmp_path: Path) -> None:
+    texts = ["To be, or not to be: that is the question. " * 12, "Brevity is the soul of wit."]
+    (tmp_path / "texts.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in texts))
+    (tmp_path / "ppl.yaml").write_text(
+        f"name: ppl\ntype: perplexity\ndata: texts.jsonl\ndata_dir: {tmp_path}\n"
+        "fields: {text: body}\n"
+    )
+    model = load_model(str(trained_run), device="cpu")
+    result = evaluate_task(model, TaskData.load(load_task(str(tmp_path / "ppl.yaml"))), 0, 4)
+    nll = -sum(
+        reference_loglikelihood(model, c, k)
+        for t in texts
+        for c, k in scoring.rolling_pairs(model, t)
+    )
+    tokens = sum(len(t.encode()) for t in texts)  # bytes: one token each, all predicted
+    assert result.metrics["perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+    assert result.metrics["bits_per_byte"] == pytest.approx(nll / tokens / math.log(2), rel=1e-4)
+    (tmp_path / "plain.txt").write_text(texts[0])
+    plain = TaskSpec(name="plain", type="perplexity", data=str(tmp_path / "plain.txt"))
+    alone = evaluate_task(model, TaskData.load(plain), 0, 4)
+    assert alone.examples == 1 and alone.metrics["perplexity"] > 1

@@ -167,7 +167,10 @@ class TaskData:
     @classmethod
     def load(cls, spec: TaskSpec, data_dir: str | Path | None = None) -> TaskData:
         path = find_eval_file(spec.data, spec.data_dir or data_dir)
-        examples = read_jsonl(path)
+        if spec.type == "perplexity" and path.suffix == ".txt":  # a plain text: one example
+            examples = [{spec.role("text"): path.read_text(encoding="utf-8")}]
+        else:
+            examples = read_jsonl(path)
         if not examples:
             raise DataError(
                 f"task {spec.name!r}: {path} holds no examples; an empty task is refused."
