@@ -55,7 +55,7 @@ def test_shared_contexts_score_as_separate_rows(trained_run: Path) -> None:
     pairs = []
     for context in ("Question: what is water?\nAnswer:", "Hi", "z" * 300, "The end of the"):
         pairs += [(context, " " + choice) for choice in ("wet", "a liquid at room heat", "x")]
-    pairs += [("Alone", " once")]
+    pairs += [("Alone", " once"), ("y" * 384, "a"), ("y" * 384, "b")]  # 384 + 1 = window + 1
     encoded = scoring.encode_pairs(model, pairs)
     shared = scoring.score_pairs(model, encoded, batch_size=5)
     model.shares_contexts = False

@@ -89,8 +89,8 @@ def score_pairs(
     truncated = [len(c) + len(k) > window + 1 for c, k in encoded]
     groups: dict[tuple[int, ...], list[int]] = {}
     if model.shares_contexts:
-        for index, (context, _) in enumerate(encoded):
-            if not truncated[index]:
+        for index, (context, continuation) in enumerate(encoded):
+            if len(context) + max(len(continuation) - 1, 1) <= window:  # fits the two passes
                 groups.setdefault(tuple(context), []).append(index)
         groups = {key: members for key, members in groups.items() if len(members) > 1}
     shared = {index for members in groups.values() for index in members}
@@ -163,7 +163,7 @@ def _score_shared(model, encoded, groups, batch_size, accumulate, progress) -> N
         longest = max(len(encoded[i][1]) for i in members)
         if batch and (
             sum(len(m) for m in batch) + len(members) > batch_size
-            or context_length + max(continuation_length, longest) - 1 > model.max_length
+            or context_length + max(continuation_length - 1, longest - 1, 1) > model.max_length
         ):
             _shared_batch(model, encoded, batch, accumulate, progress)
             batch = []
