@@ -4,7 +4,6 @@ log-likelihoods within 1e-3, on five tasks, 0-shot and 5-shot."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,28 @@ LIMIT = 16
 
 
 @pytest.fixture(scope="module")
-def lm_eval_output(hf_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def lm_eval_output(hf_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     lm_eval = pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager
 
-    cache = tmp_path_factory.mktemp("hf-cache")
-    os.environ.update(
-        HF_DATASETS_OFFLINE="1",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_CACHE=str(cache),
-        TOKENIZERS_PARALLELISM="false",
-    )
     folder = tmp_path_factory.mktemp("lm-eval-tasks")
     tasks = [TaskData.load(load_task(name)) for name in TASKS]
     names = write_lm_eval_tasks(tasks, folder, SHOTS)
-    return lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={hf_folder},dtype=float32",
-        tasks=names,
-        batch_size=16,
-        limit=LIMIT,
-        device="cpu",
-        log_samples=True,
-        task_manager=TaskManager(include_path=str(folder), include_defaults=False),
-    )
+    with pytest.MonkeyPatch.context() as patch:  # no hub: local files, a private cache
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+        patch.setenv("TOKENIZERS_PARALLELISM", "false")
+        yield lm_eval.simple_evaluate(
+            model="hf",
+            model_args=f"pretrained={hf_folder},dtype=float32",
+            tasks=names,
+            batch_size=16,
+            limit=LIMIT,
+            device="cpu",
+            log_samples=True,
+            task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+        )
 
 
 @pytest.mark.parametrize("shots", SHOTS)

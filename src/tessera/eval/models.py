@@ -15,8 +15,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tessera.core.errors import ConfigError, UserError
+
+ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class EvalModel:
@@ -75,10 +78,18 @@ class EvalModel:
         finally:
             handle.remove()
 
-    def _precision(self) -> Any:
-        if self.autocast is not None:
-            return torch.autocast(self.device.type, dtype=self.autocast)
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """Autocast when asked for, and attention kept off cuDNN's backend: it builds a new
+        plan for every new sequence length (tens of ms each, measured while decoding in
+        serve/generate.py), and every batch here has a length of its own."""
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        with autocast, sdpa_kernel(ATTENTION_BACKENDS):
+            yield
 
     def generate(
         self, prompts: list[list[int]], max_new_tokens: int, stop: list[str]
@@ -225,15 +236,16 @@ class HFModel(EvalModel):
         for row, prompt in enumerate(prompts):
             ids[row, longest - len(prompt) :] = torch.tensor(prompt)
             mask[row, longest - len(prompt) :] = 1
-        out = self.module.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            stop_strings=stop or None,
-            tokenizer=self.tokenizer,
-        )
+        with self._precision():
+            out = self.module.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                stop_strings=stop or None,
+                tokenizer=self.tokenizer,
+            )
         return [self.decode(row[longest:].tolist()) for row in out]
 
 
