@@ -71,7 +71,7 @@ def main() -> None:
         args.agreement_limit = args.agreement_limit or 4
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     os.environ.setdefault("HF_DATASETS_CACHE", str(out / "hf-datasets"))
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     report: dict[str, Any] = {
