@@ -6,6 +6,7 @@
 #   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
 #   OUT=results-dir bash benchmarks/gpu_session.sh serve    # serving: HTTP server vs transformers
+#   OUT=results-dir bash benchmarks/gpu_session.sh eval     # ICL harness vs lm-eval (eval.md)
 #
 # Expects beside the repository root (ignored by git, carried to the GPU machine):
 #   .whl/        wheels the GPU image lacks (pydantic, pydantic-core, annotated-types,
@@ -14,14 +15,17 @@
 #                uvicorn's faster HTTP parser)
 #   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt
 #   .gpu_data/fashion-mnist/   the four Fashion-MNIST IDX files
+#   .gpu_data/eval/            ../shared/data/eval/*.jsonl (eval part; with lm-eval's wheels
+#                in .whl/: lm_eval datasets dill multiprocess requests urllib3 certifi idna
+#                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve}
+part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve|eval}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-if ! $PY -c "import pydantic, zstandard" 2>/dev/null; then
+if ! $PY -c "import pydantic, zstandard" 2>/dev/null || { [ "$part" = eval ] && ! $PY -c "import lm_eval" 2>/dev/null; }; then
     $PY -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -2
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
@@ -60,8 +64,13 @@ serve)
     timeout 330 $PY benchmarks/serve_benchmark.py --out "$OUT" >"$OUT/serve.log" 2>&1
     echo "serve exit $?"; grep -vE '^\{' "$OUT/serve.log" | tail -40 | cut -c1-220
     ;;
+eval)
+    TESSERA_DATA_DIR=$PWD/.gpu_data timeout 570 $PY benchmarks/eval_benchmark.py \
+        --text .peers/input.txt --out "$OUT/eval" >"$OUT/eval.log" 2>&1
+    echo "eval exit $?"; grep -E '^\{|^\||Speed-up|Training' "$OUT/eval.log" | cut -c1-400 | tail -40
+    ;;
 *)
-    echo "unknown part: $part (llm, race, gen, vision or serve)" >&2
+    echo "unknown part: $part (llm, race, gen, vision, serve or eval)" >&2
     exit 2
     ;;
 esac

@@ -30,6 +30,7 @@ CALLBACKS = Registry(
         "cost_monitor": "tessera.callbacks.cost_monitor:CostMonitor",
         "step_timer": "tessera.estimate.probe:StepTimer",
         "provenance": "tessera.callbacks.provenance:ProvenanceRecorder",
+        "icl_evaluation": "tessera.eval.callback:ICLEvaluation",
     },
 )
 

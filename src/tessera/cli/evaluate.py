@@ -15,59 +15,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a checkpoint on a dataset",
         description="Evaluate a run folder (its final model), a final/ model folder, or a "
-        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe). "
-        "Overrides may change the data and device, not the model's shape.",
+        "checkpoint .pt file, on the evaluation data of its recipe (or of --recipe); with "
+        "--tasks, on in-context-learning tasks (docs/eval.md). Overrides may change the data "
+        "and device, not the model's shape.",
     )
-    parser.add_argument("checkpoint", help="run folder, final/ folder or checkpoint file")
+    parser.add_argument("checkpoint", nargs="?", help="run folder, final/ folder or checkpoint")
     parser.add_argument(
         "--recipe",
         help="recipe to take model and data from (default: the run folder's config.yaml)",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides (e.g. data.path=...)")
+    from tessera.eval.cli import add_task_arguments  # --tasks: the ICL harness (tessera.eval)
+
+    add_task_arguments(parser)
     parser.set_defaults(func=run)
 
 
-def _locate(checkpoint: Path) -> tuple[Path | None, Path]:
-    """(run config if found, weights file) for a run folder, final/ folder or .pt file."""
-    from tessera.core.errors import CheckpointError
-
-    if checkpoint.is_dir() and (checkpoint / "final" / "model.safetensors").exists():
-        return checkpoint / "config.yaml", checkpoint / "final" / "model.safetensors"
-    if checkpoint.is_dir() and (checkpoint / "model.safetensors").exists():
-        return checkpoint.parent / "config.yaml", checkpoint / "model.safetensors"
-    if checkpoint.is_file():
-        return checkpoint.parent.parent / "config.yaml", checkpoint
-    raise CheckpointError(
-        f"{checkpoint} is not a run folder with a final model, a final/ model folder or a "
-        "checkpoint file"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from tessera.config import load_config
-    from tessera.config.build import build_data, build_model
-    from tessera.core.checkpointer import read_checkpoint
-    from tessera.core.errors import CheckpointError, ConfigError
+    if args.tasks is not None:
+        from tessera.eval.cli import run_tasks
+
+        return run_tasks(args)
+    if args.checkpoint is None:
+        from tessera.core.errors import UserError
+
+        raise UserError("tessera eval: give a run folder, final/ folder or checkpoint file")
+
+    from tessera.config.build import build_data, build_trained_model
     from tessera.core.evaluator import Evaluator
-    from tessera.core.export import load_network_weights, read_model_file
     from tessera.parallel.process_group import start
 
-    run_config, weights = _locate(Path(args.checkpoint))
-    recipe = Path(args.recipe) if args.recipe else run_config
-    if recipe is None or not recipe.exists():
-        raise ConfigError(f"no recipe found for {args.checkpoint}; pass --recipe RECIPE.yaml")
-    config = load_config(recipe, args.overrides)
-    model = build_model(config)
-    if weights.suffix == ".safetensors":
-        load_network_weights(model, read_model_file(weights), str(weights))
-    else:
-        state = read_checkpoint(weights)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise CheckpointError(
-                f"{weights} does not fit the recipe's model: {str(error).splitlines()[0]}"
-            ) from None
+    recipe = Path(args.recipe) if args.recipe else None
+    config, model, weights = build_trained_model(Path(args.checkpoint), recipe, args.overrides)
     device = start(device=config.device).device
     data = build_data(config)
     evaluator = Evaluator(data.eval, device=device, precision=config.precision)

@@ -84,3 +84,48 @@ def write_resolved_config(config: RunConfig) -> None:
     folder = RunFolder(_run_root(config)).create()
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     atomic_write_text(folder.config, text)
+
+
+def locate_trained(path: Path) -> tuple[Path, Path]:
+    """(the run's config.yaml, the weights file) of a run folder, a final/ folder or a .pt."""
+    from tessera.core.errors import CheckpointError
+
+    if path.is_dir() and (path / "final" / "model.safetensors").exists():
+        return path / "config.yaml", path / "final" / "model.safetensors"
+    if path.is_dir() and (path / "model.safetensors").exists():
+        return path.parent / "config.yaml", path / "model.safetensors"
+    if path.is_file():
+        return path.parent.parent / "config.yaml", path
+    raise CheckpointError(
+        f"{path} is not a run folder with a final model, a final/ model folder or a checkpoint file"
+    )
+
+
+def build_trained_model(
+    path: Path, recipe: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[RunConfig, TrainableModel, Path]:
+    """The model a run trained, rebuilt from its recipe (the run's config.yaml unless given)
+    with the weights of its final model or of a checkpoint; (config, model, weights file)."""
+    from tessera.config import load_config
+    from tessera.core.checkpointer import read_checkpoint
+    from tessera.core.errors import CheckpointError, ConfigError
+    from tessera.core.export import load_network_weights, read_model_file
+
+    run_config, weights = locate_trained(path)
+    recipe = recipe or run_config
+    if not recipe.is_file():
+        raise ConfigError(
+            f"no recipe found for {path} (looked at {recipe}); pass --recipe RECIPE.yaml"
+        )
+    config = load_config(recipe, list(overrides))
+    model = build_model(config)
+    if weights.suffix == ".safetensors":
+        load_network_weights(model, read_model_file(weights), str(weights))
+        return config, model, weights
+    try:
+        model.load_state_dict(read_checkpoint(weights)["model"])
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{weights} does not fit the recipe's model: {str(error).splitlines()[0]}"
+        ) from None
+    return config, model, weights

@@ -140,14 +140,20 @@ def torchrun_arguments(options: LaunchOptions, log_dir: Path, program: list[str]
     return [*arguments, "--module", *program]
 
 
-def launch(recipe: str, overrides: list[str], options: LaunchOptions, run_folder: Path) -> int:
-    """Run `tessera train` on every process; returns the exit code for the command line."""
+def launch(
+    recipe: str,
+    overrides: list[str],
+    options: LaunchOptions,
+    run_folder: Path,
+    command: str = "train",
+) -> int:
+    """Run `tessera COMMAND` (train, or eval) on every process; returns the exit code."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     log_dir = run_folder / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    program = ["tessera.cli", "train", recipe, *overrides]
+    program = ["tessera.cli", command, recipe, *overrides]
     arguments = torchrun_arguments(options, log_dir, program)
     _console.print(
         f"[bold]tessera[/]: {options.nproc} process(es) per node x {options.nnodes} node(s); "
