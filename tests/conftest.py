@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real data sets live (../shared/data beside the repository)."""
+"""Shared fixtures: where the real data sets live (../shared/data beside the repository),
+and a private run registry for the whole test session."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,11 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(shared_data: Path) -> Path:
     return shared_data / "fashion-mnist"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_tessera_home(tmp_path_factory) -> Path:
+    """Every `tessera train` a test starts records its run here, not in ~/.tessera."""
+    home = tmp_path_factory.mktemp("tessera-home")
+    os.environ["TESSERA_HOME"] = str(home)
+    return home

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "tessera.cli.data_text",
     "tessera.cli.generate",
     "tessera.cli.export",
+    "tessera.cli.launch",
+    "tessera.cli.runs",
 ]
 
 

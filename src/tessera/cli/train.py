@@ -64,6 +64,7 @@ def _split_overrides(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
     from tessera.core.distributed import launched_by_torchrun
+    from tessera.launch.record import recorded_train  # run registry (tessera runs)
 
     _split_overrides(args)
     config = load_config(args.recipe, args.overrides)
@@ -75,13 +76,20 @@ def run(args: argparse.Namespace) -> int:
 
         check_options(options, config.device)
         folder = prepare_run_folder(config)
-        return launch(args.recipe, list(args.overrides), options, folder.root)
+        return recorded_train(
+            config,
+            args.recipe,
+            args.overrides,
+            lambda: launch(args.recipe, list(args.overrides), options, folder.root),
+        )
     if launched_by_torchrun():
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        code = record(_train)(config)  # an uncaught error reaches the launcher's report
+        code = recorded_train(
+            config, args.recipe, args.overrides, lambda: record(_train)(config)
+        )  # an uncaught error reaches the launcher's report
         _exit_worker(code)
-    return _train(config)
+    return recorded_train(config, args.recipe, args.overrides, lambda: _train(config))
 
 
 def _exit_worker(code: int) -> None:
@@ -119,11 +127,13 @@ def _launch_options(args: argparse.Namespace) -> Any:
 def _train(config: object) -> int:
     from tessera.config.build import build_trainer
     from tessera.core import distributed, sharded_checkpoint
+    from tessera.launch.heartbeat import heartbeat
 
     try:
         trainer, folder = build_trainer(config)  # type: ignore[arg-type]
         start = time.perf_counter()
-        trainer.fit()
+        with heartbeat(folder.root, trainer.state):  # for the watchdog's hang detection
+            trainer.fit()
         state = trainer.state
         if distributed.is_sharded(state.unwrapped_model):
             sharded_checkpoint.export_full_model(state, folder.final)  # every rank gathers
