@@ -36,6 +36,9 @@ def add_launch_options(parser: Any) -> None:
     watch.add_argument(
         "--hang-timeout", default="30m", help="kill and restart after no new step for (30m; off)"
     )
+    watch.add_argument(
+        "--startup-timeout", default="30m", help="kill and restart if training has not begun by"
+    )
     watch.add_argument("--backoff", default="10s", help="wait before the first restart (10s)")
     watch.add_argument("--max-backoff", default="10m", help="longest wait between restarts")
     watch.add_argument(
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     policy = WatchPolicy(
         retries=args.retries,
         hang_timeout=parse_duration(args.hang_timeout, "--hang-timeout"),
+        startup_timeout=parse_duration(args.startup_timeout, "--startup-timeout"),
         backoff=parse_duration(args.backoff, "--backoff") or 0.0,
         max_backoff=parse_duration(args.max_backoff, "--max-backoff") or 0.0,
         standby=args.standby,

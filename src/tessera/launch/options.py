@@ -38,6 +38,7 @@ class WatchPolicy:
 
     retries: int = 3
     hang_timeout: float | None = None  # seconds without a new step; None: never
+    startup_timeout: float | None = 1800.0  # seconds from start to the first heartbeat
     backoff: float = 10.0  # seconds before the first restart; doubles per failure in a row
     max_backoff: float = 600.0
     standby: bool = True  # keep a warm spare process for fast restarts (one process only)

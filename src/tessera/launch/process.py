@@ -127,6 +127,7 @@ def kill_tree(
     if not remaining:
         return
     signal_all(remaining, signal.SIGTERM)
+    signal_all(remaining, signal.SIGCONT)  # a stopped process acts on SIGTERM only once woken
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         remaining = [pid for pid in remaining if alive(pid)]

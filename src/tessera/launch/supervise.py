@@ -94,4 +94,6 @@ def _policy_flags(policy: WatchPolicy, nproc: int) -> list[str]:
     flags = ["--retries", str(policy.retries), "--backoff", f"{policy.backoff}s"]
     flags += ["--max-backoff", f"{policy.max_backoff}s", "--nproc", str(nproc)]
     flags += ["--hang-timeout", f"{policy.hang_timeout}s" if policy.hang_timeout else "off"]
+    startup = policy.startup_timeout
+    flags += ["--startup-timeout", f"{startup}s" if startup else "off"]
     return flags if policy.standby else [*flags, "--no-standby"]

@@ -180,8 +180,9 @@ class Watchdog:
     def _watch(self, child: Child, log_path: Path) -> tuple[int, str]:
         """Poll one attempt until it exits, hangs or is stopped: (exit code, cause)."""
         heartbeat = read_heartbeat(self.folder) or {}
-        last_key = (heartbeat.get("pid"), heartbeat.get("step"))
-        last_progress = time.monotonic()
+        previous = (heartbeat.get("pid"), heartbeat.get("started"))  # an earlier attempt's
+        started = False  # whether this attempt has written its first heartbeat
+        last_step, last_progress = heartbeat.get("step"), time.monotonic()
         last_recorded = time.monotonic()
         offset = 0
         while True:
@@ -201,16 +202,20 @@ class Watchdog:
                 self._end(child)
                 return -signal.Signals[self.stop_signal].value, f"stopped by {self.stop_signal}"
             heartbeat = read_heartbeat(self.folder) or {}
-            key = (heartbeat.get("pid"), heartbeat.get("step"))
             now = time.monotonic()
-            if key != last_key:
-                last_key, last_progress = key, now
-            timeout = self.policy.hang_timeout
+            if not started and (heartbeat.get("pid"), heartbeat.get("started")) != previous:
+                started, last_progress = heartbeat.get("pid") is not None, now
+            if started and heartbeat.get("step") != last_step:
+                last_step, last_progress = heartbeat.get("step"), now
+            # Until its first heartbeat an attempt is starting up (imports, data, rendezvous).
+            timeout = self.policy.hang_timeout if started else self.policy.startup_timeout
             if timeout is not None and now - last_progress > timeout:
-                step = heartbeat.get("step")
-                self._say(f"[bold red]no progress for {timeout:g}s[/] (step {step}): killing")
+                what = f"no new step for {timeout:g}s (step {last_step})"
+                if not started:
+                    what = f"no heartbeat within {timeout:g}s of the start"
+                self._say(f"[bold red]hang: {what}[/]: killing the attempt")
                 self._end(child)
-                return -signal.SIGKILL.value, f"hang: no new step for {timeout:g}s (step {step})"
+                return -signal.SIGKILL.value, f"hang: {what}"
             if now - last_recorded > 5.0:
                 last_recorded = now
                 self._record_progress(metrics=False)
