@@ -71,7 +71,7 @@ class ClusterOptions:
     nodes: int = 1
     gpus_per_node: int = 0
     nproc_per_node: int | None = None  # default: gpus_per_node, or 1 on CPU nodes
-    port: int = 29500
+    port: int | None = None  # default: 29500 + job id % 1000 on SLURM, 29500 on Kubernetes
     # SLURM
     partition: str | None = None
     time: str | None = None

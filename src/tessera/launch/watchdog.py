@@ -45,13 +45,23 @@ def newest_checkpoint(checkpoints: Path) -> tuple[str | None, list[str]]:
 
 
 def error_line(log: Path, tail_bytes: int = 65536) -> str | None:
-    """The last line of `log` that reads like a Python error ('RuntimeError: ...')."""
+    """What the end of `log` says went wrong: torchrun's failed rank and its exit code, or
+    the last line that reads like a Python error ('RuntimeError: ...')."""
     try:
         with open(log, "rb") as file:
             file.seek(max(0, file.seek(0, os.SEEK_END) - tail_bytes))
             lines = file.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return None
+    rank = exit_code = None
+    for line in lines:  # torchrun's failure report: "rank : 0 (local_rank: 0)", "exitcode : -9"
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "rank":
+            rank = value.strip()
+        elif key.strip() == "exitcode":
+            exit_code = value.strip()
+    if exit_code is not None:
+        return f"rank {rank}: exit code {exit_code}"
     for line in reversed(lines):
         text = line.split("]:", 1)[-1].strip()  # torchrun prefixes rank lines: '[default0]:'
         if _ERROR_LINE.match(text):
@@ -84,7 +94,7 @@ class Watchdog:
     ) -> None:
         self.folder = folder
         self.argv = argv
-        self.program = program or [sys.executable, "-m", "tessera.cli"]
+        self.program = program if program is not None else [sys.executable, "-m", "tessera.cli"]
         self.policy = policy
         self.run_id = run_id
         self.registry = registry
