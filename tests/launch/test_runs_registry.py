@@ -35,20 +35,11 @@ def test_four_processes_writing_two_runs_at_once_lose_no_record(tmp_path):
     path = tmp_path / "registry.db"
     Registry(path)  # created once; the writers race on everything after
     env = {"PYTHONPATH": str(SRC)}
-    writers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WRITER,
-                str(path),
-                str(writer),
-                str(tmp_path / f"run{writer % 2}"),
-            ],
-            env=env,
-        )  # fmt: skip
-        for writer in range(4)
-    ]
+    writers = []
+    for writer in range(4):
+        folder = tmp_path / f"run{writer % 2}"
+        command = [sys.executable, "-c", WRITER, str(path), str(writer), str(folder)]
+        writers.append(subprocess.Popen(command, env=env))
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0, 0]
     runs = Registry(path).runs()
     assert len(runs) == 2  # one record per run folder, however many writers

@@ -56,18 +56,10 @@ def _launch(folder: Path, cluster, *options: str, **fields) -> Job:
 def jobs(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm-jobs")
     os.environ["SLURM_CONF"] = cluster.env()["SLURM_CONF"]  # for this process's squeue, ...
+    retry = ["--requeue", "--retries", "2", "--backoff", "0.1s"]
     submitted = {
         "stop": _launch(root / "stop", cluster, max_duration="100000ba"),
-        "retry": _launch(
-            root / "retry",
-            cluster,
-            "--requeue",
-            "--retries",
-            "2",
-            "--backoff",
-            "0.1s",
-            max_duration="80ba",
-        ),  # fmt: skip
+        "retry": _launch(root / "retry", cluster, *retry, max_duration="80ba"),
         "complete": _launch(root / "complete", cluster, "--time", "10", max_duration="20ba"),
     }
     yield submitted

@@ -32,6 +32,7 @@ API_VERSION = "jobset.x-k8s.io/v1alpha2"
 REPLICATED_JOB = "trainer"
 RECIPE_MOUNT = "/etc/tessera"
 DEFAULT_PORT = 29500
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 
 def jobset_name(run_name: str) -> str:
@@ -92,11 +93,7 @@ def manifests(
         "env": [
             {
                 "name": "NODE_RANK",
-                "valueFrom": {
-                    "fieldRef": {
-                        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                    }
-                },
+                "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}},
             },
             {"name": "TESSERA_RUN_ID", "value": run_id},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
