@@ -57,13 +57,50 @@ def jobs(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm-jobs")
     os.environ["SLURM_CONF"] = cluster.env()["SLURM_CONF"]  # for this process's squeue, ...
     retry = ["--requeue", "--retries", "2", "--backoff", "0.1s"]
+    # In the order the tests use them: the node runs two at a time, the third waits.
     submitted = {
-        "stop": _launch(root / "stop", cluster, max_duration="100000ba"),
-        "retry": _launch(root / "retry", cluster, *retry, max_duration="80ba"),
+        "retry": _launch(root / "retry", cluster, *retry, max_duration="400ba"),
         "complete": _launch(root / "complete", cluster, "--time", "10", max_duration="20ba"),
+        "stop": _launch(root / "stop", cluster, max_duration="100000ba"),
     }
     yield submitted
     os.environ.pop("SLURM_CONF", None)
+
+
+def test_a_failing_slurm_job_is_retried_and_a_requeued_one_resumes(jobs):
+    job = jobs["retry"]
+    assert "#SBATCH --requeue" in (job.folder / "launch.sbatch").read_text()
+
+    def beat_after(step: int, not_pid: int | None = None):
+        beat = heartbeat(job.folder)
+        fresh = beat.get("pid") != not_pid and not beat.get("done")
+        return beat if fresh and beat.get("step", -1) >= step else None
+
+    while True:  # kill the rank-0 training process inside the job once it trains
+        first = wait_for(lambda: beat_after(3), 240, "step 3", poll=0.05)
+        try:
+            os.kill(first["pid"], signal.SIGKILL)
+            break
+        except ProcessLookupError:
+            continue  # it was between heartbeats of two processes; read again
+    step = first["step"]
+    wait_for(lambda: beat_after(step + 5, first["pid"]), 180, "the retried attempt to train")
+    subprocess.run(["scontrol", "requeue", job.run.job_id], check=True, timeout=30)
+    # SLURM holds a requeued job back for a while before it may start again; let it start.
+    wait_for(lambda: slurm.job_state(job.run.job_id) == "PENDING", 60, "PENDING", poll=0.2)
+    subprocess.run(
+        ["scontrol", "update", f"JobId={job.run.job_id}", "StartTime=now"], check=True, timeout=30
+    )
+    done = job.wait("completed", 240)
+    causes = [attempt.cause for attempt in done.attempts]
+    assert len(causes) == 3 and causes[-1] == "completed", causes
+    assert causes[0].startswith("exit code 1 (rank 0"), causes  # torchrun reports the lost rank
+    assert "-9" in causes[0], causes
+    assert causes[1].startswith("stopped by SIGTERM"), causes  # SLURM took the node back
+    assert all(attempt.resumed_from for attempt in done.attempts[1:]), done.attempts
+    outputs = "".join(path.read_text() for path in (job.folder / "logs").glob("slurm-*.out"))
+    assert "(restart 1)" in outputs
+    assert (job.folder / "final" / "model.safetensors").exists()
 
 
 def test_a_slurm_job_trains_to_completion(jobs):
@@ -90,32 +127,3 @@ def test_tessera_runs_stop_cancels_a_slurm_job(jobs):
     assert f"cancelled SLURM job {job.run.job_id}" in stopped.stdout
     wait_for(lambda: slurm.job_state(job.run.job_id) == "CANCELLED", 60, "CANCELLED", poll=0.2)
     assert job.refreshed().status == "stopped"
-
-
-def test_a_failing_slurm_job_is_retried_and_a_requeued_one_resumes(jobs):
-    job = jobs["retry"]
-    assert "#SBATCH --requeue" in (job.folder / "launch.sbatch").read_text()
-
-    def beat_after(step: int, not_pid: int | None = None):
-        beat = heartbeat(job.folder)
-        return beat if beat.get("pid") != not_pid and beat.get("step", -1) >= step else None
-
-    first = wait_for(lambda: beat_after(5), 240, "step 5", poll=0.05)
-    os.kill(first["pid"], signal.SIGKILL)  # the rank-0 training process inside the job
-    wait_for(lambda: beat_after(15, first["pid"]), 180, "the retried attempt at step 15")
-    subprocess.run(["scontrol", "requeue", job.run.job_id], check=True, timeout=30)
-    # SLURM holds a requeued job back for a while before it may start again; let it start.
-    wait_for(lambda: slurm.job_state(job.run.job_id) == "PENDING", 60, "PENDING", poll=0.2)
-    subprocess.run(
-        ["scontrol", "update", f"JobId={job.run.job_id}", "StartTime=now"], check=True, timeout=30
-    )
-    done = job.wait("completed", 240)
-    causes = [attempt.cause for attempt in done.attempts]
-    assert len(causes) == 3 and causes[-1] == "completed", causes
-    assert causes[0].startswith("exit code 1 (rank 0"), causes  # torchrun reports the lost rank
-    assert "-9" in causes[0], causes
-    assert causes[1].startswith("stopped by SIGTERM"), causes  # SLURM took the node back
-    assert all(attempt.resumed_from for attempt in done.attempts[1:]), done.attempts
-    outputs = "".join(path.read_text() for path in (job.folder / "logs").glob("slurm-*.out"))
-    assert "(restart 1)" in outputs
-    assert (job.folder / "final" / "model.safetensors").exists()

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "tessera.cli.export",
     "tessera.cli.launch",
     "tessera.cli.runs",
+    "tessera.cli.dashboard",
 ]
 
 
