@@ -185,13 +185,14 @@ def _logs(args: argparse.Namespace) -> int:
             f"RUN: run {run.id} has no log files in {run.folder / 'logs'} (a `tessera train` "
             "started by hand prints to its terminal; its metrics are in metrics.jsonl)"
         )
-    for path in files if args.all else files[-1:]:
+    newest = control.newest_log(files)
+    for path in files if args.all else [newest] if newest else []:
         if args.all:
             print(f"==> {path} <==")
         sys.stdout.write(path.read_text(errors="replace"))
     sys.stdout.flush()
     if args.follow:
-        _follow(registry, run, files[-1] if files else None)
+        _follow(registry, run, newest)
     return 0
 
 
@@ -202,9 +203,9 @@ def _follow(registry: Any, run: Any, current: Any) -> None:
     offset = current.stat().st_size if current is not None else 0
     quiet_since = time.monotonic()
     while True:
-        files = control.log_files(run)
-        if files and files[-1] != current:
-            current, offset = files[-1], 0
+        newest = control.newest_log(control.log_files(run))
+        if newest is not None and newest != current:
+            current, offset = newest, 0
             print(f"==> {current} <==", flush=True)
         if current is not None:
             with open(current, "rb") as log:

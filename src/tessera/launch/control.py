@@ -68,6 +68,15 @@ def log_files(run: Run) -> list[Path]:
     return sorted(found, key=lambda path: (path.stat().st_mtime, path.name))
 
 
+def newest_log(files: list[Path]) -> Path | None:
+    """The log to show or follow: the newest attempt's (the watchdog's own log and SLURM's
+    output repeat the attempts' lines), else the newest file."""
+    attempts = [path for path in files if path.name.startswith("attempt-")]
+    if attempts:
+        return max(attempts, key=lambda path: int(path.stem.split("-")[1]))
+    return files[-1] if files else None
+
+
 def stop(registry: Registry, run: Run, wait: float = 60.0) -> str:
     """Ask the run to stop (SIGTERM to its watchdog, scancel, kubectl delete); what was done."""
     if not run.live:

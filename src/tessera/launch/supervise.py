@@ -48,7 +48,7 @@ def supervise_local(
             "set save_interval (e.g. save_interval=500ba) to resume where a crash left off"
         )
     if detach:
-        return _detach(run_id, folder)
+        return _detach(run_id, folder, registry=registry)
     _console.print(
         f"[bold]tessera launch[/]: run {config.name} ({run_id}) in {folder}; "
         f"{policy.retries} retries, hang timeout "
@@ -58,7 +58,9 @@ def supervise_local(
     return watchdog.run()
 
 
-def _detach(run_id: str, folder: Path, argv: list[str] | None = None) -> int:
+def _detach(
+    run_id: str, folder: Path, argv: list[str] | None = None, registry: Registry | None = None
+) -> int:
     """Start `tessera ARGV` (default: this command without --detach) in its own session."""
     from tessera.launch import process
 
@@ -69,6 +71,8 @@ def _detach(run_id: str, folder: Path, argv: list[str] | None = None) -> int:
     with open(log_path, "ab") as log:
         child = process.spawn([sys.executable, "-m", "tessera.cli", *argv], log, detach=True)
     child.returncode = 0  # not ours to wait for: it outlives this command
+    # Live from now on (the watchdog records itself as it starts; until then, its pid).
+    (registry or Registry()).update(run_id, status="queued", reason=None, pid=child.pid)
     _console.print(
         f"run {run_id} started in the background (watchdog pid {child.pid}, log {log_path}); "
         f"follow it with `tessera runs logs {run_id} -f`, stop it with "
