@@ -22,10 +22,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 def tiny_recipe(folder: Path, name: str = "tiny", **fields: Any) -> Path:
     """A one-layer character GPT on 20k characters of Tiny Shakespeare: 4 sequences of 16
     characters a batch, a checkpoint every batch, deterministic, constant learning rate."""
-    text = folder / "shakespeare-20k.txt"
-    if not text.exists():
-        source = SHARED_DATA / "tinyshakespeare" / "input.txt"
-        text.write_text(source.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    text = folder / "shakespeare-20k.txt"  # ASCII: 20k bytes are 20k characters
+    text.exists() or text.write_bytes(
+        (SHARED_DATA / "tinyshakespeare/input.txt").read_bytes()[:20_000]
+    )
     tokenizer = f"char:{text}"
     recipe = {
         "name": name,

@@ -14,6 +14,7 @@ import pytest
 from launch_support import environment, start, tessera, tiny_recipe, wait_for
 
 from tessera.launch.registry import Registry
+from tessera.loggers.jsonl import read_jsonl
 
 pytestmark = pytest.mark.browser
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -40,12 +41,9 @@ def browser():
 
 
 def _losses(run) -> dict[int, float]:
-    losses = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss/train" in record:
-            losses[record["step"]] = record["loss/train"]
-    return losses
+    return {
+        r["step"]: r["loss/train"] for r in read_jsonl(run / "metrics.jsonl") if "loss/train" in r
+    }
 
 
 def test_the_dashboard_shows_a_trained_run_and_its_loss_curve(tmp_path, browser):

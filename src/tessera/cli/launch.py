@@ -85,27 +85,12 @@ def add_launch_options(parser: Any) -> None:
     )  # fmt: skip
 
 
-def _split_overrides(args: argparse.Namespace) -> None:
-    """Options written after the overrides are options too; anything else is an error."""
-    late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    add_launch_options(late)
-    found, rest = late.parse_known_args(args.overrides)
-    for name, value in vars(found).items():
-        setattr(args, name, value)
-    unknown = [item for item in rest if "=" not in item or item.startswith("-")]
-    if unknown:
-        raise UserError(
-            f"tessera launch: {' '.join(unknown)} is not an option of tessera launch (nor a "
-            "key=value override); see `tessera launch --help`"
-        )
-    args.overrides = rest
-
-
 def run(args: argparse.Namespace) -> int:
+    from tessera.cli.train import _split_overrides  # options may follow the overrides
     from tessera.config import load_config
     from tessera.launch.options import WatchPolicy, check_backend_options, parse_duration
 
-    _split_overrides(args)
+    _split_overrides(args, add_launch_options, "tessera launch")
     if args.slurm and args.k8s:
         raise UserError("--slurm and --k8s: choose one back-end")
     backend = "slurm" if args.slurm else "k8s" if args.k8s else "local"

@@ -45,18 +45,20 @@ def _add_scale_options(group: Any) -> None:
     )
 
 
-def _split_overrides(args: argparse.Namespace) -> None:
+def _split_overrides(
+    args: argparse.Namespace, add_options: Any = None, command: str = "tessera train"
+) -> None:
     """Options written after the overrides (`RECIPE a=1 --nproc 2`) are options too."""
     late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    _add_scale_options(late)
+    (add_options or _add_scale_options)(late)
     found, rest = late.parse_known_args(args.overrides)
     for name, value in vars(found).items():
         setattr(args, name, value)
-    unknown = [item for item in rest if "=" not in item]
+    unknown = [item for item in rest if "=" not in item or item.startswith("-")]
     if unknown:
         raise UserError(
-            f"tessera train: {' '.join(unknown)} is neither an option nor a key=value override; "
-            "see `tessera train --help`"
+            f"{command}: {' '.join(unknown)} is neither an option nor a key=value override; "
+            f"see `{command} --help`"
         )
     args.overrides = rest
 
