@@ -23,6 +23,7 @@ from launch_support import (
     weights,
 )
 
+from tessera.launch import journal, process
 from tessera.launch.registry import Registry
 
 
@@ -91,3 +92,22 @@ def test_a_frozen_run_is_killed_after_the_hang_timeout_and_restarted(tmp_path):
     assert 1.5 <= detected <= 6.0, f"hang detected {detected:.1f}s after the freeze"
     assert second.cause == "completed" and second.resumed_from is not None
     assert record.status == "completed" and record.last_step == 40
+
+
+def test_a_killed_torchrun_agent_leaves_no_rank_behind_and_the_run_completes(tmp_path):
+    home = tmp_path / "home"
+    env = environment(home)
+    recipe = tiny_recipe(tmp_path, max_duration="40ba")
+    run = tmp_path / "runs" / "tiny"
+    watched = start(
+        "launch", str(recipe), "--nproc", "2", "--retries", "1", "--backoff", "0s",
+        env=env, log=tmp_path / "launch.log",
+    )  # fmt: skip
+    beat = wait_for(lambda: heartbeat(run).get("step", -1) >= 3 and heartbeat(run), 120, "step 3")
+    (attempt,) = [e for e in journal.read(run) if e["event"] == "attempt"]
+    os.kill(attempt["pid"], signal.SIGKILL)  # the agent: its two ranks are orphaned at once
+    assert watched.wait(timeout=150) == 0, (tmp_path / "launch.log").read_text()
+    assert not process.alive(beat["pid"]), "rank 0 of the killed attempt is still running"
+    (record,) = Registry(home / "registry.db").runs()
+    assert [a.cause for a in record.attempts] == ["killed by SIGKILL", "completed"]
+    assert record.attempts[1].resumed_from is not None and record.last_step == 40
