@@ -25,14 +25,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# What a training process imports before its first batch: torch and torchmetrics (through
+# tessera.config.build), and torch._dynamo, which the first optimizer imports (seconds).
+WARM_MODULES = (
+    "torch._dynamo",
+    "tessera.config.build",
+    "tessera.cli.main",
+    "tessera.cli.train",
+    "tessera.launch.local",
+)
+
 
 def _warm_up() -> None:
-    import tessera.cli.main
-    import tessera.cli.train
-    import tessera.config.build  # noqa: F401  (torch, torchmetrics, distributed)
+    import importlib
+
     from tessera.data.registry import DATASETS
     from tessera.models.registry import MODELS
 
+    for module in WARM_MODULES:
+        importlib.import_module(module)
     for registry in (MODELS, DATASETS):
         registry.names()  # imports every provider module
 
