@@ -150,7 +150,8 @@ def manifests(
 
 
 def _kubectl(*arguments: str, namespace: str | None = None) -> subprocess.CompletedProcess:
-    command = ["kubectl", *arguments, *(["-n", namespace] if namespace else [])]
+    command = ["kubectl", *arguments, "--request-timeout=30s"]
+    command += ["-n", namespace] if namespace else []
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
