@@ -12,6 +12,7 @@ import random
 import signal
 import time
 
+import pytest
 from launch_support import (
     assert_bit_identical,
     environment,
@@ -94,6 +95,7 @@ def test_a_frozen_run_is_killed_after_the_hang_timeout_and_restarted(tmp_path):
     assert record.status == "completed" and record.last_step == 40
 
 
+@pytest.mark.slow  # two attempts of three processes each (about a minute on two cores)
 def test_a_killed_torchrun_agent_leaves_no_rank_behind_and_the_run_completes(tmp_path):
     home = tmp_path / "home"
     env = environment(home)
