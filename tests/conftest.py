@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real data sets live (../shared/data beside the repository)."""
+"""Shared fixtures: where the real data sets live (../shared/data beside the repository),
+and a private run registry for the whole test session."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,11 @@ def fashion_mnist_dir(shared_data: Path) -> Path:
 def _work_in_a_temporary_folder(tmp_path_factory, monkeypatch):
     """Tests run in a fresh folder, so nothing (a default runs/ folder) lands in the repo."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_tessera_home(tmp_path_factory) -> Path:
+    """Every `tessera train` a test starts records its run here, not in ~/.tessera."""
+    home = tmp_path_factory.mktemp("tessera-home")
+    os.environ["TESSERA_HOME"] = str(home)
+    return home

@@ -66,6 +66,7 @@ def test_every_name_builds_from_yaml_with_its_options(tmp_path):
         "step_timer",
         "provenance",
         "icl_evaluation",  # tessera.eval's callback (tests/eval test it)
+        "loss_guard",
     }
     assert set(LOGGERS.names()) >= {"progress", "jsonl", "tensorboard", "mlflow", "wandb"}
 

@@ -31,6 +31,7 @@ CALLBACKS = Registry(
         "step_timer": "tessera.estimate.probe:StepTimer",
         "provenance": "tessera.callbacks.provenance:ProvenanceRecorder",
         "icl_evaluation": "tessera.eval.callback:ICLEvaluation",
+        "loss_guard": "tessera.callbacks.loss_guard:LossGuard",
     },
 )
 

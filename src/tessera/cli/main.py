@@ -30,6 +30,9 @@ COMMAND_MODULES = [
     "tessera.cli.plot",
     "tessera.cli.serve",
     "tessera.cli.chat",
+    "tessera.cli.launch",
+    "tessera.cli.runs",
+    "tessera.cli.dashboard",
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +57,31 @@ def _add_scale_options(group: Any) -> None:
     )
 
 
-def _split_overrides(args: argparse.Namespace) -> None:
+def _split_overrides(
+    args: argparse.Namespace, add_options: Any = None, command: str = "tessera train"
+) -> None:
     """Options written after the overrides (`RECIPE a=1 --nproc 2`) are options too."""
     late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    _add_scale_options(late)
-    _add_cost_option(late)
+    if add_options is None:
+        _add_scale_options(late)
+        _add_cost_option(late)
+    else:
+        add_options(late)
     found, rest = late.parse_known_args(args.overrides)
     for name, value in vars(found).items():
         setattr(args, name, value)
-    unknown = [item for item in rest if "=" not in item]
+    unknown = [item for item in rest if "=" not in item or item.startswith("-")]
     if unknown:
         raise UserError(
-            f"tessera train: {' '.join(unknown)} is neither an option nor a key=value override; "
-            "see `tessera train --help`"
+            f"{command}: {' '.join(unknown)} is neither an option nor a key=value override; "
+            f"see `{command} --help`"
         )
     args.overrides = rest
 
 
 def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
+    from tessera.launch.record import recorded_train  # run registry (tessera runs)
     from tessera.parallel.process_group import launched_by_torchrun
 
     _split_overrides(args)
@@ -89,14 +96,21 @@ def run(args: argparse.Namespace) -> int:
 
         check_options(options, config.device)
         write_resolved_config(config)
-        folder = Path(config.run_dir or ".") / config.name
-        return launch(args.recipe, list(args.overrides), options, folder)
+        folder = Path(config.run_dir or ".").absolute() / config.name
+        return recorded_train(
+            config,
+            args.recipe,
+            args.overrides,
+            lambda: launch(args.recipe, list(args.overrides), options, folder),
+        )
     if launched_by_torchrun():
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        code = record(_train)(config)  # an uncaught error reaches the launcher's report
+        code = recorded_train(
+            config, args.recipe, args.overrides, lambda: record(_train)(config)
+        )  # an uncaught error reaches the launcher's report
         _exit_worker(code)
-    return _train(config)
+    return recorded_train(config, args.recipe, args.overrides, lambda: _train(config))
 
 
 def _exit_worker(code: int) -> None:
@@ -133,12 +147,15 @@ def _launch_options(args: argparse.Namespace) -> Any:
 
 def _train(config: object) -> int:
     from tessera.config.build import build_trainer
+    from tessera.launch.heartbeat import heartbeat
 
     trainer = None
     try:
         trainer = build_trainer(config)  # type: ignore[arg-type]
         start = time.perf_counter()
-        trainer.fit()
+        beat = heartbeat(trainer.folder.root, trainer.state) if trainer.folder else nullcontext()
+        with beat:  # for the watchdog's hang detection
+            trainer.fit()
         state = trainer.state
         if state.rank == 0:
             summary = {
