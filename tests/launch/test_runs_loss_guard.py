@@ -15,6 +15,7 @@ from tessera.callbacks.loss_guard import LossGuard
 from tessera.core.algorithm import Algorithm
 from tessera.core.callback import Callback
 from tessera.core.event import Event
+from tessera.core.state import State
 from tessera.data import fashion_mnist
 from tessera.data.sampler import make_dataloader
 from tessera.models import ModuleWithLoss
