@@ -25,22 +25,17 @@ def file_checksum(path: Path) -> str:
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write through `write(file)` to a temporary file beside `path`, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, mode) as file:
+
+    def into(temporary: Path) -> None:
+        with open(temporary, mode, encoding=None if "b" in mode else "utf-8") as file:
             write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+
+    atomic_write_path(path, into)
 
 
 def atomic_write_path(path: Path, write: Callable[[Path], None]) -> None:
-    """Like `atomic_write`, for writers that take a path (`safetensors.torch.save_file`)."""
+    """`write(temporary_path)` fills a file beside `path`; it is fsynced and renamed into place
+    (for writers that take a path, such as `safetensors.torch.save_file`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
