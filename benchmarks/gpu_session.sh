@@ -25,9 +25,12 @@ OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-if ! $PY -c "import pydantic, zstandard" 2>/dev/null || { [ "$part" = eval ] && ! $PY -c "import lm_eval" 2>/dev/null; }; then
-    $PY -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -2
+# Wheels go to their own folder first on the path, leaving the image's packages untouched.
+if [ ! -d /tmp/site ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .whl/*.whl $(ls .whl-eval/*.whl 2>/dev/null) 2>&1 | tail -2
 fi
+export PYTHONPATH=/tmp/site:$PYTHONPATH
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
     --format=csv | tee "$OUT/gpu-$part.txt"
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
