@@ -67,6 +67,17 @@ def test_shared_contexts_score_as_separate_rows(trained_run: Path) -> None:
     assert shared.greedy.tolist() == rows.greedy.tolist()
 
 
+def test_single_token_choices_of_a_shared_context_score_alone(trained_run: Path) -> None:
+    """A batch whose every continuation is one token has no positions past the context."""
+    model = load_model(str(trained_run), device="cpu")
+    encoded = scoring.encode_pairs(model, [("Q:", "a"), ("Q:", "b"), ("Q:", "c")])
+    assert all(len(continuation) == 1 for _, continuation in encoded)
+    scores = scoring.score_pairs(model, encoded, batch_size=4)
+    for i, (context, continuation) in enumerate(encoded):
+        expected = reference_loglikelihood(model, context, continuation)
+        assert scores.loglikelihood[i] == pytest.approx(expected, abs=1e-4)
+
+
 def test_truncation_is_counted_and_perplexity_covers_every_token(trained_run: Path, tmp_path):
     model = load_model(str(trained_run), device="cpu")
     lambada = TaskData.load(load_task("lambada_openai"))

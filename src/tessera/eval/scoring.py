@@ -117,7 +117,8 @@ class _Accumulator:
 
     def tensor(self, values: list[int] | torch.Tensor) -> torch.Tensor:
         """On the device without waiting for it: copies from pinned memory run async."""
-        cpu = values if isinstance(values, torch.Tensor) else torch.tensor(values)
+        # Lists hold indices; an empty one must still be an index tensor (long), not float.
+        cpu = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.long)
         if self.device.type == "cuda":
             cpu = cpu.pin_memory()
         return cpu.to(self.device, non_blocking=True)
