@@ -20,7 +20,7 @@
 #                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve|eval}
+part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve|eval|estimate}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -68,9 +68,17 @@ serve)
     echo "serve exit $?"; grep -vE '^\{' "$OUT/serve.log" | tail -40 | cut -c1-220
     ;;
 eval)
-    TESSERA_DATA_DIR=$PWD/.gpu_data timeout 570 $PY benchmarks/eval_benchmark.py \
-        --text .peers/input.txt --out "$OUT/eval" >"$OUT/eval.log" 2>&1
-    echo "eval exit $?"; grep -E '^\{|^\||Speed-up|Training' "$OUT/eval.log" | cut -c1-400 | tail -40
+    # the run folder and exported model stay on the machine; the JSON and table come back
+    TESSERA_DATA_DIR=$PWD/.gpu_data timeout "${EVAL_LIMIT:-570}" $PY benchmarks/eval_benchmark.py \
+        --text .peers/input.txt --out /tmp/eval ${EVAL_ARGS:-} >"$OUT/eval.log" 2>&1
+    echo "eval exit $?"; cp /tmp/eval/eval_benchmark.json /tmp/eval/eval_benchmark.md "$OUT/" 2>/dev/null
+    grep -E '^\{|^\||Speed-up|Training' "$OUT/eval.log" | cut -c1-400 | tail -40
+    ;;
+estimate)
+    timeout "${ESTIMATE_LIMIT:-570}" $PY benchmarks/estimate_accuracy.py --data "$PWD/.gpu_data" \
+        --out /tmp/estimate ${ESTIMATE_ARGS:-} >"$OUT/estimate.log" 2>&1
+    echo "estimate exit $?"; cp /tmp/estimate/*.md /tmp/estimate/*.json "$OUT/" 2>/dev/null
+    tail -30 "$OUT/estimate.log" | cut -c1-300
     ;;
 *)
     echo "unknown part: $part (llm, race, gen, vision, serve or eval)" >&2
