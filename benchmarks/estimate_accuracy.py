@@ -164,7 +164,8 @@ def measure(recipe: str, overrides: list[str], run_dir: Path, limit: float) -> d
         "name=measured",
         "autoresume=false",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    path = [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}  # keep carried wheels' folder
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=limit, env=env)
     seconds = time.perf_counter() - start
