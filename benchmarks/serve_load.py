@@ -45,6 +45,8 @@ async def client_loop(
     client, url, model, requests, prompt_len, max_tokens, vocab, seed, begin
 ) -> list[dict]:
     rng = random.Random(seed)
+    warm_up = {"model": model, "prompt": [1, 2, 3], "max_tokens": 2, "stream": True}
+    await one_request(client, url, warm_up)  # the connection and the client's first-call costs
     await asyncio.sleep(max(0.0, begin - time.time()))
     records = []
     for _ in range(requests):

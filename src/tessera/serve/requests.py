@@ -27,6 +27,9 @@ class EngineConfig:
     cuda_graphs: bool = True
     overlap: bool = True  # start a decode step before the host has read the previous one
     request_timeout: float | None = None  # seconds from submit to finish; None = no limit
+    # How long a busy thread keeps the GIL while another waits for it (Python's default is 5
+    # ms): the HTTP thread must not hold the engine's step back by a whole decode step or more.
+    gil_switch_interval_ms: float = 0.5
 
 
 @dataclass

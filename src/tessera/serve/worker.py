@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ class EngineWorker:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        sys.setswitchinterval(self.engine.config.gil_switch_interval_ms / 1000)
         self._thread = threading.Thread(target=self._run, name="tessera-engine", daemon=True)
         self._thread.start()
 
