@@ -166,6 +166,8 @@ def measure(recipe: str, overrides: list[str], run_dir: Path, limit: float) -> d
     ]
     path = [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}  # keep carried wheels' folder
+    # A first run compiles from nothing, as the estimate assumes: not from the probe's cache.
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(run_dir / "inductor-cache")
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=limit, env=env)
     seconds = time.perf_counter() - start

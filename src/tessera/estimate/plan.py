@@ -165,12 +165,14 @@ def estimate_from_probe(
     scaling = efficiency.scaling_efficiency(gpus)
     step = probe.step_seconds / gpus / scaling
     eval_each = probe.eval_seconds if probe.eval_seconds is not None else 0.0
+    eval_first = probe.first_eval_seconds if probe.first_eval_seconds is not None else eval_each
+    evaluations = workload.evaluations
     checkpoint_each = probe.checkpoint_seconds or 0.0
     seconds = {
         "start-up": probe.startup_seconds,
         "first step (compile, warm-up)": max(0.0, probe.first_step_seconds - probe.step_seconds),
         "training steps": workload.total_batches * step,
-        "evaluation": workload.evaluations * eval_each / gpus,
+        "evaluation": (eval_first + (evaluations - 1) * eval_each) / gpus if evaluations else 0.0,
         "checkpoints": workload.checkpoints * checkpoint_each,
     }
     memory, _ = advise(config, workload, hardware, gpus)

@@ -3,8 +3,9 @@
 Start-up (building the trainer: imports done, data, model, compile set-up) and the first step
 (compilation, allocator and cuDNN warm-up) are timed separately and kept out of the step time;
 the N steps after them give the mean step seconds (each step ends with a device
-synchronisation, so queued GPU work is counted). The run then evaluates once (the trainer
-evaluates at the end of a run) and writes one checkpoint, both timed. Everything goes to a
+synchronisation, so queued GPU work is counted). The run evaluates twice, after step N and at
+its end: the first evaluation carries one-time costs (compiling the evaluation graph), the
+second is what each later one costs. Then it writes one checkpoint, timed. Everything goes to a
 temporary run folder that is removed afterwards.
 """
 
@@ -35,7 +36,8 @@ class ProbeResult:
     step_seconds: float
     first_step_seconds: float
     startup_seconds: float
-    eval_seconds: float | None
+    eval_seconds: float | None  # a warm evaluation
+    first_eval_seconds: float | None  # the first one, compilation included
     checkpoint_seconds: float | None
     peak_memory_bytes: float | None
     device: str
@@ -87,7 +89,7 @@ def build_probe_trainer(config: RunConfig, steps: int, folder: Path) -> Trainer:
         name="probe",
         run_dir=str(folder),
         max_duration=f"{steps}ba",
-        eval_interval=f"{steps + 1}ba",  # only the end-of-run evaluation
+        eval_interval=f"{steps - 1}ba",  # after the timed steps, and again at the end
         save_interval=None,
         autoresume=False,
         load_path=None,
@@ -131,6 +133,7 @@ def run_probe(config: RunConfig, steps: int, import_seconds: float = 0.0) -> Pro
         first_step_seconds=batches[0],
         startup_seconds=startup,
         eval_seconds=timer.eval_seconds[-1] if timer.eval_seconds else None,
+        first_eval_seconds=timer.eval_seconds[0] if timer.eval_seconds else None,
         checkpoint_seconds=checkpoint,
         peak_memory_bytes=peak,
         device=_device_name(device),

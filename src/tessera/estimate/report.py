@@ -76,7 +76,11 @@ def format_estimate(estimate: Estimate) -> str:
         lines.append(
             f"  probe on {p.device}: {p.steps} steps timed, {p.step_seconds * 1000:,.1f} ms each; "
             f"start-up {p.startup_seconds:.1f} s, first step {p.first_step_seconds:.2f} s"
-            + (f", evaluation {p.eval_seconds:.2f} s" if p.eval_seconds is not None else "")
+            + (
+                f", evaluation {p.first_eval_seconds:.2f} s first, {p.eval_seconds:.2f} s after"
+                if p.eval_seconds is not None and p.first_eval_seconds is not None
+                else ""
+            )
             + (f", checkpoint {p.checkpoint_seconds:.2f} s" if p.checkpoint_seconds else "")
             + (f", peak memory {p.peak_memory_bytes / GIB:.2f} GiB" if p.peak_memory_bytes else "")
         )
