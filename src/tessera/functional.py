@@ -26,6 +26,7 @@ _MODULES = {
     "colout": ["colout_batch"],
     "cutmix": ["cutmix_batch"],
     "cutout": ["cutout_batch", "cutout_mask"],
+    "device_data": ["to_device_loader"],
     "ema": ["swap_weights", "update_ema"],
     "factorize": ["apply_factorization"],
     "fused_optimizer": ["use_fused_kernels"],

@@ -26,6 +26,7 @@ _BUILTINS = {
     "colout": "colout:ColOut",
     "cutmix": "cutmix:CutMix",
     "cutout": "cutout:CutOut",
+    "device_data": "device_data:DeviceData",
     "ema": "ema:EMA",
     "factorize": "factorize:Factorize",
     "fused_optimizer": "fused_optimizer:FusedOptimizer",
