@@ -38,6 +38,12 @@ _MODULES = {
     "low_precision_norm": ["apply_low_precision_norm"],
     "magnitude_pruning": ["cubic_sparsity", "magnitude_mask", "measured_sparsity", "prune_model"],
     "mixup": ["mixup_batch", "sample_mixing_weight"],
+    "patch_whitening": [
+        "apply_patch_whitening",
+        "first_conv",
+        "patch_covariance",
+        "whitening_filters",
+    ],
     "progressive_resizing": ["resize_batch", "resizing_scale"],
     "randaugment": ["randaugment_batch"],
     "sam": ["SAMOptimizer"],  # SAM's functional form is an optimizer wrapper

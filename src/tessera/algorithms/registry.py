@@ -37,6 +37,7 @@ _BUILTINS = {
     "low_precision_norm": "low_precision_norm:LowPrecisionNormAlgorithm",
     "magnitude_pruning": "magnitude_pruning:MagnitudePruning",
     "mixup": "mixup:MixUp",
+    "patch_whitening": "patch_whitening:PatchWhitening",
     "progressive_resizing": "progressive_resizing:ProgressiveResizing",
     "randaugment": "randaugment:RandAugment",
     "sam": "sam:SAM",
