@@ -35,6 +35,7 @@ _MODULES = {
     "gradient_clipping": ["adaptive_clip_", "clip_gradients"],
     "label_smoothing": ["smooth_labels", "smoothed_loss", "uniform_cross_entropy"],
     "layer_freezing": ["freeze_layers", "frozen_fraction"],
+    "lookahead": ["LookaheadOptimizer", "lookahead_alpha"],  # an optimizer wrapper, like SAM
     "low_precision_norm": ["apply_low_precision_norm"],
     "magnitude_pruning": ["cubic_sparsity", "magnitude_mask", "measured_sparsity", "prune_model"],
     "mixup": ["mixup_batch", "sample_mixing_weight"],

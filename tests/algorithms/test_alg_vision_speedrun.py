@@ -7,16 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet
+from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get
+from tessera.algorithms.lookahead import LookaheadOptimizer, lookahead_alpha
 from tessera.algorithms.patch_whitening import (
     apply_patch_whitening,
     patch_covariance,
     whitening_filters,
 )
-from tessera.core.errors import ConfigError
+from tessera.core.errors import CheckpointError, ConfigError
 
 # -- patch whitening -----------------------------------------------------------------------
 
@@ -78,3 +79,100 @@ def test_patch_whitening_in_a_run_whitens_from_the_training_order_and_stays_froz
     assert trainer.state.timestamp.batch == 3
     with pytest.raises(ConfigError, match="no Conv2d"):
         make_trainer([get("patch_whitening")], model=tiny_mlp())
+
+
+# -- Lookahead -------------------------------------------------------------------------------
+
+
+def _constant_gradient_model(gradient: torch.Tensor) -> tuple[nn.Parameter, callable]:
+    weight = nn.Parameter(torch.zeros_like(gradient))
+
+    def loss() -> torch.Tensor:
+        return (weight * gradient).sum()  # d loss / d weight = gradient, at every point
+
+    return weight, loss
+
+
+def test_lookahead_slow_weights_equal_the_closed_form_after_k_steps():
+    gradient = torch.tensor([1.0, -2.0, 0.5])
+    weight, loss = _constant_gradient_model(gradient)
+    lr, k, alpha = 0.1, 3, 0.4
+    optimizer = LookaheadOptimizer(torch.optim.SGD([weight], lr=lr), k=k, alpha=alpha)
+    assert optimizer.param_groups is optimizer.base.param_groups
+    history, slow = [], []
+    for _ in range(2 * k + 1):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+        history.append(weight.detach().clone())
+        slow.append(optimizer.slow[0].clone())
+    # k fast steps reach -k lr g; the slow weights (and the restarted fast ones) go alpha of it
+    assert torch.allclose(history[k - 2], -(k - 1) * lr * gradient)  # before the first sync
+    assert torch.allclose(history[k - 1], -alpha * k * lr * gradient)
+    assert torch.equal(slow[0], torch.zeros(3))  # the weights before the first step
+    assert torch.allclose(slow[k - 1], -alpha * k * lr * gradient)
+    assert torch.allclose(history[2 * k - 1], -2 * alpha * k * lr * gradient)
+    assert torch.allclose(history[2 * k], (-2 * alpha * k - 1) * lr * gradient)
+
+
+def test_lookahead_state_round_trips_and_refuses_a_plain_optimizer_state():
+    gradient = torch.tensor([1.0, 2.0])
+    weight, loss = _constant_gradient_model(gradient)
+    optimizer = LookaheadOptimizer(torch.optim.SGD([weight], lr=0.1, momentum=0.9), k=2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    saved = optimizer.state_dict()
+    other_weight, _ = _constant_gradient_model(gradient)
+    other = LookaheadOptimizer(torch.optim.SGD([other_weight], lr=0.1, momentum=0.9), k=2)
+    other.load_state_dict(saved)
+    assert other.steps == 3 and torch.equal(other.slow[0], optimizer.slow[0])
+    assert torch.equal(
+        other.state[other_weight]["momentum_buffer"], optimizer.state[weight]["momentum_buffer"]
+    )
+    with pytest.raises(CheckpointError, match="not wrapped by Lookahead"):
+        other.load_state_dict(torch.optim.SGD([other_weight], lr=0.1).state_dict())
+
+
+def test_lookahead_alpha_follows_the_cubic_to_its_end_value():
+    assert lookahead_alpha(0.5, None, 0.7) == 0.5
+    assert lookahead_alpha(1.0, 0.2, 0.0) == 1.0
+    assert lookahead_alpha(1.0, 0.2, 0.5) == pytest.approx(1.0 - 0.8 * 0.125)
+    assert lookahead_alpha(1.0, 0.2, 1.0) == pytest.approx(0.2)
+
+
+def _lookahead_run(make_trainer, tmp_path, name, load_path=None):
+    torch.manual_seed(0)
+    model = tiny_resnet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trainer = make_trainer(
+        [get("lookahead", k=2, alpha=0.5, sync_at_end=False)],
+        model=model,
+        optimizer=optimizer,
+        batches=3,
+        max_duration="2ep",
+        run_dir=tmp_path,
+        name=name,
+        save_interval="1ba",
+        keep_last=None,
+        load_path=load_path,
+        autoresume=False,
+        shuffle=False,
+    )
+    trainer.fit()
+    return trainer
+
+
+def test_lookahead_in_a_run_resumes_mid_cycle_exactly(make_trainer, tmp_path):
+    full = _lookahead_run(make_trainer, tmp_path, "full")
+    wrapper = full.state.optimizers[0]
+    assert isinstance(wrapper, LookaheadOptimizer) and wrapper.steps == 6
+    # batch 5 is mid-epoch and mid-cycle (k=2): the fast weights are one step past the slow
+    middle = tmp_path / "full" / "checkpoints" / "ep1-ba5.pt"
+    assert middle.is_file()
+    resumed = _lookahead_run(make_trainer, tmp_path, "resumed", load_path=middle)
+    assert resumed.resumed_from == middle
+    final, again = weights_of(full.state.model), weights_of(resumed.state.model)
+    assert all(torch.equal(final[k], again[k]) for k in final)
+    assert all(torch.equal(a, b) for a, b in zip(wrapper.slow, resumed.state.optimizers[0].slow))

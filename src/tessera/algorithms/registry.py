@@ -34,6 +34,7 @@ _BUILTINS = {
     "gradient_clipping": "gradient_clipping:GradientClipping",
     "label_smoothing": "label_smoothing:LabelSmoothing",
     "layer_freezing": "layer_freezing:LayerFreezing",
+    "lookahead": "lookahead:Lookahead",
     "low_precision_norm": "low_precision_norm:LowPrecisionNormAlgorithm",
     "magnitude_pruning": "magnitude_pruning:MagnitudePruning",
     "mixup": "mixup:MixUp",
