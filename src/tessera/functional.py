@@ -29,6 +29,7 @@ _MODULES = {
     "device_data": ["to_device_loader"],
     "ema": ["swap_weights", "update_ema"],
     "factorize": ["apply_factorization"],
+    "flip_tta": ["flip_tta_outputs"],
     "fused_optimizer": ["use_fused_kernels"],
     "gated_linear_units": ["apply_gated_linear_units"],
     "ghost_batchnorm": ["apply_ghost_batchnorm"],

@@ -11,6 +11,7 @@ from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get
+from tessera.algorithms.flip_tta import flip_tta_outputs
 from tessera.algorithms.lookahead import LookaheadOptimizer, lookahead_alpha
 from tessera.algorithms.patch_whitening import (
     apply_patch_whitening,
@@ -176,3 +177,32 @@ def test_lookahead_in_a_run_resumes_mid_cycle_exactly(make_trainer, tmp_path):
     final, again = weights_of(full.state.model), weights_of(resumed.state.model)
     assert all(torch.equal(final[k], again[k]) for k in final)
     assert all(torch.equal(a, b) for a, b in zip(wrapper.slow, resumed.state.optimizers[0].slow))
+
+
+# -- flip test-time augmentation ---------------------------------------------------------------
+
+
+def test_flip_tta_evaluation_logits_are_the_mean_of_the_two_views(make_trainer):
+    model = tiny_resnet()
+    seen = Probe(eval_after_forward=lambda state: (state.batch[0].clone(), state.outputs.clone()))
+    trainer = make_trainer(
+        [get("flip_tta")], model=model, batches=2, evaluate=True, callbacks=[seen]
+    )
+    trainer.fit()
+    network = model.module.eval()
+    inputs, outputs = seen.seen["eval_after_forward"][-1]
+    with torch.no_grad():
+        plain, mirrored = network(inputs), network(inputs.flip(-1))
+    assert torch.allclose(outputs, (plain + mirrored) / 2, atol=1e-5)
+    assert not torch.allclose(outputs, plain, atol=1e-3)  # the mirror view did count
+    # the flip is along the chosen axis: rows (-2) average the first row with the last
+    first_row = flip_tta_outputs(lambda x: x[:, 0, 0, :5], inputs, dim=-2)
+    assert torch.allclose(first_row, (inputs[:, 0, 0, :5] + inputs[:, 0, -1, :5]) / 2)
+
+
+def test_flip_tta_leaves_training_unchanged(make_trainer):
+    plain, augmented = tiny_resnet(seed=1), tiny_resnet(seed=1)
+    make_trainer([], model=plain, batches=2, evaluate=True, shuffle=False).fit()
+    make_trainer([get("flip_tta")], model=augmented, batches=2, evaluate=True, shuffle=False).fit()
+    trained, again = weights_of(plain), weights_of(augmented)
+    assert all(torch.equal(trained[k], again[k]) for k in trained)

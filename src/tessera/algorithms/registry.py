@@ -29,6 +29,7 @@ _BUILTINS = {
     "device_data": "device_data:DeviceData",
     "ema": "ema:EMA",
     "factorize": "factorize:Factorize",
+    "flip_tta": "flip_tta:FlipTTA",
     "fused_optimizer": "fused_optimizer:FusedOptimizer",
     "ghost_batchnorm": "ghost_batchnorm:GhostBatchNormAlgorithm",
     "gradient_clipping": "gradient_clipping:GradientClipping",
