@@ -21,6 +21,7 @@ from tessera.core.lazy import lazy_getattr
 _MODULES = {
     "alibi": ["apply_alibi"],
     "augmix": ["augmix_batch"],
+    "batchnorm_groups": ["batchnorm_parameters", "split_batchnorm_groups"],
     "blurpool": ["apply_blurpool", "blur_2d"],
     "channels_last": ["apply_channels_last", "to_channels_last"],
     "colout": ["colout_batch"],

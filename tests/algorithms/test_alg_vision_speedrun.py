@@ -11,6 +11,7 @@ from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get
+from tessera.algorithms.batchnorm_groups import batchnorm_parameters, split_batchnorm_groups
 from tessera.algorithms.flip_tta import flip_tta_outputs
 from tessera.algorithms.lookahead import LookaheadOptimizer, lookahead_alpha
 from tessera.algorithms.patch_whitening import (
@@ -19,6 +20,8 @@ from tessera.algorithms.patch_whitening import (
     whitening_filters,
 )
 from tessera.core.errors import CheckpointError, ConfigError
+from tessera.optim.optimizers import SGDW, parameter_groups
+from tessera.optim.schedulers import CosineWarmup, ScheduledLR
 
 # -- patch whitening -----------------------------------------------------------------------
 
@@ -206,3 +209,54 @@ def test_flip_tta_leaves_training_unchanged(make_trainer):
     make_trainer([get("flip_tta")], model=augmented, batches=2, evaluate=True, shuffle=False).fit()
     trained, again = weights_of(plain), weights_of(augmented)
     assert all(torch.equal(trained[k], again[k]) for k in trained)
+
+
+# -- BatchNorm parameter groups ------------------------------------------------------------------
+
+
+def test_batchnorm_groups_have_the_stated_lr_and_no_weight_decay():
+    model = tiny_resnet().module
+    optimizer = SGDW(parameter_groups(model, weight_decay=5e-4, decay_norm_and_bias=True), lr=0.2)
+    scheduler = ScheduledLR(optimizer, CosineWarmup(t_warmup="0ba", t_max="10ba"))
+    moved = split_batchnorm_groups(model, optimizer, lr_factor=8.0, schedulers=[scheduler])
+    bn = {id(p) for p in batchnorm_parameters(model)}
+    assert moved == len(bn) > 0
+    old, new = optimizer.param_groups
+    assert not any(id(p) in bn for p in old["params"])
+    assert {id(p) for p in new["params"]} == bn
+    assert old["lr"] == 0.2 and old["decoupled_weight_decay"] == 5e-4
+    assert new["lr"] == pytest.approx(1.6)
+    assert new["decoupled_weight_decay"] == 0.0 and new["weight_decay"] == 0.0
+    assert scheduler.base_lrs == [0.2, pytest.approx(1.6)]
+    # the schedule keeps scaling both groups in proportion
+    assert [lr / 0.2 for lr in scheduler.get_lr()] == pytest.approx([1.0, 8.0])
+    with pytest.warns(UserWarning, match="no BatchNorm parameter"):
+        split_batchnorm_groups(nn.Linear(2, 2), torch.optim.SGD(nn.Linear(2, 2).parameters()))
+
+
+def test_batchnorm_groups_in_a_run_step_bn_biases_by_the_factor_and_fix_the_scales(make_trainer):
+    model = tiny_resnet()
+    bn = model.module.stem[1]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    grads = Probe(before_optimizer_step=lambda state: bn.bias.grad.clone())
+    biases = Probe(after_optimizer_step=lambda state: bn.bias.detach().clone())
+    start_scale, start_bias = bn.weight.detach().clone(), bn.bias.detach().clone()
+    trainer = make_trainer(
+        [get("batchnorm_groups", lr_factor=4.0, train_scale=False)],
+        model=model,
+        optimizer=optimizer,
+        batches=2,
+        callbacks=[grads, biases],
+    )
+    groups = trainer.state.optimizers[0].param_groups
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(4e-3)]
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    trainer.fit()
+    # Adam's first step moves each weight by lr (times the gradient's sign): 4x the base rate
+    step = biases.seen["after_optimizer_step"][0] - start_bias
+    moved = grads.seen["before_optimizer_step"][0].abs() > 1e-4
+    assert moved.sum() > 0
+    assert torch.allclose(step[moved].abs(), torch.full_like(step[moved], 4e-3), rtol=1e-3)
+    assert not bn.weight.requires_grad and torch.equal(bn.weight, start_scale)
+    with pytest.raises(ConfigError, match="no BatchNorm layer"):
+        make_trainer([get("batchnorm_groups")], model=tiny_mlp())

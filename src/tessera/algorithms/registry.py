@@ -21,6 +21,7 @@ _BUILTINS = {
     "gated_linear_units": "gated_linear_units:GatedLinearUnits",
     "sequence_length_warmup": "sequence_length_warmup:SequenceLengthWarmup",
     "augmix": "augmix:AugMix",
+    "batchnorm_groups": "batchnorm_groups:BatchNormGroups",
     "blurpool": "blurpool:BlurPool",
     "channels_last": "channels_last:ChannelsLast",
     "colout": "colout:ColOut",
