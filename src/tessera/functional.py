@@ -33,6 +33,7 @@ _MODULES = {
     "flip_tta": ["flip_tta_outputs"],
     "fused_optimizer": ["use_fused_kernels"],
     "gated_linear_units": ["apply_gated_linear_units"],
+    "horizontal_flip": ["flip_batch", "image_coins"],
     "ghost_batchnorm": ["apply_ghost_batchnorm"],
     "gradient_clipping": ["adaptive_clip_", "clip_gradients"],
     "label_smoothing": ["smooth_labels", "smoothed_loss", "uniform_cross_entropy"],

@@ -13,6 +13,7 @@ from torch import nn
 from tessera.algorithms import get
 from tessera.algorithms.batchnorm_groups import batchnorm_parameters, split_batchnorm_groups
 from tessera.algorithms.flip_tta import flip_tta_outputs
+from tessera.algorithms.horizontal_flip import flip_batch, image_coins
 from tessera.algorithms.lookahead import LookaheadOptimizer, lookahead_alpha
 from tessera.algorithms.patch_whitening import (
     apply_patch_whitening,
@@ -260,3 +261,48 @@ def test_batchnorm_groups_in_a_run_step_bn_biases_by_the_factor_and_fix_the_scal
     assert not bn.weight.requires_grad and torch.equal(bn.weight, start_scale)
     with pytest.raises(ConfigError, match="no BatchNorm layer"):
         make_trainer([get("batchnorm_groups")], model=tiny_mlp())
+
+
+# -- horizontal flips ----------------------------------------------------------------------------
+
+
+def test_alternating_flip_mirrors_each_image_once_in_every_two_epochs(images):
+    inputs, _ = images
+    even, odd = (
+        flip_batch(inputs, "alternating", epoch=4),
+        flip_batch(inputs, "alternating", epoch=5),
+    )
+    mirrored = inputs.flip(-1)
+    for index in range(len(inputs)):
+        flipped_even = torch.equal(even[index], mirrored[index])
+        assert flipped_even != torch.equal(odd[index], mirrored[index])
+        assert torch.equal(even[index], inputs[index]) != flipped_even
+    # each image's coin is its own: the same in any batch order, about half of them heads
+    coins = image_coins(inputs, seed=3)
+    order = torch.randperm(len(inputs))
+    assert torch.equal(image_coins(inputs[order], seed=3), coins[order])
+    assert 16 <= int(coins.sum()) <= 48
+    assert not torch.equal(image_coins(inputs, seed=4), coins)
+
+
+def test_random_flip_mirrors_about_half_of_the_images(images):
+    inputs, _ = images
+    flipped = flip_batch(inputs, "random", generator=torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(f, m) for f, m in zip(flipped, inputs.flip(-1))]
+    kept = [torch.equal(f, i) for f, i in zip(flipped, inputs)]
+    assert all(a != b for a, b in zip(mirrored, kept))
+    assert 16 <= sum(mirrored) <= 48
+
+
+def test_horizontal_flip_in_a_run_alternates_by_epoch(make_trainer):
+    seen = Probe(after_dataloader=lambda state: state.batch[0].clone())
+    make_trainer(
+        [get("horizontal_flip")], batches=2, max_duration="2ep", shuffle=False, callbacks=[seen]
+    ).fit()
+    first, second = (
+        torch.cat(seen.seen["after_dataloader"][:2]),
+        torch.cat(seen.seen["after_dataloader"][2:]),
+    )
+    same = [torch.equal(a, b) for a, b in zip(first, second)]
+    mirrored = [torch.equal(a, b.flip(-1)) for a, b in zip(first, second)]
+    assert all(mirrored) and not any(same)  # every image the other way round in epoch 2

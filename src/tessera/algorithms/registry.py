@@ -32,6 +32,7 @@ _BUILTINS = {
     "factorize": "factorize:Factorize",
     "flip_tta": "flip_tta:FlipTTA",
     "fused_optimizer": "fused_optimizer:FusedOptimizer",
+    "horizontal_flip": "horizontal_flip:HorizontalFlip",
     "ghost_batchnorm": "ghost_batchnorm:GhostBatchNormAlgorithm",
     "gradient_clipping": "gradient_clipping:GradientClipping",
     "label_smoothing": "label_smoothing:LabelSmoothing",
