@@ -57,3 +57,26 @@ def test_ladder_stacks_more_methods_on_the_same_budget():
     assert methods[0] == set()
     assert methods[1] < methods[2] < methods[3]
     assert len({str(c.max_duration) for c in configs}) == 1
+
+
+def test_fast_recipe_trains_through_the_config_builder_with_every_method(tmp_path):
+    config = load_config(
+        RECIPES / "fashion-mnist-fast.yaml",
+        [
+            "max_duration=4ba",
+            "model.width=8",
+            "data.batch_size=16",
+            "data.train_subset=64",
+            "data.eval_subset=32",
+            f"data.path={DATA.resolve()}",
+            f"run_dir={tmp_path}",
+        ],
+    )
+    trainer = build_trainer(config)
+    names = {algorithm.name for algorithm in trainer.state.algorithms}
+    assert names == set(config.algorithms)
+    assert type(trainer.state.train_dataloader).__name__ == "DeviceLoader"
+    trainer.fit()
+    assert trainer.state.timestamp.batch == 4
+    assert "accuracy" in trainer.state.eval_results["eval"]
+    assert (tmp_path / "fashion-mnist-fast" / "final" / "model.safetensors").is_file()
