@@ -469,13 +469,13 @@ def device_section(runs: list[dict[str, Any]], device: str, target: float) -> li
             r["train_seconds"] / max(r["epochs_done"], 1e-9) for r in missed
         )
         budget = missed[0]["budget_epochs"]
-        cut = any(r["stop_reason"] for r in missed)
+        cut = sorted({r["stop_reason"] for r in missed if r["stop_reason"]})
         lines.append(
             f"- {reference} did not reach {target:.1%} in {len(missed)}/{len(base)} runs, so the "
             "ratios are lower bounds (its time to the target is more than the time it trained). "
             f"At its {per_epoch:.1f} training s per epoch its whole {budget:g}-epoch budget is "
             f"{per_epoch * budget:.0f} s"
-            + (" (the time limit stopped it before the end)." if cut else ".")
+            + (f" ({', '.join(cut)} stopped it before the end)." if cut else ".")
         )
     lower = [t for t in (0.91, 0.92, 0.925) if t < target]
     return [*lines, "", *threshold_rows(groups, [*lower, target])]
