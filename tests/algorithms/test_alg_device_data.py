@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from alg_support import FirstImages, Probe, tiny_resnet, weights_of
+from alg_support import EVERY_BATCH, FirstImages, Probe, tiny_resnet, weights_of
 from torch.utils.data import DataLoader
 
 from tessera.algorithms import get
@@ -66,10 +66,8 @@ def _run(make_trainer, tmp_path, name, load_path=None):
         callbacks=[seen, kinds],
         run_dir=tmp_path,
         name=name,
-        save_interval="1ba",
-        keep_last=None,
         load_path=load_path,
-        autoresume=False,
+        **EVERY_BATCH,
     )
     trainer.fit()
     return trainer, seen.seen["after_dataloader"], kinds.seen["fit_start"]

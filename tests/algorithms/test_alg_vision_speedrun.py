@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from alg_support import BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
+from alg_support import BATCH, EVERY_BATCH, Probe, tiny_mlp, tiny_resnet, weights_of
 from torch import nn
 
 from tessera.algorithms import get
@@ -159,10 +159,8 @@ def _lookahead_run(make_trainer, tmp_path, name, load_path=None):
         max_duration="2ep",
         run_dir=tmp_path,
         name=name,
-        save_interval="1ba",
-        keep_last=None,
         load_path=load_path,
-        autoresume=False,
+        **EVERY_BATCH,
         shuffle=False,
     )
     trainer.fit()
@@ -181,6 +179,22 @@ def test_lookahead_in_a_run_resumes_mid_cycle_exactly(make_trainer, tmp_path):
     final, again = weights_of(full.state.model), weights_of(resumed.state.model)
     assert all(torch.equal(final[k], again[k]) for k in final)
     assert all(torch.equal(a, b) for a, b in zip(wrapper.slow, resumed.state.optimizers[0].slow))
+
+
+def test_lookahead_alpha_falls_over_a_run_and_the_run_ends_on_the_slow_weights(make_trainer):
+    alphas = Probe(after_optimizer_step=lambda state: state.optimizers[0].alpha)
+    trainer = make_trainer(
+        [get("lookahead", k=2, alpha=0.8, alpha_end=0.2)], batches=3, callbacks=[alphas]
+    )
+    trainer.fit()
+    wrapper = trainer.state.optimizers[0]
+    # set before each step from the progress so far: 0, 1/3, 2/3 of the 3-batch run
+    expected = [lookahead_alpha(0.8, 0.2, step / 3) for step in range(3)]
+    assert alphas.seen["after_optimizer_step"] == pytest.approx(expected)
+    assert expected[0] > expected[-1]
+    # 3 steps with k=2: the end of the run synchronised once more, onto the slow weights
+    params = [p for group in wrapper.param_groups for p in group["params"]]
+    assert all(torch.equal(p, s) for p, s in zip(params, wrapper.slow))
 
 
 # -- flip test-time augmentation ---------------------------------------------------------------
