@@ -5,6 +5,10 @@
 #   OUT=results-dir bash benchmarks/gpu_session.sh race     # nanoGPT vs Tessera to val loss 1.47
 #   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
+#   OUT=results-dir bash benchmarks/gpu_session.sh vision-race  # fast vs baseline recipe to 93%
+#       in <= 300 s: GPU 3 repeats each in turn, CPU 3 repeats each at once (6 x 2 pinned cores);
+#       VISION_RACE_DEADLINE (260 s) bounds it, VISION_RACE_ARGS adds options (e.g.
+#       "--parts gpu --recipes fast --drop-each --repeats 2" for the ablation)
 #   OUT=results-dir bash benchmarks/gpu_session.sh serve    # serving: HTTP server vs transformers
 #   OUT=results-dir bash benchmarks/gpu_session.sh eval     # ICL harness vs lm-eval (eval.md)
 #
@@ -20,7 +24,7 @@
 #                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision|serve|eval|estimate}
+part=${1:?usage: gpu_session.sh llm|race|gen|vision|vision-race|serve|eval|estimate}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -63,6 +67,17 @@ vision)
         --output "$OUT/time_to_accuracy_gpu.json" >"$OUT/vision.log" 2>&1
     echo "vision exit $?"; grep -E 'seed [0-9]+:' "$OUT/vision.log" | tail -30
     ;;
+vision-race)
+    # runs/ and logs/ stay on the machine; race.json holds every run's curve, logs go as one tar
+    deadline=${VISION_RACE_DEADLINE:-260}
+    timeout $((deadline + 20)) $PY benchmarks/vision_race.py race --deadline "$deadline" \
+        --data "$PWD/.gpu_data/fashion-mnist" --out /tmp/vision-race ${VISION_RACE_ARGS:-} \
+        >"$OUT/vision-race.log" 2>&1
+    echo "vision-race exit $?"; grep -E ': (ok|failed|killed|skipped)' "$OUT/vision-race.log"
+    cp /tmp/vision-race/race.json /tmp/vision-race/race.md "$OUT/" 2>/dev/null
+    tar -czf "$OUT/vision-race-logs.tar.gz" -C /tmp/vision-race logs 2>/dev/null
+    cat /tmp/vision-race/race.md
+    ;;
 serve)
     timeout 330 $PY benchmarks/serve_benchmark.py --out "$OUT" >"$OUT/serve.log" 2>&1
     echo "serve exit $?"; grep -vE '^\{' "$OUT/serve.log" | tail -40 | cut -c1-220
@@ -81,7 +96,7 @@ estimate)
     tail -30 "$OUT/estimate.log" | cut -c1-300
     ;;
 *)
-    echo "unknown part: $part (llm, race, gen, vision, serve or eval)" >&2
+    echo "unknown part: $part (llm, race, gen, vision, vision-race, serve, eval or estimate)" >&2
     exit 2
     ;;
 esac

@@ -407,6 +407,9 @@ def main() -> None:
     report.add_argument("--plot", default=None, help="PNG path for accuracy vs time")
     report.add_argument("--thresholds", nargs="*", type=float, default=[])
     report.set_defaults(func=command_report)
+    from vision_race import add_parsers  # the fast-vs-baseline race: `race`, `race-one`
+
+    add_parsers(sub)
     args = parser.parse_args()
     args.func(args)
 

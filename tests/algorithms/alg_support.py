@@ -21,6 +21,9 @@ from tessera.models.resnet import ResNet
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion-mnist"
 BATCH = 16  # training batch size of `make_trainer`
+# `make_trainer` options of a resume test: a checkpoint after every batch, all kept, resumed
+# only from `load_path`
+EVERY_BATCH = {"save_interval": "1ba", "keep_last": None, "autoresume": False}
 
 
 class FirstImages(torch.utils.data.Dataset):
