@@ -1,6 +1,7 @@
 """The trainer resumes a StreamingDataset mid-epoch at the exact sample: a run stopped in the
 middle of its second epoch and resumed from its checkpoint sees the same batches and ends with
-the same weights as an uninterrupted run (deterministic mode, two DataLoader workers)."""
+the same weights as an uninterrupted run (deterministic mode, two DataLoader workers, a plain
+DataLoader without its own generator, and dropout: the random draws continue exactly too)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ BATCH = 25
 class PixelClassifier(TrainableModel):
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Linear(784, 10)
+        self.net = nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 10))
 
     def forward(self, batch):
         return self.net(batch["image"].flatten(1).float() / 255.0)

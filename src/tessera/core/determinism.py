@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,22 @@ def load_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without moving any global random stream (Python, NumPy, torch, CUDA).
+
+    What the block draws is undone when it ends. The trainer creates data iterators and runs
+    evaluations inside it: a `DataLoader` without its own generator draws its workers' seed
+    from the global torch RNG, and a run resumed mid-epoch creates its iterator at another point
+    of that stream than a run that never stopped, so dropout would differ from then on.
+    """
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        load_rng_state(saved)
 
 
 def worker_seed(base_seed: int, epoch: int, worker_id: int = 0) -> int:

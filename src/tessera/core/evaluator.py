@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tessera.core.callback import Callback
+from tessera.core.determinism import preserved_rng
 from tessera.core.event import Event
 from tessera.core.interval import Interval
 from tessera.core.microbatch import move_to_device, split_batch
@@ -69,7 +70,12 @@ class Evaluator:
     ) -> Results:
         """Every label's metrics. Inside a run, `state` receives each batch and its outputs
         and `fire` runs the EVAL_* events."""
-        fire = fire or (lambda event: None)
+        with preserved_rng():  # evaluating never shifts the training run's random streams
+            return self._evaluate(model, state, fire or (lambda event: None))
+
+    def _evaluate(
+        self, model: torch.nn.Module, state: State | None, fire: Callable[[Event], None]
+    ) -> Results:
         holder = state if state is not None else _Scratch()
         adapter = unwrap(model)
         was_training = model.training

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import random
+import struct
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.context import get_spawning_popen
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch.utils.data
+import xxhash
 
 from tessera.core.errors import DataError
 from tessera.core.world import current_world
@@ -281,6 +284,10 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     # ---- reading --------------------------------------------------------------------------
     def plan(self, worker: int = 0, workers: int = 1) -> np.ndarray:
         """Sample ids this process reads this epoch, in order."""
+        return self.order()[self._positions(worker, workers)]
+
+    def _positions(self, worker: int, workers: int) -> np.ndarray:
+        """Positions in the epoch's global order that this process reads, in order."""
         world = current_world(self.rank, self.world_size)
         order = self.order()
         block = self.block_size if self.shuffle else 1
@@ -293,7 +300,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                     workers,
                 )
             positions = worker_positions(positions, self.batch_size or 1, worker, workers)
-        return order[positions]
+        return positions
 
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
@@ -305,9 +312,12 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                 "suffers; write smaller shards (shard_size) for this many readers.",
                 len(self.shards), world.size, workers,
             )  # fmt: skip
-        ids = self.plan(worker, workers)
+        positions = self._positions(worker, workers)
+        ids = self.order()[positions]
         if len(ids) == 0:
             return
+        batch = self.batch_size or 1
+        reseed = info is not None  # a worker's random streams follow the batch it builds
         shard_of = np.searchsorted(self.shard_first, ids, side="right") - 1
         within = (ids - self.shard_first[shard_of]).tolist()
         sequence = shard_of.tolist()
@@ -323,6 +333,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         pool = ThreadPoolExecutor(self.download_threads, thread_name_prefix="tessera-prefetch")
         try:
             for position, (shard, index) in enumerate(zip(sequence, within)):
+                if reseed and position % batch == 0:
+                    _seed_worker_for(self.seed, self.epoch, int(positions[position]))
                 file = open_files.get(shard)
                 if file is None:
                     ahead = rank_of[shard] + 1 + self.prefetch
@@ -367,3 +379,13 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             cache.bad_samples.setdefault(local, set()).add(index)  # type: ignore[union-attr]
             return None
         return file.get(index)
+
+
+def _seed_worker_for(seed: int, epoch: int, position: int) -> None:
+    """Seed a DataLoader worker's Python, NumPy and torch RNGs for the batch starting at global
+    `position`: a transform that draws random numbers draws the same ones for the same batch
+    with any number of workers and after a resume mid-epoch."""
+    value = xxhash.xxh3_64_intdigest(struct.pack("<qqq", seed, epoch, position)) >> 1
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.default_generator.manual_seed(value)  # torch.manual_seed also seeds devices: slow

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from tessera.core.determinism import worker_seed
 from tessera.core.errors import CheckpointError
@@ -120,11 +120,18 @@ def make_dataloader(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     pin_memory: bool = False,
 ) -> DataLoader[Any]:
-    """A DataLoader over a map-style dataset with a resumable, deterministic sampler.
+    """A DataLoader over a map-style dataset with a resumable, deterministic sampler, or over
+    an iterable dataset that orders itself (`StreamingDataset`).
 
     `batch_size` is per process. Each process reads its own share of every epoch; `rank` and
-    `world_size` default to this process's place in the job (one process: all of it).
+    `world_size` default to this process's place in the job (one process: all of it). The
+    DataLoader always has its own generator, so creating an iterator never draws from the
+    global torch RNG that dropout and the speed-up methods use.
     """
+    if isinstance(dataset, IterableDataset):
+        return _iterable_loader(
+            dataset, batch_size, seed, num_workers, drop_last, collate_fn, pin_memory
+        )
     if not isinstance(dataset, Sized):
         raise TypeError("make_dataloader needs a map-style dataset with a length")
     position = current_world(rank, world_size)
@@ -144,6 +151,33 @@ def make_dataloader(
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=False,
+        multiprocessing_context="fork" if num_workers > 0 and _can_fork() else None,
+    )
+
+
+def _iterable_loader(
+    dataset: IterableDataset[Any],
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    drop_last: bool,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    pin_memory: bool,
+) -> DataLoader[Any]:
+    own = getattr(dataset, "batch_size", batch_size)
+    if own is not None and own != batch_size:
+        raise ValueError(
+            f"the dataset deals batches of {own} samples to the DataLoader's workers but the "
+            f"DataLoader collects batches of {batch_size}; give both the same batch_size"
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(worker_seed(seed, 0)),
         multiprocessing_context="fork" if num_workers > 0 and _can_fork() else None,
     )
 

@@ -25,7 +25,13 @@ from tessera.core.callback import Callback
 from tessera.core.checkpoint_saver import CheckpointSaver
 from tessera.core.checkpointer import Checkpointer, FileCheckpointer
 from tessera.core.component import build_config
-from tessera.core.determinism import configure_deterministic_mode, seed_everything
+from tessera.core.determinism import (
+    configure_deterministic_mode,
+    load_rng_state,
+    preserved_rng,
+    rng_state,
+    seed_everything,
+)
 from tessera.core.engine import Engine
 from tessera.core.evaluator import Evaluator, PeriodicEvaluation
 from tessera.core.event import Event
@@ -289,7 +295,8 @@ class Trainer:
             engine.run_event(Event.EPOCH_CHECKPOINT)
 
     def _batches(self, resumable: bool) -> Iterator[Any]:
-        loader = iter(self.state.train_dataloader)  # type: ignore[arg-type]
+        with preserved_rng():  # a DataLoader may seed its workers from the global RNG
+            loader = iter(self.state.train_dataloader)  # type: ignore[arg-type]
         skip = self.state.timestamp.batch_in_epoch
         if skip and not resumable:  # the data cannot seek: read and drop the seen batches
             loader = itertools.islice(loader, skip, None)
@@ -327,7 +334,7 @@ class Trainer:
         state = self.state
         if not self.auto_microbatch:
             return self._forward_backward(state.batch)
-        full_batch, rng = state.batch, torch.get_rng_state()
+        full_batch, rng = state.batch, rng_state()  # the retry replays the same random draws
         while True:
             try:
                 return self._forward_backward(full_batch)
@@ -335,7 +342,7 @@ class Trainer:
                 if not is_out_of_memory(error):
                     raise
                 self._shrink_microbatch(full_batch, error)
-                torch.set_rng_state(rng)
+                load_rng_state(rng)
                 state.batch = full_batch
 
     def _shrink_microbatch(self, batch: Any, error: BaseException) -> None:

@@ -126,8 +126,6 @@ def _as_tensors(sample: dict) -> dict[str, torch.Tensor]:
 
 
 def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
-    from torch.utils.data import DataLoader
-
     from tessera.data.dataset import StreamingDataset
     from tessera.data.streams import Stream
 
@@ -162,14 +160,18 @@ def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
 
     train = stream("train", config.shuffle, batch)
     loaders = DataLoaders(
-        train=DataLoader(
-            train, batch_size=batch, num_workers=config.num_workers, drop_last=config.drop_last
+        train=make_dataloader(
+            train,
+            batch,
+            seed=context.seed,
+            num_workers=config.num_workers,
+            drop_last=config.drop_last,
         )
     )
     if streams("val", shares=False):
         val = stream("val", False, config.eval_batch_size)
-        loaders.eval["eval"] = DataLoader(
-            val, batch_size=config.eval_batch_size, num_workers=config.num_workers
+        loaders.eval["eval"] = make_dataloader(
+            val, config.eval_batch_size, seed=context.seed, num_workers=config.num_workers
         )
     return loaders
 

@@ -1,0 +1,117 @@
+"""Kill `tessera train` with SIGKILL at random moments while the char GPT (dropout 0.1) trains
+from streaming token shards with two DataLoader workers; after each kill the same command
+resumes, and the run ends with weights bit-identical to a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from streaming_support import SHAKESPEARE, isolated_cache  # noqa: F401
+
+from tessera.cli.main import main
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "shakespeare-char.yaml"
+BATCHES = 16
+
+
+def command(run_dir: Path, tokens: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tessera.cli",
+        "train",
+        str(RECIPE),
+        f"run_dir={run_dir}",
+        "data.text=null",
+        "data.tokenizer=null",
+        "data.seq_len=null",
+        f"data.shards={tokens}",
+        "data.batch_size=8",
+        "data.eval_batch_size=64",
+        "data.num_workers=2",
+        f"model.tokenizer={tokens / 'tokenizer.json'}",
+        "model.n_layer=1",
+        "model.n_head=2",
+        "model.d_model=32",
+        "model.max_seq_len=32",
+        "model.dropout=0.1",
+        "deterministic=true",
+        f"max_duration={BATCHES}ba",
+        "save_interval=1ba",
+        "keep_last=2",
+        "eval_interval=8ba",
+        "scheduler.t_warmup=4ba",
+        "loggers={}",
+        "callbacks={}",
+    ]
+
+
+def newest_batch(checkpoints: Path) -> int:
+    try:
+        entries = json.loads((checkpoints / "manifest.json").read_text())["checkpoints"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return -1
+    return max((entry["batch"] for entry in entries), default=-1)
+
+
+@pytest.mark.slow
+def test_sigkill_streaming_char_gpt_with_dropout_resumes_bit_exact(tmp_path):
+    text = tmp_path / "shakespeare.txt"
+    text.write_bytes(SHAKESPEARE.read_bytes()[:40_000])
+    tokens = tmp_path / "tokens"
+    args = ["data", "tokenize", str(text), "--out", str(tokens), "--tokenizer", "char"]
+    assert main([*args, "--seq-len", "32", "--format", "shards"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = subprocess.run(
+        command(tmp_path / "reference", tokens),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    rng = random.Random(time.time_ns())
+    moments = [
+        (batch, rng.uniform(0.0, 0.4)) for batch in sorted(rng.sample(range(2, BATCHES - 2), 2))
+    ]
+    checkpoints = tmp_path / "killed" / "shakespeare-char" / "checkpoints"
+    killed_at = []
+    for batch, delay in moments:  # after checkpoint `batch`, a random moment into the next ones
+        process = subprocess.Popen(
+            command(tmp_path / "killed", tokens),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 240
+        while newest_batch(checkpoints) < batch and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.01)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        killed_at.append(newest_batch(checkpoints))
+    final = subprocess.run(
+        command(tmp_path / "killed", tokens), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert final.returncode == 0, final.stderr[-3000:]
+    summary = json.loads(final.stdout.strip().splitlines()[-1])
+    assert summary["resumed_from"] is not None and summary["timestamp"]["batch"] == BATCHES
+
+    expected = load_file(
+        tmp_path / "reference" / "shakespeare-char" / "final" / "model.safetensors"
+    )
+    actual = load_file(tmp_path / "killed" / "shakespeare-char" / "final" / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    different = [name for name in expected if not (expected[name] == actual[name]).all()]
+    assert not different, f"killed at {moments} (checkpoints {killed_at}); differ: {different}"
