@@ -4,7 +4,6 @@ a probe that records what the trainer's state looked like at chosen events."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from tessera.core.callback import Callback
 from tessera.core.logger import LoggerDestination
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
+from tessera.data.root import find_folder
 from tessera.data.sampler import make_dataloader
 from tessera.models import ModuleWithLoss
 from tessera.models.resnet import ResNet
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion-mnist"
+DATA = find_folder("fashion-mnist")
 BATCH = 16  # training batch size of `make_trainer`
 # `make_trainer` options of a resume test: a checkpoint after every batch, all kept, resumed
 # only from `load_path`

@@ -24,10 +24,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from tessera.core.callback import Callback
 from tessera.core.logger import LoggerDestination
 from tessera.data.fashion_mnist import FashionMNIST
+from tessera.data.root import find_folder
 from tessera.models.module_with_loss import ModuleWithLoss
 from tessera.trainer import Trainer
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fashion-mnist"
+DATA = find_folder("fashion-mnist")
 BATCH = 16
 TRAIN_SAMPLES = 256  # 16 batches of 16 per epoch
 EVAL_SAMPLES = 200

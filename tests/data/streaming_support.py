@@ -6,14 +6,15 @@ import contextlib
 import re
 import socket
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-FASHION = SHARED / "fashion-mnist"
-SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
+from tessera.data.root import data_root, find_file, find_folder
+
+SHARED = data_root()
+FASHION = find_folder("fashion-mnist")
+SHAKESPEARE = find_file("tinyshakespeare")
 
 
 def fashion_samples(count: int, split: str = "t10k") -> list[dict]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import numpy as np
+import pytest
+import torch
 from streaming_support import FASHION, SHAKESPEARE, SHARED, isolated_cache  # noqa: F401
 
 from tessera.cli.data import data_subparsers
@@ -84,3 +87,20 @@ def test_other_modules_can_add_data_subcommands():
     assert data_subparsers(subparsers) is first
     first.add_parser("tokenize").set_defaults(func=lambda args: 0)
     assert parser.parse_args(["data", "tokenize"]).func(None) == 0
+
+
+def test_fashion_mnist_by_name_gets_enough_shards_and_writable_images(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    out = tmp_path / "fm"
+    assert (
+        main(["data", "convert", "fashion-mnist", "fashion-mnist", str(out), "--split", "test"])
+        == 0
+    )
+    index = json.loads((out / "index.json").read_text())
+    assert index["num_samples"] == 10_000 and len(index["shards"]) >= 16  # 1 shard before
+    dataset = StreamingDataset(local=str(out), batch_size=50)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=50)))
+    assert batch["image"].shape == (50, 28, 28)
+    assert not [w for w in caught if "not writable" in str(w.message)], caught

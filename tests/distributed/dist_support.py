@@ -12,7 +12,9 @@ from pathlib import Path
 import yaml
 from safetensors.torch import load_file
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tessera.data.root import data_root
+
+SHARED_DATA = data_root()
 TIMEOUT = 150  # seconds for one launch: startup dominates; nothing may hang CI
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tessera.data.root import data_root
+
+SHARED_DATA = data_root()
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 

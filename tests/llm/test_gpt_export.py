@@ -9,12 +9,12 @@ import torch
 
 from tessera.cli.main import main
 from tessera.core.errors import CheckpointError, UserError
+from tessera.data.root import find_file
 from tessera.data.text import load_tokenizer
 from tessera.models.gpt import GPT, GPTConfig, load_gpt, save_gpt
 from tessera.models.gpt.hf_export import export_hf
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = find_file("tinyshakespeare")
 STYLES = {
     "gpt2": {"position": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
     "gpt2-untied-nobias": {"bias": False, "tie_embeddings": False},

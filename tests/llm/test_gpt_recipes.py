@@ -12,15 +12,15 @@ import torch
 from tessera.cli.main import main
 from tessera.config import load_config
 from tessera.config.build import build_data, build_trainer
+from tessera.data.root import find_file
 from tessera.data.text import ByteTokenizer, read_documents, tokenize_to_folder
 from tessera.models.gpt import GPT, GPTConfig, load_gpt, save_gpt
 from tessera.models.gpt.metrics import TokenLoss
 from tessera.models.gpt.registration import GPTRecipeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / ".." / "shared" / "data"
-SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
-GSM8K = DATA / "eval" / "gsm8k.jsonl"
+SHAKESPEARE = find_file("tinyshakespeare")
+GSM8K = find_file("eval", "gsm8k.jsonl")
 SIZES = {"gpt-125m": (120e6, 130e6), "gpt-350m": (340e6, 360e6), "gpt-1b": (1.3e9, 1.5e9)}
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.max_seq_len=32"]
 
@@ -66,10 +66,7 @@ def test_pretraining_recipes_build_and_run(recipe: str, byte_corpus: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_lora_finetuning_learns_low_rank_updates_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(ROOT)
+def test_lora_finetuning_learns_low_rank_updates_only(tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = GPT(
         GPTConfig(

@@ -11,6 +11,7 @@ import torch
 
 from tessera.cli.main import main
 from tessera.core.errors import DataError, UserError
+from tessera.data.root import find_file
 from tessera.data.text import (
     ByteTokenizer,
     CharTokenizer,
@@ -22,8 +23,7 @@ from tessera.data.text import (
     tokenizer_from_dict,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = find_file("tinyshakespeare")
 
 
 def test_char_tokenizer_round_trips_shakespeare() -> None:

@@ -16,10 +16,7 @@ RECIPE = ROOT / "recipes" / "shakespeare-char.yaml"
 
 
 @pytest.mark.slow
-def test_char_recipe_learns_and_generates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    monkeypatch.chdir(ROOT)  # the recipe names ../shared/data relative to the repository
+def test_char_recipe_learns_and_generates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     overrides = [
         f"run_dir={tmp_path}",
         "name=char",

@@ -41,10 +41,14 @@ def add_parser(subparsers: Any) -> None:
         description="Write a source as Tessera shards plus index.json (docs/data/format.md).",
     )
     convert.add_argument("kind", choices=SOURCE_KINDS, help="what the source is")
-    convert.add_argument("source", help="input file or folder")
+    convert.add_argument("source", help="input file or folder (fashion-mnist: also the name)")
     convert.add_argument("out", help="output folder or URL (s3://bucket/path, gs://...)")
     convert.add_argument("--compression", default="zstd", help="zstd, zstd:<level> or none")
-    convert.add_argument("--shard-size", default="64MiB", help="max uncompressed shard size")
+    convert.add_argument(
+        "--shard-size",
+        default="auto",
+        help="max uncompressed shard size (default auto: about 64 shards, 256 KiB to 64 MiB each)",
+    )
     convert.add_argument("--split", default="train", help="Fashion-MNIST split: train or test")
     convert.add_argument(
         "--image-format", default="png", help="Fashion-MNIST images: png or raw (uint8 arrays)"

@@ -18,7 +18,10 @@ def add_parser(subparsers: Any) -> None:
         "OUT/val.* token files plus OUT/tokenizer.json.",
     )
     tokenize.add_argument(
-        "inputs", nargs="+", help="text or .jsonl(.zst/.gz) files, or a folder (a clean's output)"
+        "inputs",
+        nargs="+",
+        help="text or .jsonl(.zst/.gz) files, a folder (a clean's output), or a bundled data "
+        "set's name (tinyshakespeare)",
     )
     tokenize.add_argument("--out", required=True, help="output folder")
     tokenize.add_argument(
@@ -65,11 +68,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run_tokenize(args: argparse.Namespace) -> int:
     from tessera.data.provenance import dataset_files, write_tokenized_manifest
+    from tessera.data.root import resolve
     from tessera.data.text.documents import read_documents
     from tessera.data.text.packing import tokenize_to_folder
     from tessera.data.text.tokenizers import CharTokenizer, load_tokenizer
 
-    files, sources = dataset_files(args.inputs)
+    named = [resolve(spec, "inputs", others=True) for spec in args.inputs]  # `tinyshakespeare`
+    files, sources = dataset_files(named)
 
     def documents() -> Any:
         return read_documents(

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "tessera.cli.data",
     "tessera.cli.data_text",
     "tessera.cli.data_clean",
+    "tessera.cli.data_download",
     "tessera.cli.provenance",
     "tessera.cli.generate",
     "tessera.cli.export",

@@ -222,7 +222,7 @@ def decode_image(view: memoryview | bytes) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, ...) to a uint8 array of shape (H, W) or (H, W, C)."""
     image_module = _pillow()
     with image_module.open(io.BytesIO(view)) as image:
-        return np.asarray(image)
+        return np.array(image)  # a writable copy: torch warns about read-only arrays
 
 
 def _pillow() -> Any:

@@ -5,6 +5,7 @@ bar."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -143,24 +144,50 @@ SOURCES = {
 }
 
 
+AUTO_SHARDS = 64  # `shard_size="auto"`: enough shards for 8 ranks x 8 workers to each read one
+AUTO_LIMITS = (256 * 2**10, 64 * 2**20)  # ... but no shard under 256 KiB or over 64 MiB
+
+
+def auto_shard_size(columns: dict[str, str], count: int | None, first: list[dict[str, Any]]) -> int:
+    """A shard size that cuts `count` samples like `first` into about AUTO_SHARDS shards."""
+    from tessera.data.columns import parse_columns
+    from tessera.data.format import encode_sample
+
+    parsed = parse_columns(columns)
+    sizes = [len(encode_sample(parsed, sample, f"#{i}")) for i, sample in enumerate(first)]
+    if not sizes or not count:
+        return AUTO_LIMITS[1]
+    total = count * (sum(sizes) / len(sizes) + 12)  # + offset and checksum entries
+    return int(min(max(total / AUTO_SHARDS, AUTO_LIMITS[0]), AUTO_LIMITS[1]))
+
+
 def convert(
     kind: str,
     source: str,
     out: str,
     compression: str | None = "zstd",
-    shard_size: int | str = "64MiB",
+    shard_size: int | str = "auto",
     overwrite: bool = False,
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Convert `source` of the given kind into shards at `out`; returns the index."""
+    """Convert `source` of the given kind into shards at `out`; returns the index.
+    `shard_size="auto"` aims at AUTO_SHARDS shards (see `auto_shard_size`)."""
     if kind not in SOURCES:
         raise DataError(f"Unknown source kind {kind!r}; {did_you_mean(kind, SOURCES)}")
     path = Path(source)
+    if not path.exists() and kind == "fashion-mnist" and source == "fashion-mnist":
+        from tessera.data.root import find_folder
+
+        path = find_folder("fashion-mnist")  # the bundled data set, by name
     if not path.exists():
         raise DataError(f"The {kind} source {source} does not exist.")
     columns, count, samples = SOURCES[kind](path, **options)
+    if shard_size == "auto":
+        first = list(itertools.islice(samples, 64))
+        shard_size = auto_shard_size(columns, count, first)
+        samples = itertools.chain(first, samples)
     from rich.progress import Progress
 
     writer = ShardWriter(

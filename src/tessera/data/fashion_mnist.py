@@ -1,14 +1,13 @@
 """Fashion-MNIST from its IDX files (gzipped or not), with no torchvision needed.
 
-Looked for, in order: the path the recipe gives, `$TESSERA_DATA_DIR/fashion-mnist`,
-`../shared/data/fashion-mnist` beside the working folder or the source tree, and Debian's
+Found through the data root (`tessera.data.root`): the folder the recipe gives (`data.path`),
+else `ROOT/fashion-mnist` (`tessera data download fashion-mnist` puts it there), else Debian's
 `/usr/share/datasets/fashion-mnist` (package `dataset-fashion-mnist`).
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tessera.core.errors import DataError
+from tessera.data.root import find_folder, present
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -61,43 +61,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 
-def candidate_folders(path: str | Path | None = None) -> list[Path]:
-    """Where to look: only the given path if there is one, else the usual places."""
-    if path is not None:
-        return [Path(path).expanduser()]
-    folders = []
-    if os.environ.get("TESSERA_DATA_DIR"):
-        folders.append(Path(os.environ["TESSERA_DATA_DIR"]).expanduser() / "fashion-mnist")
-    folders.append(Path.cwd().parent / "shared" / "data" / "fashion-mnist")
-    folders.append(Path(__file__).resolve().parents[4] / "shared" / "data" / "fashion-mnist")
-    folders.append(Path("/usr/share/datasets/fashion-mnist"))
-    return folders
-
-
-def _find_file(folder: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
 def find_fashion_mnist(path: str | Path | None = None) -> Path:
-    """The first folder holding all four Fashion-MNIST files, or a DataError naming where."""
-    looked = candidate_folders(path)
-    for folder in looked:
-        if all(_find_file(folder, stem) for pair in FILES.values() for stem in pair):
-            return folder
-    if path is not None and not Path(path).expanduser().exists():
-        first = f"data.path {path} does not exist. "
-    else:
-        first = ""
-    raise DataError(
-        f"Fashion-MNIST not found: {first}looked in "
-        + ", ".join(str(f) for f in looked)
-        + ". Put the four IDX files (train-images-idx3-ubyte.gz, ...) in one of these folders, "
-        "set data.path in the recipe or TESSERA_DATA_DIR, or `apt-get install "
-        "dataset-fashion-mnist`."
-    )
+    """The folder holding all four Fashion-MNIST files, or a DataError naming where."""
+    return find_folder("fashion-mnist", path)
 
 
 class FashionMNIST(Dataset):
@@ -113,7 +79,7 @@ class FashionMNIST(Dataset):
                 f"data.split: {split!r} is not a Fashion-MNIST split; use 'train' or 'test'"
             )
         folder = find_fashion_mnist(path)
-        images_file, labels_file = (_find_file(folder, stem) for stem in FILES[split])
+        images_file, labels_file = (present(folder, f"{stem}.gz") for stem in FILES[split])
         images = read_idx(images_file)  # type: ignore[arg-type]
         labels = read_idx(labels_file)  # type: ignore[arg-type]
         if images.shape[0] != labels.shape[0]:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from tessera.core.errors import DataError
 
 logger = logging.getLogger(__name__)
+_JITTER = random.Random()  # retry jitter never draws from the run's seeded global RNG
 T = TypeVar("T")
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
@@ -183,7 +184,7 @@ class Storage:
                         f"Could not read {path} after {attempt + 1} attempts; last error: "
                         f"{type(error).__name__}: {error}. Check that the storage is reachable."
                     ) from error
-                delay = self.backoff * (2**attempt) * (0.5 + random.random())
+                delay = self.backoff * (2**attempt) * (0.5 + _JITTER.random())
                 logger.warning(
                     "reading %s failed (%s: %s); retry %d/%d in %.2fs",
                     path, type(error).__name__, error, attempt + 1, self.retries, delay,

@@ -1,19 +1,18 @@
 """Where evaluation data lives, and reading it: JSONL files, one example per line.
 
-`find_eval_file` is the one place that knows the search path, so a future single data root
-changes one function. Looked for, in order: an explicit folder (a task's `data_dir` or
-`--data-dir`), `$TESSERA_DATA_DIR/eval`, `../shared/data/eval` beside the working folder, and
-`../shared/data/eval` beside the source tree.
+Task files are found through the data root (`tessera.data.root`): a task's `data_dir` or
+`--data-dir` when given, else `ROOT/eval/` (`tessera data download eval` puts the bundled sets
+there; put your own task files beside them).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from tessera.core.errors import DataError
+from tessera.data.root import find_file
 
 
 def find_eval_file(name: str, data_dir: str | Path | None = None) -> Path:
@@ -25,23 +24,7 @@ def find_eval_file(name: str, data_dir: str | Path | None = None) -> Path:
         if given.is_file():
             return given
         raise DataError(f"evaluation file {str(given)!r} does not exist.")
-    if data_dir is not None:
-        folders = [Path(data_dir).expanduser()]
-    else:
-        folders = []
-        if os.environ.get("TESSERA_DATA_DIR"):
-            folders.append(Path(os.environ["TESSERA_DATA_DIR"]).expanduser() / "eval")
-        folders.append(Path.cwd().parent / "shared" / "data" / "eval")
-        folders.append(Path(__file__).resolve().parents[4] / "shared" / "data" / "eval")
-    for folder in folders:
-        if (folder / name).is_file():
-            return folder / name
-    raise DataError(
-        f"evaluation file {name!r} not found; looked in "
-        + ", ".join(str(folder) for folder in folders)
-        + ". Put the file in one of these folders, set TESSERA_DATA_DIR (the file is then "
-        "read from $TESSERA_DATA_DIR/eval/), or pass --data-dir FOLDER."
-    )
+    return find_file("eval", name, data_dir)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

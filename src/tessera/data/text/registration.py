@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tessera.core.errors import ConfigError, DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
+from tessera.data.root import resolve
 from tessera.data.sampler import make_dataloader
 from tessera.data.text.documents import read_documents
 from tessera.data.text.packing import encode_documents, sequence_dataset, split_documents
@@ -48,7 +49,9 @@ class TextDataConfig(BaseModel):
         "list of them with their shares to mix",
     )
     cache: str | None = Field(None, description="local cache folder when `shards` is remote")
-    text: list[str] | str | None = Field(None, description="raw text/JSONL file(s)")
+    text: list[str] | str | None = Field(
+        None, description="raw text/JSONL file(s), or bundled data set names (tinyshakespeare)"
+    )
     tokenizer: str | None = Field(None, description="tokenizer spec/file (with `text`)")
     text_field: str = Field("text", description="JSONL field holding the text")
     prompt_field: str | None = Field(None, description="JSONL field of the prompt (no loss)")
@@ -105,7 +108,8 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
             else None
         )
         return train, val
-    files = [config.text] if isinstance(config.text, str) else list(config.text or [])
+    given = [config.text] if isinstance(config.text, str) else list(config.text or [])
+    files = [resolve(name, "data.text") for name in given]  # a path, or a bundled set's name
     tokenizer = load_tokenizer(str(config.tokenizer))
     documents = read_documents(
         files,

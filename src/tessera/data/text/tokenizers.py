@@ -176,14 +176,17 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
 
 def load_tokenizer(spec: str) -> Tokenizer:
     """A tokenizer from a spec: a JSON file saved by Tessera, 'byte', 'char:TEXT_FILE' (the
-    sorted set of characters of that file, no end-of-text id), or an exported model's folder
+    sorted set of characters of that file, no end-of-text id; a bundled data set's name such
+    as 'char:tinyshakespeare' works too), or an exported model's folder
     (run folder, final/ or its config.json: the tokenizer saved with the model)."""
     if spec == "byte":
         return ByteTokenizer()
     if spec.startswith("char:"):
-        corpus = Path(spec[len("char:") :])
+        from tessera.data.root import resolve
+
+        corpus = Path(resolve(spec[len("char:") :], f"tokenizer {spec!r}"))
         if not corpus.is_file():
-            raise DataError(f"tokenizer {spec!r}: text file {str(corpus)!r} does not exist.")
+            raise DataError(f"tokenizer {spec!r}: {str(corpus)!r} is not a text file.")
         return CharTokenizer.train([corpus.read_text(encoding="utf-8")])
     path = Path(spec)
     for candidate in (path / "config.json", path / "final" / "config.json"):
