@@ -12,7 +12,31 @@ from collections.abc import Iterable
 
 
 class UserError(Exception):
-    """Bad input: the message names the field, file or value and what would be accepted."""
+    """Bad input: the message names the field, file or value and what would be accepted.
+
+    Raised in a DataLoader worker, it reaches the main process re-created by PyTorch with the
+    worker's whole traceback as its message; it keeps only its own message (and says which
+    worker), so the user reads one paragraph there too.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_unwrap_worker_message(args[0], type(self)),)
+        super().__init__(*args)
+
+
+def _unwrap_worker_message(message: str, kind: type) -> str:
+    """The original message inside PyTorch's "Caught X in DataLoader worker process N.
+    Original Traceback ..." text (torch.utils.data._utils.ExceptionWrapper), else `message`."""
+    head, _, rest = message.partition("\n")
+    if not (head.startswith("Caught ") and "DataLoader worker" in head and "Traceback" in rest):
+        return message
+    marker = f"{kind.__module__}.{kind.__qualname__}: "
+    cut = rest.rfind(marker)
+    if cut < 0:
+        return message
+    where = head.removeprefix(f"Caught {kind.__name__} ").rstrip(".")
+    return f"{rest[cut + len(marker) :].strip()} (raised {where})"
 
 
 class ConfigError(UserError, ValueError):
