@@ -20,15 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import zstandard
-
 from tessera.core.errors import DataError
-from tessera.data.format import SHARD_SUFFIX, shard_hash
-from tessera.data.reader import find_bad_samples
-from tessera.data.storage import Storage, write_atomic
+from tessera.data.format import INDEX_NAME, SHARD_SUFFIX, SampleDecoder, shard_hash
+from tessera.data.reader import ShardFile, decompress, examine, inspect_shard
+from tessera.data.storage import MissingFile, Storage, write_atomic
 
 logger = logging.getLogger(__name__)
 LOCKS = ".locks"
+CORRUPT_REUSE_S = 600.0  # how long a damaged copy stands in for its shard
 
 
 @contextmanager
@@ -93,17 +92,26 @@ class ShardCache:
         tag = f".{shard['raw_hash'][:16]}" if shard.get("raw_hash") else ""
         return f"{stem}{tag}{SHARD_SUFFIX}"
 
+    def whole_shard_bad(self, shard_id: int) -> bool:
+        """Whether none of the shard's samples can be read (known after `path`)."""
+        return shard_id in self.bad_samples and self.bad_samples[shard_id] is None
+
     def path(self, shard_id: int) -> str:
-        """The local path of shard `shard_id`, downloading and verifying it if needed."""
+        """The local path of shard `shard_id`, downloading and verifying it if needed. A
+        damaged shard is an error, or with on_corrupt='skip' its bad samples are recorded in
+        `bad_samples` (and `whole_shard_bad` says when none survives)."""
         shard = self.shards[shard_id]
         if self.in_place(shard_id):
             path = self.source.join(shard["path"])
-            if not os.path.exists(path):
-                raise DataError(f"Shard {path} listed in the index does not exist.")
-            if self.verify and shard_id not in self._checked:
-                with open(path, "rb") as file:
-                    self._check(shard_id, file.read(), path, stored=False)
+            if shard_id not in self._checked:
                 self._checked.add(shard_id)
+                if not os.path.exists(path):
+                    self._corrupt(
+                        shard_id, path, None, f"it does not exist, yet {self.index} lists it"
+                    )
+                elif self.verify or os.path.getsize(path) != int(shard["raw_bytes"]):
+                    with open(path, "rb") as file:
+                        self._check(shard_id, file.read(), path)
             return path
         path = os.path.join(self.folder, self.cached_name(shard_id))
         if self._touch(path):
@@ -113,13 +121,15 @@ class ShardCache:
         with file_lock(os.path.join(self.folder, LOCKS, self.cached_name(shard_id))):
             if self._touch(path):
                 return path
-            if os.path.exists(corrupt):  # left by a process that skipped its bad samples
+            if self._recent(corrupt):  # left by a process that skipped its bad samples
                 if shard_id not in self.bad_samples:
                     with open(corrupt, "rb") as file:
-                        self.bad_samples[shard_id] = find_bad_samples(file.read(), shard["path"])
+                        self._check(shard_id, file.read(), self.source.join(shard["path"]))
                 return corrupt
             raw = self._download(shard_id)
-            self._make_room(int(shard["raw_bytes"]), path)
+            if self.whole_shard_bad(shard_id) and not raw:
+                return corrupt  # nothing to keep; never opened
+            self._make_room(max(len(raw), 1), path)
             if shard_id in self.bad_samples:
                 path = corrupt
             try:
@@ -131,6 +141,57 @@ class ShardCache:
                 ) from None
         return path
 
+    def open(
+        self, shard_id: int, path: str, decoder: SampleDecoder, layout: int
+    ) -> ShardFile | None:
+        """Shard `shard_id` at `path` (from `path()`), checked against the index: its sample
+        count and the columns it was written with. None when none of its samples can be read
+        and on_corrupt='skip' skips them all."""
+        if self.whole_shard_bad(shard_id):
+            return None
+        shard = self.shards[shard_id]
+        name = self.source.join(shard["path"])
+        damaged = shard_id in self.bad_samples
+        try:
+            try:
+                file = ShardFile(path, name, decoder, damaged)
+            except FileNotFoundError:  # evicted by another process between download and open
+                file = ShardFile(self.path(shard_id), name, decoder, damaged)
+        except DataError as error:  # a damaged header that was not verified (verify=False)
+            self._corrupt(shard_id, name, None, "it " + str(error).removeprefix(f"Shard {name} "))
+            return None
+        expected = int(shard["samples"])
+        if file.count != expected:
+            file.close()
+            said = f"its header says it holds {file.count:,} samples, {self.index} says"
+            self._corrupt(shard_id, name, None, f"{said} {expected:,}")
+            return None
+        if file.layout and file.layout != layout:
+            file.close()
+            raise DataError(
+                f"Shard {name} was written with other columns than {self.index} lists "
+                f"({decoder.names}): the index is damaged or belongs to another data set. "
+                "Write the index again (the shards themselves are intact)."
+            )
+        return file
+
+    @property
+    def index(self) -> str:
+        return self.source.join(INDEX_NAME)
+
+    @staticmethod
+    def _recent(corrupt: str) -> bool:
+        """Whether a damaged copy is young enough to reuse (the other processes of this run
+        then skip the same samples without downloading again); an older one is deleted, so
+        a shard repaired at its source since is downloaded again."""
+        try:
+            if time.time() - os.path.getmtime(corrupt) < CORRUPT_REUSE_S:
+                return True
+            os.unlink(corrupt)
+        except FileNotFoundError:
+            pass
+        return False
+
     def _touch(self, path: str) -> bool:
         try:
             os.utime(path)  # recency for eviction
@@ -141,10 +202,14 @@ class ShardCache:
     def _download(self, shard_id: int) -> bytes:
         shard = self.shards[shard_id]
         compressed = shard.get("compression") == "zstd"
-        stored_path = shard.get("stored_path", shard["path"]) if compressed else shard["path"]
+        stored_path = shard["stored_path"] if compressed else shard["path"]
         url = self.source.join(stored_path)
         for attempt in (1, 2):  # a second download tells transfer damage from a corrupt object
-            data = self.source.read_bytes(stored_path, "shard")
+            try:
+                data = self.source.read_bytes(stored_path, "shard")
+            except MissingFile:
+                self._corrupt(shard_id, url, None, f"it does not exist, yet {self.index} lists it")
+                return b""
             self.downloads += 1
             self.downloaded_bytes += len(data)
             expected = shard.get("stored_hash") if compressed else shard.get("raw_hash")
@@ -152,47 +217,49 @@ class ShardCache:
                 break
             logger.warning("shard %s failed its checksum (attempt %d)", url, attempt)
         if compressed:
-            try:
-                data = zstandard.ZstdDecompressor().decompress(
-                    data, max_output_size=int(shard["raw_bytes"])
-                )
-            except zstandard.ZstdError as error:
-                self._corrupt(shard_id, url, None, f"cannot be decompressed ({error})")
-                raise AssertionError("unreachable") from None
-        self._check(shard_id, data, url, stored=compressed)
+            data, problem = decompress(data, int(shard["raw_bytes"]), url)
+            if problem is not None:
+                self._corrupt(shard_id, url, *self._damage(data, shard, url, problem))
+                return data
+        self._check(shard_id, data, url)
         return data
 
-    def _check(self, shard_id: int, data: bytes, url: str, stored: bool) -> None:
-        expected = self.shards[shard_id].get("raw_hash")
-        if not self.verify or expected is None:
-            return
-        actual = shard_hash(data)
-        if actual != expected:
-            bad = find_bad_samples(data, url)
-            self._corrupt(shard_id, url, bad, f"has checksum {actual}, the index says {expected}")
+    def _check(self, shard_id: int, data: bytes, url: str) -> None:
+        report = examine(data, self.shards[shard_id], url, self.verify)
+        if report is not None:
+            self._corrupt(shard_id, url, report.bad, report.problem)
+
+    def _damage(
+        self, data: bytes, shard: dict[str, Any], url: str, problem: str
+    ) -> tuple[list[int] | None, str]:
+        """The samples lost when only `data` (a prefix of the shard) could be recovered."""
+        report = inspect_shard(data, url, int(shard["samples"]))
+        if report is None or report.bad is None:
+            return None, problem
+        return report.bad, f"{problem}; {report.problem}"
 
     def _corrupt(self, shard_id: int, url: str, bad: list[int] | None, problem: str) -> None:
         first = self.first[shard_id]
+        count = int(self.shards[shard_id]["samples"])
         if bad is None:
-            count = int(self.shards[shard_id]["samples"])
             which = (
-                f"its header is unreadable, so all its samples (global indices {first} to "
-                f"{first + count - 1}) are affected"
+                f"none of its {count:,} samples (global indices {first:,} to "
+                f"{first + count - 1:,}) can be read"
             )
+            lost = count
         else:
-            which = (
-                "samples "
-                + ", ".join(f"{i} (global index {first + i})" for i in bad[:10])
-                + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-                + " fail their checksums"
-            )
-        message = f"Shard {url} is corrupt: it {problem}; {which}."
+            listed = ", ".join(f"{i} (global index {first + i:,})" for i in bad[:10])
+            more = f" and {len(bad) - 10:,} more" if len(bad) > 10 else ""
+            which = f"samples {listed}{more} cannot be used" if bad else "every sample is intact"
+            lost = len(bad)
+        message = f"Shard {url} is corrupt: {problem}; {which}."
         if self.on_corrupt != "skip":
             raise DataError(
-                message + " Rewrite or re-upload the shard, or pass on_corrupt='skip' to skip "
-                "the bad samples."
+                message + " Rewrite or re-upload the shard (`tessera data inspect --verify` "
+                "checks them all), or pass on_corrupt='skip' to skip the bad samples."
             )
-        logger.warning("%s Skipping them (on_corrupt='skip').", message)
+        logger.warning("%s Skipping %s of its %s samples (on_corrupt='skip').",
+                       message, f"{lost:,}", f"{count:,}")  # fmt: skip
         self.bad_samples[shard_id] = set(bad) if bad is not None else None
 
     def _make_room(self, needed: int, keep: str) -> None:

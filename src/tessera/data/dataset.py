@@ -26,7 +26,14 @@ from tessera.core.errors import DataError
 from tessera.core.world import current_world
 from tessera.data.cache import ShardCache
 from tessera.data.columns import parse_columns
-from tessera.data.format import INDEX_NAME, SampleDecoder, dump_index, load_index, shard_hash
+from tessera.data.format import (
+    INDEX_NAME,
+    SampleDecoder,
+    columns_hash,
+    dump_index,
+    load_index,
+    shard_hash,
+)
 from tessera.data.reader import ShardFile
 from tessera.data.shuffle import epoch_order, epoch_samples, rank_positions, worker_positions
 from tessera.data.storage import Storage, write_atomic
@@ -131,6 +138,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         assert columns is not None
         self.columns = columns
         self.decoder = SampleDecoder(parse_columns(columns), decode_images)
+        self.layout = columns_hash(parse_columns(columns))
         self.sizes = [sum(n for _, n in entries) for entries in self.stream_shards]
         self.counts = samples_per_epoch(streams, self.sizes, epoch_size)
         self.num_samples = sum(self.counts)
@@ -327,6 +335,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         rank_of = {s: i for i, s in enumerate(use_order)}
         open_files: dict[int, ShardFile] = {}
         careful: set[int] = set()  # shards whose samples need checks (known bad, or verify_samples)
+        lost: set[int] = set()  # damaged shards none of whose samples can be read (skipped)
         futures: dict[int, Future[str]] = {}
         submitted = 0
         transform = self.transform
@@ -335,6 +344,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             for position, (shard, index) in enumerate(zip(sequence, within)):
                 if reseed and position % batch == 0:
                     _seed_worker_for(self.seed, self.epoch, int(positions[position]))
+                if shard in lost:
+                    continue
                 file = open_files.get(shard)
                 if file is None:
                     ahead = rank_of[shard] + 1 + self.prefetch
@@ -342,7 +353,11 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                         upcoming = use_order[submitted]
                         futures[upcoming] = pool.submit(self._local_path, upcoming)
                         submitted += 1
-                    file = open_files[shard] = self._open(shard, futures.pop(shard, None))
+                    opened = self._open(shard, futures.pop(shard, None))
+                    if opened is None:
+                        lost.add(shard)
+                        continue
+                    file = open_files[shard] = opened
                     cache = self.shard_cache[shard]
                     if self.verify_samples or int(self.shard_offset[shard]) in cache.bad_samples:
                         careful.add(shard)
@@ -359,13 +374,11 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     def _local_path(self, shard: int) -> str:
         return self.shard_cache[shard].path(int(self.shard_offset[shard]))
 
-    def _open(self, shard: int, future: Future[str] | None) -> ShardFile:
+    def _open(self, shard: int, future: Future[str] | None) -> ShardFile | None:
+        """The shard's file; None when it is damaged beyond use (on_corrupt='skip')."""
         path = future.result() if future is not None else self._local_path(shard)
-        name = self.shard_cache[shard].source.join(self.shards[shard]["path"])
-        try:
-            return ShardFile(path, name, self.decoder)
-        except FileNotFoundError:  # evicted by another process between download and open
-            return ShardFile(self._local_path(shard), name, self.decoder)
+        cache = self.shard_cache[shard]
+        return cache.open(int(self.shard_offset[shard]), path, self.decoder, self.layout)
 
     def _read(self, file: ShardFile, shard: int, index: int) -> dict[str, Any] | None:
         cache = self.shard_cache[shard]

@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 SHARD_MAGIC = b"TSHD"
 SHARD_SUFFIX = ".tshd"
-HEADER = struct.Struct("<4sHHII")  # magic, version, flags, sample count, reserved
+HEADER = struct.Struct("<4sHHII")  # magic, version, flags, sample count, columns checksum
 COMPRESSIONS = ("zstd",)
 
 
@@ -36,6 +36,18 @@ def shard_hash(data: bytes | memoryview) -> str:
 def sample_hash(data: bytes | memoryview) -> int:
     """The per-sample checksum stored in the shard (xxh32)."""
     return xxhash.xxh32_intdigest(data)
+
+
+def columns_hash(columns: list[Column]) -> int:
+    """The checksum of a column layout (names, types, order) that each shard's header keeps, so
+    a reader notices an index whose columns are not the ones the shard was written with. 0 in
+    a header means none was recorded (shards written before it existed)."""
+    text = json.dumps([[c.name, c.kind] for c in columns], separators=(",", ":"))
+    return xxhash.xxh32_intdigest(text.encode("utf-8")) or 1
+
+
+class LayoutError(ValueError):
+    """A sample's bytes do not fit the columns it is decoded with (raised by the decoder)."""
 
 
 def encode_sample(columns: list[Column], sample: Mapping[str, Any], where: str) -> bytes:
@@ -92,9 +104,12 @@ class SampleDecoder:
             size = f"s{i}" if column.size is None else str(column.size)
             lines.append(f"    v{i} = d{i}(view[p : p + {size}]); p += {size}")
             values.append(f"{column.name!r}: v{i}")
+        lines.append("    if p != len(view):")  # other columns than the sample was written with
+        lines.append("        raise layout_error(p, len(view))")
         lines.append("    return {" + ", ".join(values) + "}")
         scope: dict[str, Any] = {f"d{i}": d for i, d in enumerate(decoders)}
         scope["unpack_table"] = table.unpack_from
+        scope["layout_error"] = LayoutError
         exec("\n".join(lines), scope)  # the code is built above from column positions only
         self._decode = scope["decode"]
 
@@ -109,8 +124,9 @@ def _decoder_from_spec(columns: dict[str, str], decode_images: bool) -> SampleDe
     return SampleDecoder(parse_columns(columns), decode_images)
 
 
-def build_shard(samples: list[bytes]) -> bytes:
-    """The bytes of one shard holding the given encoded samples."""
+def build_shard(samples: list[bytes], layout: int = 0) -> bytes:
+    """The bytes of one shard holding the given encoded samples; `layout` is the
+    `columns_hash` of their columns."""
     count = len(samples)
     start = HEADER.size + 8 * (count + 1) + 4 * count
     lengths = np.fromiter((len(s) for s in samples), dtype=np.uint64, count=count)
@@ -119,15 +135,18 @@ def build_shard(samples: list[bytes]) -> bytes:
     np.cumsum(lengths, out=offsets[1:])
     offsets[1:] += start
     hashes = np.fromiter((sample_hash(s) for s in samples), dtype="<u4", count=count)
-    header = HEADER.pack(SHARD_MAGIC, FORMAT_VERSION, 0, count, 0)
+    header = HEADER.pack(SHARD_MAGIC, FORMAT_VERSION, 0, count, layout)
     return b"".join([header, offsets.tobytes(), hashes.tobytes(), *samples])
 
 
-def parse_shard_header(buffer: Any, name: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """(sample count, offsets, per-sample hashes) of a shard held in `buffer`."""
+def parse_shard_header(buffer: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """(sample count, offsets, per-sample hashes, columns checksum) of a shard in `buffer`."""
     if len(buffer) < HEADER.size:
-        raise DataError(f"Shard {name} is truncated: {len(buffer)} bytes, shorter than a header.")
-    magic, version, _flags, count, _ = HEADER.unpack_from(buffer, 0)
+        raise DataError(
+            f"Shard {name} is truncated: {len(buffer):,} bytes, shorter than its "
+            f"{HEADER.size}-byte header."
+        )
+    magic, version, _flags, count, layout = HEADER.unpack_from(buffer, 0)
     if magic != SHARD_MAGIC:
         raise DataError(f"Shard {name} is not a Tessera shard (bad magic bytes {magic!r}).")
     if version != FORMAT_VERSION:
@@ -137,10 +156,13 @@ def parse_shard_header(buffer: Any, name: str) -> tuple[int, np.ndarray, np.ndar
         )
     table_end = HEADER.size + 8 * (count + 1) + 4 * count
     if len(buffer) < table_end:
-        raise DataError(f"Shard {name} is truncated inside its offsets table.")
+        raise DataError(
+            f"Shard {name} is truncated inside its offsets table: {len(buffer):,} bytes, the "
+            f"table of its {count:,} samples ends at byte {table_end:,}."
+        )
     offsets = np.frombuffer(buffer, dtype="<u8", count=count + 1, offset=HEADER.size)
     hashes = np.frombuffer(buffer, dtype="<u4", count=count, offset=HEADER.size + 8 * (count + 1))
-    return count, offsets, hashes
+    return count, offsets, hashes, layout
 
 
 def make_index(columns: list[Column], shards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,33 +182,15 @@ def dump_index(index: dict[str, Any]) -> bytes:
 
 
 def load_index(data: bytes, where: str) -> dict[str, Any]:
-    """Parse and check an index file's bytes; `where` names it in errors."""
+    """Parse and check an index file's bytes; `where` names it in errors. A damaged index is a
+    DataError naming the file and the entry (tessera.data.index_check)."""
+    from tessera.data.index_check import check_index
+
     try:
         index = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"Index {where} is not valid JSON ({error}).") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
-        raise DataError(f"{where} is not a Tessera shard index (no 'format': '{FORMAT_NAME}').")
-    if index.get("version") != FORMAT_VERSION:
-        raise DataError(
-            f"Index {where} has format version {index.get('version')!r}; this Tessera reads "
-            f"version {FORMAT_VERSION}. Rewrite the data set with this version's "
-            "`tessera data convert`, or install the Tessera version that wrote it."
-        )
-    for key in ("columns", "shards"):
-        if key not in index:
-            raise DataError(f"Index {where} has no {key!r} entry; the file is damaged.")
-    for number, shard in enumerate(index["shards"]):
-        missing = {"path", "samples", "raw_bytes"} - set(shard)
-        if missing:
-            raise DataError(f"Index {where}: shard entry {number} lacks {sorted(missing)}.")
-        if shard.get("compression") not in (None, *COMPRESSIONS):
-            raise DataError(
-                f"Index {where}: shard {shard['path']} uses compression "
-                f"{shard.get('compression')!r}; supported: {', '.join(COMPRESSIONS)}."
-            )
-    index["num_samples"] = sum(int(s["samples"]) for s in index["shards"])
-    return index
+    return check_index(index, where)
 
 
 def _short(value: Any) -> str:

@@ -19,6 +19,12 @@ from typing import Any, TypeVar
 from tessera.core.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+
+class MissingFile(DataError):
+    """A file that does not exist (locally, or on the object store)."""
+
+
 _JITTER = random.Random()  # retry jitter never draws from the run's seeded global RNG
 T = TypeVar("T")
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
@@ -108,7 +114,7 @@ class Storage:
                 with open(path, "rb") as file:
                     return file.read()
             except FileNotFoundError:
-                raise DataError(f"The {what} {path} does not exist.") from None
+                raise MissingFile(f"The {what} {path} does not exist.") from None
         return self._retry(lambda: self.fs.cat_file(path), path, what)
 
     def exists(self, relative: str) -> bool:
@@ -167,7 +173,7 @@ class Storage:
             try:
                 return action()
             except FileNotFoundError:
-                raise DataError(
+                raise MissingFile(
                     f"The {what} {path} does not exist (or its bucket does not). Check the URL."
                 ) from None
             except PermissionError as error:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import zstandard
+import numpy as np
 
-from tessera.data.format import INDEX_NAME, load_index, shard_hash
-from tessera.data.reader import find_bad_samples
+from tessera.data.columns import parse_columns
+from tessera.data.format import (
+    HEADER,
+    INDEX_NAME,
+    SampleDecoder,
+    columns_hash,
+    load_index,
+    shard_hash,
+)
+from tessera.data.reader import decompress, examine
 from tessera.data.storage import Storage
 
 
@@ -47,16 +55,21 @@ def verify(
     first = 0
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("verifying shards", total=len(index["shards"]))
+        columns = parse_columns(index["columns"])
+        decoder = SampleDecoder(columns, decode_images=False)
         for shard in index["shards"]:
-            problems.extend(_check_shard(root, shard, first))
+            problems.extend(_check_shard(root, shard, first, decoder, columns_hash(columns)))
             first += int(shard["samples"])
             bar.advance(task)
     return problems
 
 
-def _check_shard(root: Storage, shard: dict[str, Any], first: int) -> list[str]:
+def _check_shard(
+    root: Storage, shard: dict[str, Any], first: int, decoder: SampleDecoder, layout: int
+) -> list[str]:
+    index = root.join(INDEX_NAME)
     compressed = shard.get("compression") == "zstd"
-    stored_path = shard.get("stored_path", shard["path"]) if compressed else shard["path"]
+    stored_path = shard["stored_path"] if compressed else shard["path"]
     name = root.join(stored_path)
     try:
         data = root.read_bytes(stored_path, "shard")
@@ -66,19 +79,32 @@ def _check_shard(root: Storage, shard: dict[str, Any], first: int) -> list[str]:
     if compressed:
         if shard.get("stored_hash") and shard_hash(data) != shard["stored_hash"]:
             problems.append(f"{name}: compressed file checksum does not match the index")
+        data, problem = decompress(data, int(shard["raw_bytes"]), name)
+        if problem is not None:
+            problems.append(f"{name}: {problem}")
+    report = examine(data, shard, name, check_hash=True)
+    if report is not None:
+        if report.bad is None:
+            return [*problems, f"{name}: {report.problem}; none of its samples can be read"]
+        listed = ", ".join(f"{i} (global index {first + i})" for i in report.bad[:10])
+        more = f" and {len(report.bad) - 10} more" if len(report.bad) > 10 else ""
+        return [*problems, f"{name}: {report.problem}: samples {listed}{more}"]
+    file_layout = HEADER.unpack_from(data, 0)[4]
+    if file_layout and file_layout != layout:
+        return [
+            *problems,
+            f"{name}: written with other columns than {index} lists ({decoder.names}); the "
+            "index is damaged or belongs to another data set",
+        ]
+    view = memoryview(data)
+    offsets = np.frombuffer(data, dtype="<u8", count=int(shard["samples"]) + 1, offset=HEADER.size)
+    for i in range(int(shard["samples"])):
         try:
-            data = zstandard.ZstdDecompressor().decompress(
-                data, max_output_size=int(shard["raw_bytes"])
+            decoder(view[int(offsets[i]) : int(offsets[i + 1])])
+        except Exception as error:  # the index's columns do not fit the sample's bytes
+            problems.append(
+                f"{name}: sample {i} (global index {first + i}) does not decode as the columns "
+                f"{decoder.names} of {index} ({type(error).__name__}: {error})"
             )
-        except zstandard.ZstdError as error:
-            return [*problems, f"{name}: cannot be decompressed ({error})"]
-    if len(data) != int(shard["raw_bytes"]):
-        problems.append(f"{name}: {len(data)} bytes, the index says {shard['raw_bytes']}")
-    if shard.get("raw_hash") and shard_hash(data) != shard["raw_hash"]:
-        bad = find_bad_samples(data, name)
-        if bad is None:
-            problems.append(f"{name}: checksum mismatch and unreadable header")
-        else:
-            listed = ", ".join(f"{i} (global index {first + i})" for i in bad[:10])
-            problems.append(f"{name}: checksum mismatch; bad samples: {listed or 'none found'}")
+            break
     return problems

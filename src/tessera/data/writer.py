@@ -24,6 +24,7 @@ from tessera.data.format import (
     INDEX_NAME,
     SHARD_SUFFIX,
     build_shard,
+    columns_hash,
     dump_index,
     encode_sample,
     load_index,
@@ -84,6 +85,7 @@ class ShardWriter:
         storage_options: dict[str, Any] | None = None,
     ):
         self.columns = parse_columns(columns)
+        self.layout = columns_hash(self.columns)
         self.compression, self.level = parse_compression(compression)
         self.shard_size = parse_size(shard_size, "shard_size")
         self.hashes = hashes
@@ -117,7 +119,7 @@ class ShardWriter:
         self._count += 1
 
     def _flush(self) -> None:
-        raw = build_shard(self._pending)
+        raw = build_shard(self._pending, self.layout)
         name = f"shard.{len(self.shards):05d}{SHARD_SUFFIX}"
         entry: dict[str, Any] = {
             "path": name,
