@@ -26,6 +26,34 @@ def fashion_samples(count: int, split: str = "t10k") -> list[dict]:
     return [{"image": images[i].tobytes(), "label": int(labels[i]), "id": i} for i in range(count)]
 
 
+def dropout_classifier(p: float):
+    """A linear Fashion-MNIST classifier behind dropout `p`: its weights after training show
+    whether every random draw (dropout's) repeated exactly."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from tessera.core.model import TrainableModel
+
+    class DropoutClassifier(TrainableModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Dropout(p), nn.Linear(784, 10))
+
+        def forward(self, batch):
+            return self.net(batch["image"].flatten(1).float() / 255.0)
+
+        def loss(self, outputs, batch):
+            return F.cross_entropy(outputs, batch["label"])
+
+        def update_metric(self, batch, outputs, metric) -> None:
+            metric.update(outputs, batch["label"])
+
+        def metrics(self, train: bool = False):
+            return {}
+
+    return DropoutClassifier()
+
+
 def shakespeare_tokens(length: int = 64) -> list[np.ndarray]:
     """Tiny Shakespeare as byte tokens, cut into sequences of `length`."""
     data = np.frombuffer(SHAKESPEARE.read_bytes(), dtype=np.uint8).astype(np.uint16)

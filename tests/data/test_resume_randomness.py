@@ -8,12 +8,9 @@ import random
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from streaming_support import fashion_samples, isolated_cache  # noqa: F401
-from torch import nn
+from streaming_support import dropout_classifier, fashion_samples, isolated_cache  # noqa: F401
 from torch.utils.data import DataLoader
 
-from tessera.core.model import TrainableModel
 from tessera.data.dataset import StreamingDataset
 from tessera.data.sampler import make_dataloader
 from tessera.data.writer import ShardWriter
@@ -34,27 +31,9 @@ def shards(tmp_path_factory) -> str:
     return folder
 
 
-class DropoutClassifier(TrainableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Dropout(0.3), nn.Linear(784, 10))
-
-    def forward(self, batch):
-        return self.net(batch["image"].flatten(1).float() / 255.0)
-
-    def loss(self, outputs, batch):
-        return F.cross_entropy(outputs, batch["label"])
-
-    def update_metric(self, batch, outputs, metric) -> None:
-        metric.update(outputs, batch["label"])
-
-    def metrics(self, train: bool = False):
-        return {}
-
-
 def _weights_after_training(shards: str, eval_interval: str) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = DropoutClassifier()
+    model = dropout_classifier(0.3)
     train = make_dataloader(StreamingDataset(local=shards, seed=3, batch_size=BATCH), BATCH)
     # a plain DataLoader without a generator draws its seed from the global RNG per iterator
     evaluation = DataLoader(StreamingDataset(local=shards, shuffle=False), batch_size=100)

@@ -8,35 +8,14 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
-from streaming_support import fashion_samples, isolated_cache  # noqa: F401
-from torch import nn
+from streaming_support import dropout_classifier, fashion_samples, isolated_cache  # noqa: F401
 
 from tessera.core.callback import Callback
-from tessera.core.model import TrainableModel
 from tessera.data.dataset import StreamingDataset
 from tessera.data.writer import ShardWriter
 from tessera.trainer import Trainer
 
 BATCH = 25
-
-
-class PixelClassifier(TrainableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 10))
-
-    def forward(self, batch):
-        return self.net(batch["image"].flatten(1).float() / 255.0)
-
-    def loss(self, outputs, batch):
-        return F.cross_entropy(outputs, batch["label"])
-
-    def update_metric(self, batch, outputs, metric) -> None:
-        metric.update(outputs, batch["label"])
-
-    def metrics(self, train: bool = False):
-        return {}
 
 
 class SeenIds(Callback):
@@ -53,7 +32,7 @@ class SeenIds(Callback):
 
 def _trainer(data: str, folder, callback: Callback, autoresume: bool) -> Trainer:
     torch.manual_seed(0)
-    model = PixelClassifier()
+    model = dropout_classifier(0.2)
     dataset = StreamingDataset(local=data, seed=5, batch_size=BATCH, block_size=BATCH)
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=2)
     return Trainer(
