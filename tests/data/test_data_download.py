@@ -64,6 +64,10 @@ def server(published, monkeypatch):
     files.close()
 
 
+def _download(name: str, root, server) -> list[str]:
+    return ["data", "download", name, "--root", str(root), "--mirror", server.url]
+
+
 def test_catalog_digests_are_the_publishers_files(published):
     for path, data in published.items():
         set_name, name = path.strip("/").split("/")
@@ -79,7 +83,7 @@ def test_catalog_digests_are_the_publishers_files(published):
 
 def test_download_all_then_every_lookup_finds_the_data(tmp_path, server, capsys, monkeypatch):
     root = tmp_path / "root"
-    assert main(["data", "download", "all", "--root", str(root), "--mirror", server.url]) == 0
+    assert main(_download("all", root, server)) == 0
     assert "fashion-mnist: 4 files" in capsys.readouterr().out.replace(str(root) + "/", "")
     for name, entry in CATALOG.items():
         for file in entry.files:
@@ -98,9 +102,7 @@ def test_download_all_then_every_lookup_finds_the_data(tmp_path, server, capsys,
 def test_lost_connection_resumes_with_a_range_request(tmp_path, server, caplog):
     server.cuts, server.cut_after = 1, 3_000_000
     with caplog.at_level(logging.WARNING):
-        code = main(
-            ["data", "download", "fashion-mnist", "--root", str(tmp_path), "--mirror", server.url]
-        )
+        code = main(_download("fashion-mnist", tmp_path, server))
     assert code == 0
     assert server.file_requests("train-images-idx3-ubyte.gz") == [None, "bytes=3000000-"]
     assert "download interrupted at 3,000,000 of 26,421,880 bytes" in caplog.text
@@ -111,15 +113,7 @@ def test_lost_connection_resumes_with_a_range_request(tmp_path, server, caplog):
 
 def test_an_interrupted_download_resumes_on_the_next_run(tmp_path, server, capsys, caplog):
     server.cuts, server.cut_after = 100, 100_000  # each of the 4 attempts gets 100 kB
-    command = [
-        "data",
-        "download",
-        "tinyshakespeare",
-        "--root",
-        str(tmp_path),
-        "--mirror",
-        server.url,
-    ]
+    command = _download("tinyshakespeare", tmp_path, server)
     assert main(command) == 2
     error = capsys.readouterr().err
     part = tmp_path / "tinyshakespeare" / "input.txt.part"
@@ -141,16 +135,14 @@ def test_a_server_that_ignores_ranges_restarts_the_file_aloud(tmp_path, server, 
     (folder / "input.txt.part").write_bytes(b"x" * 1000)  # a partial file from another attempt
     server.ignore_ranges = True
     with caplog.at_level(logging.WARNING):
-        code = main(
-            ["data", "download", "tinyshakespeare", "--root", str(tmp_path), "--mirror", server.url]
-        )
+        code = main(_download("tinyshakespeare", tmp_path, server))
     assert code == 0 and "ignores range requests: downloading input.txt again" in caplog.text
     assert sha256_of(folder / "input.txt") == CATALOG["tinyshakespeare"].files[0].sha256
 
 
 def test_bytes_that_are_not_the_published_file_are_refused(tmp_path, server, capsys):
     server.files["/eval/copa.jsonl"] = server.files["/eval/copa.jsonl"].replace(b"a", b"b", 1)
-    assert main(["data", "download", "eval", "--root", str(tmp_path), "--mirror", server.url]) == 2
+    assert main(_download("eval", tmp_path, server)) == 2
     error = capsys.readouterr().err
     digest = CATALOG["eval"].file("copa.jsonl").sha256
     assert "copa.jsonl" in error and f"not the published {digest}" in error
@@ -163,15 +155,7 @@ def test_a_file_that_differs_needs_force(tmp_path, server, capsys):
     folder = tmp_path / "tinyshakespeare"
     folder.mkdir()
     (folder / "input.txt").write_text("not shakespeare")
-    command = [
-        "data",
-        "download",
-        "tinyshakespeare",
-        "--root",
-        str(tmp_path),
-        "--mirror",
-        server.url,
-    ]
+    command = _download("tinyshakespeare", tmp_path, server)
     assert main(command) == 2
     assert "exists but is not the published input.txt" in capsys.readouterr().err
     assert main([*command, "--force"]) == 0
@@ -180,12 +164,7 @@ def test_a_file_that_differs_needs_force(tmp_path, server, capsys):
 
 def test_missing_files_and_names_are_clear_errors(tmp_path, server, capsys, caplog):
     del server.files["/tinyshakespeare/input.txt"]
-    assert (
-        main(
-            ["data", "download", "tinyshakespeare", "--root", str(tmp_path), "--mirror", server.url]
-        )
-        == 2
-    )
+    assert main(_download("tinyshakespeare", tmp_path, server)) == 2
     assert f"{server.url}/tinyshakespeare/input.txt answered HTTP 404" in capsys.readouterr().err
     assert main(["data", "download", "fashion_mnist"]) == 2
     assert "did you mean 'fashion-mnist'" in capsys.readouterr().err
