@@ -106,19 +106,17 @@ def test_errors_in_dataloader_workers_reach_the_user_as_one_paragraph(pristine, 
     assert message.endswith("(raised in DataLoader worker process 0)")
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_train_on_a_damaged_token_shard_exits_2_naming_it(tmp_path, capsys, workers):
+def _token_shards(tmp_path: Path) -> Path:
     text = tmp_path / "text.txt"
     text.write_bytes(SHAKESPEARE.read_bytes()[:20_000])
     tokens = tmp_path / "tokens"
     args = ["--out", str(tokens), "--tokenizer", "char", "--seq-len", "32", "--format", "shards"]
     assert main(["data", "tokenize", str(text), *args]) == 0
-    shard = tokens / "train" / "shard.00000.tshd.zst"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    shard.write_bytes(bytes(data))
-    capsys.readouterr()
-    code = main(
+    return tokens
+
+
+def _train(tmp_path: Path, tokens: Path, *overrides: str) -> int:
+    return main(
         [
             "train",
             str(RECIPES / "shakespeare-char.yaml"),
@@ -127,7 +125,6 @@ def test_train_on_a_damaged_token_shard_exits_2_naming_it(tmp_path, capsys, work
             "data.tokenizer=null",
             "data.seq_len=null",
             f"data.shards={tokens}",
-            f"data.num_workers={workers}",
             f"model.tokenizer={tokens / 'tokenizer.json'}",
             "model.n_layer=1",
             "model.d_model=16",
@@ -136,11 +133,37 @@ def test_train_on_a_damaged_token_shard_exits_2_naming_it(tmp_path, capsys, work
             "max_duration=2ba",
             "loggers={}",
             "callbacks={}",
+            *overrides,
         ]
     )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_train_on_a_damaged_token_shard_exits_2_naming_it(tmp_path, capsys, workers):
+    tokens = _token_shards(tmp_path)
+    shard = tokens / "train" / "shard.00000.tshd.zst"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    code = _train(tmp_path, tokens, f"data.num_workers={workers}")
     error = capsys.readouterr().err
     assert code == 2, error
     assert "Traceback" not in error and "shard.00000.tshd.zst is corrupt" in error, error
+    assert "data.on_corrupt=skip" in error
+
+
+def test_train_with_on_corrupt_skip_skips_the_damaged_samples_aloud(tmp_path, caplog):
+    import zstandard
+
+    tokens = _token_shards(tmp_path)
+    shard = tokens / "train" / "shard.00000.tshd.zst"
+    raw = bytearray(zstandard.ZstdDecompressor().decompress(shard.read_bytes()))
+    raw[-5] ^= 0x5A  # a byte of the last sample
+    shard.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
+    with caplog.at_level(logging.WARNING):
+        assert _train(tmp_path, tokens, "data.on_corrupt=skip") == 0
+    assert "shard.00000.tshd.zst is corrupt" in caplog.text and _skipped(caplog.text) == 1
 
 
 def test_a_shard_repaired_at_its_source_is_read_again(pristine, tmp_path, caplog):

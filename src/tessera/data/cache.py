@@ -256,7 +256,8 @@ class ShardCache:
         if self.on_corrupt != "skip":
             raise DataError(
                 message + " Rewrite or re-upload the shard (`tessera data inspect --verify` "
-                "checks them all), or pass on_corrupt='skip' to skip the bad samples."
+                "checks them all), or set on_corrupt='skip' (in a recipe: data.on_corrupt=skip) to "
+                "skip the bad samples."
             )
         logger.warning("%s Skipping %s of its %s samples (on_corrupt='skip').",
                        message, f"{lost:,}", f"{count:,}")  # fmt: skip

@@ -80,6 +80,8 @@ def _check_shard(
         if shard.get("stored_hash") and shard_hash(data) != shard["stored_hash"]:
             problems.append(f"{name}: compressed file checksum does not match the index")
         data, problem = decompress(data, int(shard["raw_bytes"]), name)
+        if problem is not None and not data:
+            return [*problems, f"{name}: {problem}; none of its samples can be read"]
         if problem is not None:
             problems.append(f"{name}: {problem}")
     report = examine(data, shard, name, check_hash=True)

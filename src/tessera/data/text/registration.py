@@ -49,6 +49,11 @@ class TextDataConfig(BaseModel):
         "list of them with their shares to mix",
     )
     cache: str | None = Field(None, description="local cache folder when `shards` is remote")
+    on_corrupt: Literal["fail", "skip"] = Field(
+        "fail",
+        description="a damaged shard (`shards`): stop naming it, or skip the samples it lost "
+        "(each skip is said aloud)",
+    )
     text: list[str] | str | None = Field(
         None, description="raw text/JSONL file(s), or bundled data set names (tinyshakespeare)"
     )
@@ -158,6 +163,7 @@ def _build_shards(config: TextDataConfig, context: DataContext) -> DataLoaders:
             seed=context.seed,
             batch_size=batch_size,
             transform=_as_tensors,
+            on_corrupt=config.on_corrupt,
             rank=context.rank,
             world_size=context.world_size,
         )
