@@ -77,7 +77,9 @@ class CheckpointManifest:
     # -- reading ----------------------------------------------------------------------------
 
     def records(self) -> list[CheckpointRecord]:
-        """The checkpoints, oldest first; rebuilt from their own records if the index is bad."""
+        """The checkpoints, oldest first: the index, plus any checkpoint whose own record the
+        index lacks (a write cut short between the two); rebuilt from the records if the index
+        is bad."""
         path = self.folder / MANIFEST
         problem = None
         if path.exists():
@@ -85,7 +87,10 @@ class CheckpointManifest:
                 raw = json.loads(path.read_text())
                 if isinstance(raw, dict) and raw.get("format_version") == 1:
                     return _from_version_1(raw)
-                return _ManifestFile.model_validate(raw).checkpoints
+                index = _ManifestFile.model_validate(raw).checkpoints
+                known = {record.name for record in index}
+                extra = [record for record in self._rebuild() if record.name not in known]
+                return sorted(index + extra, key=lambda record: (record.batch, record.epoch))
             except (ValueError, ValidationError, KeyError, TypeError) as error:
                 problem = f"it is unreadable ({type(error).__name__})"
             except OSError as error:
@@ -118,9 +123,9 @@ class CheckpointManifest:
                 log.warning("checkpoint record %s is unreadable (%s); ignored", sidecar, error)
         return sorted(records, key=lambda record: (record.batch, record.epoch))
 
-    def unrecorded(self) -> list[str]:
+    def unrecorded(self, records: list[CheckpointRecord] | None = None) -> list[str]:
         """Checkpoint files or folders that have no record (cannot be verified)."""
-        known = {record.location for record in self.records()}
+        known = {record.location for record in (self.records() if records is None else records)}
         found = []
         if self.folder.is_dir():
             for path in self.folder.iterdir():
@@ -145,22 +150,32 @@ class CheckpointManifest:
     def find(self, location: str) -> CheckpointRecord | None:
         return next((r for r in self.records() if r.location == location), None)
 
-    def latest_valid(self, before_batch: int | None = None) -> CheckpointRecord | None:
-        """The newest checkpoint that verifies (at or before `before_batch`), saying aloud each
-        newer one that is skipped and why."""
-        candidates = [r for r in self.records() if before_batch is None or r.batch <= before_batch]
-        skipped = []
+    def survey(
+        self, before_batch: int | None = None, records: list[CheckpointRecord] | None = None
+    ) -> tuple[CheckpointRecord | None, list[tuple[str, str]]]:
+        """The newest checkpoint that verifies (at or before `before_batch`), and (location,
+        what is wrong) for each newer one, newest first; nothing is said here."""
+        records = self.records() if records is None else records
+        candidates = [r for r in records if before_batch is None or r.batch <= before_batch]
+        problems = []
         for record in reversed(candidates):
             problem = self.verify(record)
             if problem is None:
-                if skipped:
-                    log.warning("using checkpoint %s instead", self.folder / record.location)
-                return record
-            skipped.append(record)
-            log.warning("skipping checkpoint %s: %s", record.location, problem)
-        if skipped:
-            log.warning("none of the %d checkpoint(s) in %s verifies", len(skipped), self.folder)
-        return None
+                return record, problems
+            problems.append((record.location, problem))
+        return None, problems
+
+    def latest_valid(self, before_batch: int | None = None) -> CheckpointRecord | None:
+        """The newest checkpoint that verifies (at or before `before_batch`), saying aloud each
+        newer one that is skipped and why."""
+        found, problems = self.survey(before_batch)
+        for location, problem in problems:
+            log.warning("skipping checkpoint %s: %s", location, problem)
+        if found is not None and problems:
+            log.warning("using checkpoint %s instead", self.folder / found.location)
+        elif problems:
+            log.warning("none of the %d checkpoint(s) in %s verifies", len(problems), self.folder)
+        return found
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -187,12 +202,14 @@ class CheckpointManifest:
     def _delete(self, record: CheckpointRecord) -> None:
         import shutil
 
+        # The record first: a crash between the two leaves an old unrecorded checkpoint,
+        # which is passed over, never a record of a missing one.
+        (self.folder / f"{record.name}.json").unlink(missing_ok=True)
         target = self.folder / record.location
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-        (self.folder / f"{record.name}.json").unlink(missing_ok=True)
 
 
 def parse_checkpoint_name(name: str) -> tuple[int, int] | None:

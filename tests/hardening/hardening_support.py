@@ -1,0 +1,129 @@
+"""Helpers for the hardening tests: tiny real runs, files an attacker would craft, records
+forged to match them, and a real file system that is full."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from tessera.core.manifest import CheckpointManifest, describe_files
+from tessera.data.sampler import make_dataloader
+from tessera.models import ModuleWithLoss
+from tessera.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = 4096
+
+
+class RunsCode:
+    """Pickles as a call that creates `marker`: what a crafted checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(self.marker)}",))
+
+
+def tiny_trainer(run_dir: Path, sharded: bool = False, **kwargs) -> Trainer:
+    """A 2-layer network on 64 fixed random samples, 8 batches per epoch, checkpointing
+    every 2 batches; `sharded` trains it under FSDP (one process) with DCP checkpoints."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(
+        torch.randn(64, 6, generator=generator), torch.randint(0, 3, (64,), generator=generator)
+    )
+    model = ModuleWithLoss(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)))
+    options = {
+        "optimizers": torch.optim.AdamW(model.parameters(), lr=0.01),
+        "schedulers": [],
+        "device": "cpu",
+        "run_dir": run_dir,
+        "name": "run",
+        "save_interval": "2ba",
+        "keep_last": 3,
+        "callbacks": [],
+        "loggers": [],
+    }
+    if sharded:
+        options["parallelism"] = {"strategy": "fsdp", "wrap": ["Linear"]}
+    options.update(kwargs)
+    max_duration = options.pop("max_duration", "4ba")
+    return Trainer(model, make_dataloader(data, batch_size=8, seed=0), max_duration, **options)
+
+
+def forge_record(checkpoints: Path, location: str) -> None:
+    """Re-record a checkpoint's files with their current sizes and checksums, as someone who
+    can write the folder could: the checksum check then passes, the loaders must still hold."""
+    manifest = CheckpointManifest(checkpoints)
+    record = manifest.find(location)
+    assert record is not None, f"{location} has no record to forge"
+    record.files = describe_files(checkpoints, list(record.files))
+    manifest.add(record)
+
+
+def run_cli(*arguments: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m tessera.cli ARGUMENTS` as a real process (this worktree's code first)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "tessera.cli", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+    )
+
+
+# -- a full disk ----------------------------------------------------------------------------
+
+
+@contextmanager
+def small_disk(folder: Path, size: int) -> Iterator[Path]:
+    """A real tmpfs of `size` bytes mounted at `folder` (needs root, as CI runs; skipped,
+    loudly, where mounting is not permitted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def free_bytes(folder: Path) -> int:
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Write a ballast file so that about `leave` bytes (whole pages) stay free."""
+    ballast = folder / "ballast"
+    target = max(free_bytes(folder) - leave, 0) // PAGE * PAGE
+    with open(ballast, "ab") as file:
+        file.write(b"\0" * target)
+    while free_bytes(folder) > leave:  # the ballast's own blocks: top it up
+        with open(ballast, "ab") as file:
+            try:
+                file.write(b"\0" * PAGE)
+            except OSError:
+                break
+    return ballast
