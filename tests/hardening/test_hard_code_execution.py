@@ -90,7 +90,7 @@ def test_fsdp_resume_never_runs_a_crafted_metadata(sharded, copy_of, tmp_path):
     marker = tmp_path / "code-ran"
     crafted_metadata(copy_of / "ep0-ba4", marker)
     forge_record(copy_of, "ep0-ba4")
-    with pytest.raises(CheckpointError, match="refers to posix.system.*could run code"):
+    with pytest.raises(CheckpointError, match=r"refers to posix\.system.*could run code"):
         tiny_trainer(tmp_path, sharded=True, max_duration="6ba")
     assert not marker.exists()
 
@@ -106,7 +106,7 @@ def test_a_crafted_value_inside_the_shards_never_runs(sharded, copy_of, tmp_path
         old.unlink()
     dcp.save(content, checkpoint_id=str(checkpoint))
     forge_record(copy_of, "ep0-ba4")
-    with pytest.raises(CheckpointError, match="param_groups.0.lr.*refers to posix.system"):
+    with pytest.raises(CheckpointError, match=r"param_groups\.0\.lr.*refers to posix\.system"):
         trainer.checkpointer.load(trainer.state, checkpoint)
     assert not marker.exists()
 
@@ -117,7 +117,7 @@ def test_a_crafted_train_state_never_runs(sharded, copy_of, tmp_path, capsys):
     checkpoint = copy_of / "ep0-ba4"
     torch.save({"format_version": 1, "sharded": RunsCode(marker)}, checkpoint / train_state_file(0))
     forge_record(copy_of, "ep0-ba4")
-    with pytest.raises(CheckpointError, match="train-state-rank0.pt refers to posix.system"):
+    with pytest.raises(CheckpointError, match=r"train-state-rank0\.pt refers to posix\.system"):
         trainer.checkpointer.load(trainer.state, checkpoint)
     assert main(["consolidate", str(checkpoint), "--out", str(tmp_path / "out")]) == 2
     assert "refers to posix.system" in capsys.readouterr().err
@@ -132,9 +132,9 @@ def test_a_crafted_single_file_checkpoint_never_runs(tmp_path):
     content["rng"] = RunsCode(marker)
     torch.save(content, checkpoint)
     forge_record(checkpoint.parent, checkpoint.name)
-    with pytest.raises(CheckpointError, match="refers to posix.system.*could run code"):
+    with pytest.raises(CheckpointError, match=r"refers to posix\.system.*could run code"):
         read_checkpoint(checkpoint)
-    with pytest.raises(CheckpointError, match="refers to posix.system"):  # autoresume too
+    with pytest.raises(CheckpointError, match=r"refers to posix\.system"):  # autoresume too
         tiny_trainer(tmp_path, max_duration="6ba")
     assert not marker.exists()
 
@@ -223,3 +223,35 @@ def test_streaming_column_names_are_data_never_code(tmp_path):
     samples = list(StreamingDataset(local=str(tmp_path / "data"), shuffle=False))
     assert [sample[hostile] for sample in samples] == [0, 1, 2]
     assert not marker.exists()
+
+
+def test_a_damaged_safetensors_file_is_a_clear_error_everywhere(tmp_path, capsys):
+    """eval, generate and export read final/model.safetensors: garbage there is exit 2."""
+    from tessera.config import load_config
+    from tessera.config.build import build_model, write_resolved_config
+    from tessera.core.export import export_model
+
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 20)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: gpt\nrun_dir: {tmp_path / 'runs'}\nmax_duration: 2ba\n"
+        f"model: {{name: gpt, tokenizer: 'char:{text}', max_seq_len: 16, n_layer: 1, n_head: 1,"
+        " d_model: 8}\n"
+        f"data: {{name: text, text: '{text}', tokenizer: 'char:{text}', seq_len: 16}}\n"
+    )
+    config = load_config(recipe)
+    write_resolved_config(config)
+    run = tmp_path / "runs" / "gpt"
+    export_model(build_model(config), run / "final")
+    (run / "final" / "model.safetensors").write_bytes(b"\xff" * 8 + b"not a header" * 10)
+    commands = (
+        ["eval", str(run)],
+        ["generate", str(run), "--prompt", "to be"],
+        ["export", "hf", str(run), str(tmp_path / "hf")],
+    )
+    for command in commands:
+        assert main(command) == 2, command
+        error = capsys.readouterr().err
+        assert "model.safetensors is not a readable safetensors file" in error, command
+        assert "Traceback" not in error

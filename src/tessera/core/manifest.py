@@ -91,7 +91,7 @@ class CheckpointManifest:
                 known = {record.name for record in index}
                 extra = [record for record in self._rebuild() if record.name not in known]
                 return sorted(index + extra, key=lambda record: (record.batch, record.epoch))
-            except (ValueError, ValidationError, KeyError, TypeError) as error:
+            except (ValueError, ValidationError, KeyError, TypeError, AttributeError) as error:
                 problem = f"it is unreadable ({type(error).__name__})"
             except OSError as error:
                 problem = f"it cannot be read ({error.strerror or error})"

@@ -49,9 +49,7 @@ def starting_point(
     if autoresume == RESTART:
         return _restart(folder, given)
     view = world.broadcast_object(_survey(checkpointer) if world.is_main_process() else None)
-    existing = [location for location, _ in view["skipped"]] + view["unrecorded"]
-    if view["found"] is not None:
-        existing.append(view["found"])
+    existing = view["recorded"] + view["unrecorded"]
     if autoresume is False:
         if existing:
             raise CheckpointError(
@@ -84,6 +82,7 @@ def _survey(checkpointer: Checkpointer) -> dict[str, Any]:
         "found": found.location if found is not None else None,
         "found_batch": found.batch if found is not None else -1,
         "skipped": skipped,
+        "recorded": [record.location for record in records],
         "unrecorded": manifest.unrecorded(records),
     }
 

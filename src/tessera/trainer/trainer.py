@@ -253,12 +253,14 @@ class Trainer:
         """Train to `max_duration`; with a run folder, end by exporting `final/`."""
         state, engine = self.state, self.engine
         if state.is_done() and state.rank == 0:
-            where = f"; its model is in {self.folder.final}" if self.folder is not None else ""
+            where = f"; its final model is in {self.folder.final}" if self.folder else ""
             log.warning(
-                "%s is already complete (%s of %s): nothing to train%s",
+                "%s is already complete: max_duration %s reached at epoch %d batch %d; nothing "
+                "to train%s",
                 state.run_name,
-                state.timestamp,
                 state.max_duration,
+                state.timestamp.epoch,
+                state.timestamp.batch,
                 where,
             )
         try:
