@@ -77,7 +77,7 @@ def test_a_full_disk_while_exporting_the_final_model_keeps_the_old_one(disk):
 def test_a_full_disk_never_leaves_a_torn_metrics_line(disk):
     logger = JSONLLogger(path=disk / "metrics.jsonl")
     fill(disk, 2 * PAGE)
-    with pytest.raises(WriteError, match="cannot write the metrics file .*the disk is full"):
+    with pytest.raises(WriteError, match=r"cannot write the metrics file .*the disk is full"):
         for step in range(100_000):
             logger.log_metrics({"loss/train": 0.5, "padding": "x" * 200}, step)
     text = (disk / "metrics.jsonl").read_text()
@@ -101,7 +101,7 @@ def test_a_full_disk_while_writing_cost_and_provenance(disk):
 
 def test_a_full_disk_under_the_run_registry(disk):
     fill(disk, 0)
-    with pytest.raises(WriteError, match="cannot write the run registry .*TESSERA_HOME"):
+    with pytest.raises(WriteError, match=r"cannot write the run registry .*TESSERA_HOME"):
         Registry(disk / "registry.db")
 
 
