@@ -62,6 +62,49 @@ def tiny_trainer(run_dir: Path, sharded: bool = False, **kwargs) -> Trainer:
     return Trainer(model, make_dataloader(data, batch_size=8, seed=0), max_duration, **options)
 
 
+def tiny_gpt_recipe(folder: Path, name: str = "gpt", run_dir: Path | None = None, **fields) -> Path:
+    """A recipe for a 1-layer character GPT on a small text file written beside it: 4
+    sequences per batch, a checkpoint every 2 batches, every checkpoint kept."""
+    import yaml
+
+    text = folder / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
+    tokenizer = f"char:{text}"
+    recipe = {
+        "name": name,
+        "run_dir": str(run_dir or folder / "runs"),
+        "max_duration": "8ba",
+        "save_interval": "2ba",
+        "keep_last": None,
+        "eval_interval": "100ba",
+        "deterministic": True,
+        "device": "cpu",
+        "model": {
+            "name": "gpt",
+            "tokenizer": tokenizer,
+            "max_seq_len": 16,
+            "n_layer": 1,
+            "n_head": 1,
+            "d_model": 16,
+        },
+        "data": {
+            "name": "text",
+            "text": str(text),
+            "tokenizer": tokenizer,
+            "seq_len": 16,
+            "batch_size": 4,
+        },
+        "optimizer": {"name": "adamw", "lr": 0.001},
+        "scheduler": {"name": "constant"},
+        "callbacks": {},
+        "loggers": {"jsonl": {}},
+        **fields,
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 def forge_record(checkpoints: Path, location: str) -> None:
     """Re-record a checkpoint's files with their current sizes and checksums, as someone who
     can write the folder could: the checksum check then passes, the loaders must still hold."""
@@ -72,11 +115,15 @@ def forge_record(checkpoints: Path, location: str) -> None:
     manifest.add(record)
 
 
-def run_cli(*arguments: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m tessera.cli ARGUMENTS` as a real process (this worktree's code first)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+def run_cli(
+    *arguments: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m tessera.cli ARGUMENTS` as a real process (this worktree's code first), in
+    `env` (default: this one, with one thread per process)."""
+    env = dict(env) if env is not None else {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID"):
+        env.pop(name, None)  # never inherit a launcher's settings
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "tessera.cli", *arguments],
         cwd=cwd,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-from hardening_support import REPO, RunsCode, forge_record, tiny_trainer
+from hardening_support import REPO, RunsCode, forge_record, tiny_gpt_recipe, tiny_trainer
 
 from tessera.cli.main import main
 from tessera.core.checkpointer import read_checkpoint
@@ -231,15 +231,7 @@ def test_a_damaged_safetensors_file_is_a_clear_error_everywhere(tmp_path, capsys
     from tessera.config.build import build_model, write_resolved_config
     from tessera.core.export import export_model
 
-    text = tmp_path / "text.txt"
-    text.write_text("to be or not to be, that is the question\n" * 20)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"name: gpt\nrun_dir: {tmp_path / 'runs'}\nmax_duration: 2ba\n"
-        f"model: {{name: gpt, tokenizer: 'char:{text}', max_seq_len: 16, n_layer: 1, n_head: 1,"
-        " d_model: 8}\n"
-        f"data: {{name: text, text: '{text}', tokenizer: 'char:{text}', seq_len: 16}}\n"
-    )
+    recipe = tiny_gpt_recipe(tmp_path)
     config = load_config(recipe)
     write_resolved_config(config)
     run = tmp_path / "runs" / "gpt"
@@ -247,7 +239,7 @@ def test_a_damaged_safetensors_file_is_a_clear_error_everywhere(tmp_path, capsys
     (run / "final" / "model.safetensors").write_bytes(b"\xff" * 8 + b"not a header" * 10)
     commands = (
         ["eval", str(run)],
-        ["generate", str(run), "--prompt", "to be"],
+        ["generate", str(run), "--prompt", "the"],
         ["export", "hf", str(run), str(tmp_path / "hf")],
     )
     for command in commands:

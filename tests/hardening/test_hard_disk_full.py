@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from hardening_support import PAGE, fill, run_cli, small_disk, tiny_trainer
+from hardening_support import PAGE, fill, run_cli, small_disk, tiny_gpt_recipe, tiny_trainer
 
 from tessera.callbacks.cost_monitor import CostMonitor
 from tessera.callbacks.provenance import ProvenanceRecorder
@@ -60,6 +60,27 @@ def test_a_full_disk_while_checkpointing_keeps_every_checkpoint_and_resumes(disk
     assert resumed.state.timestamp.batch == 6
 
 
+def test_a_full_disk_while_writing_sharded_checkpoints(disk):
+    from tessera.parallel.process_group import stop
+
+    try:
+        tiny_trainer(disk, sharded=True).fit()
+        checkpoints = disk / "run" / "checkpoints"
+        before = snapshot(checkpoints)
+        ballast = fill(disk, PAGE)
+        with pytest.raises(WriteError) as error:
+            tiny_trainer(disk, sharded=True, max_duration="6ba").fit()
+        assert f"cannot write checkpoint {checkpoints / 'ep0-ba6'}: the disk is full" in str(
+            error.value
+        )
+        assert snapshot(checkpoints) == before  # no partial folder, nothing changed
+        ballast.unlink()
+        resumed = tiny_trainer(disk, sharded=True, max_duration="6ba")
+        assert resumed.state.timestamp.batch == 4
+    finally:
+        stop()
+
+
 def test_a_full_disk_while_exporting_the_final_model_keeps_the_old_one(disk):
     tiny_trainer(disk).fit()
     final = disk / "run" / "final"
@@ -107,18 +128,7 @@ def test_a_full_disk_under_the_run_registry(disk):
 
 def test_tessera_train_on_a_disk_that_fills_up(disk, tmp_path, capsys):
     """The whole command: exit 2 with one paragraph, then the same command resumes."""
-    text = tmp_path / "text.txt"
-    text.write_text("the quick brown fox jumps over the lazy dog\n" * 40)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"name: full\nrun_dir: {disk}\nmax_duration: 8ba\nsave_interval: 2ba\nkeep_last: null\n"
-        "eval_interval: 100ba\ndeterministic: true\ndevice: cpu\n"
-        f"model: {{name: gpt, tokenizer: 'char:{text}', max_seq_len: 16, n_layer: 1, "
-        "n_head: 1, d_model: 16}\n"
-        f"data: {{name: text, text: '{text}', tokenizer: 'char:{text}', seq_len: 16, "
-        "batch_size: 4}\noptimizer: {name: adamw, lr: 0.001}\nscheduler: {name: constant}\n"
-        "callbacks: {}\nloggers: {jsonl: {}}\n"
-    )
+    recipe = tiny_gpt_recipe(tmp_path, name="full", run_dir=disk)
     assert main(["train", str(recipe), "max_duration=4ba", "--price", "1"]) == 0
     capsys.readouterr()
     ballast = fill(disk, 2 * PAGE)

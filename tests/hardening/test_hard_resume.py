@@ -169,3 +169,18 @@ def test_resume_complete_and_skipped_checkpoints_are_said_on_the_console(finishe
     assert f"resumed from {checkpoints / 'ep0-ba2.pt'} at epoch 0 batch 2" in result.stderr
     assert "run is already complete: max_duration 2ba reached at epoch 0 batch 2" in result.stderr
     assert "Warning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
+def test_records_of_checkpoints_that_are_not_there_hold_no_progress(finished, caplog):
+    """What a crash leaves between writing a checkpoint's record and renaming its file into
+    place (the record comes first): a record with no file, passed over aloud."""
+    root, checkpoints = finished
+    (checkpoints / "ep0-ba4.pt").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert tiny_trainer(root, max_duration="6ba").state.timestamp.batch == 2
+    assert "skipping checkpoint ep0-ba4.pt" in caplog.text and "is missing" in caplog.text
+    caplog.clear()
+    (checkpoints / "ep0-ba2.pt").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert tiny_trainer(root, max_duration="6ba").state.timestamp.batch == 0
+    assert f"checkpoint {checkpoints / 'ep0-ba2.pt'} has a record but is not there" in caplog.text

@@ -19,7 +19,7 @@ import torch
 from tessera.core import world
 from tessera.core.errors import CheckpointError
 from tessera.core.export import export_model
-from tessera.core.files import WriteError, atomic_write, writing
+from tessera.core.files import atomic_write, writing
 from tessera.core.manifest import (
     CheckpointManifest,
     CheckpointRecord,
@@ -75,10 +75,13 @@ class Checkpointer:
         found = world.broadcast_object(found)
         return Path(found) if found else None
 
-    def _publish(
-        self, name: str, files: list[str], timestamp: Timestamp, world_size: int
+    def _record(
+        self, name: str, files: dict[str, Path], timestamp: Timestamp, world_size: int
     ) -> CheckpointRecord:
-        """Record a written checkpoint in the manifest and apply retention (rank 0)."""
+        """Write the record of a checkpoint whose files are complete but not yet in place
+        (`files`: the name each will have in the folder -> where it is now). The rename that
+        puts them in place comes after, so a crash never leaves a checkpoint without a
+        record, only (at worst) a record of one that is not there, which is passed over."""
         record = CheckpointRecord(
             name=name,
             kind=self.kind,  # type: ignore[arg-type]
@@ -87,7 +90,7 @@ class Checkpointer:
             world_size=world_size,
             files=describe_files(self.folder, files),
         )
-        self.manifest.add(record, self.keep_last)
+        self.manifest.write_record(record)
         return record
 
 
@@ -124,14 +127,15 @@ class FileCheckpointer(Checkpointer):
         name = checkpoint_name(state.timestamp.epoch, state.timestamp.batch)
         path = self.folder / f"{name}.pt"
         content = state.state_dict()
-        try:
-            with writing("checkpoint", path):
-                atomic_write(path, lambda file: torch.save(content, file))
-                self._publish(name, [path.name], state.timestamp, state.world_size)
-        except WriteError:
-            if self.manifest.find(path.name) is None:  # written but never recorded: not kept
-                path.unlink(missing_ok=True)
-            raise
+        records: list[CheckpointRecord] = []
+
+        def record(temporary: Path) -> None:
+            files = {path.name: temporary}
+            records.append(self._record(name, files, state.timestamp, state.world_size))
+
+        with writing("checkpoint", path):
+            atomic_write(path, lambda file: torch.save(content, file), before_rename=record)
+            self.manifest.add(records[0], self.keep_last)  # the index, and retention
         return path
 
     def load(self, state: State, path: str | Path) -> None:

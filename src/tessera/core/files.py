@@ -80,17 +80,27 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through `write(file)` to a temporary file beside `path`, fsync, then rename."""
+def atomic_write(
+    path: Path,
+    write: Callable[[Any], None],
+    mode: str = "wb",
+    before_rename: Callable[[Path], None] | None = None,
+) -> None:
+    """Write through `write(file)` to a temporary file beside `path`, fsync, then rename;
+    `before_rename(temporary)` runs on the complete file just before it takes its name."""
 
     def into(temporary: Path) -> None:
         with open(temporary, mode, encoding=None if "b" in mode else "utf-8") as file:
             write(file)
 
-    atomic_write_path(path, into)
+    atomic_write_path(path, into, before_rename)
 
 
-def atomic_write_path(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write_path(
+    path: Path,
+    write: Callable[[Path], None],
+    before_rename: Callable[[Path], None] | None = None,
+) -> None:
     """`write(temporary_path)` fills a file beside `path`; it is fsynced and renamed into place
     (for writers that take a path, such as `safetensors.torch.save_file`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +110,8 @@ def atomic_write_path(path: Path, write: Callable[[Path], None]) -> None:
         write(Path(temporary))
         with open(temporary, "rb") as file:
             os.fsync(file.fileno())
+        if before_rename is not None:
+            before_rename(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

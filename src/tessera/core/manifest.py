@@ -59,13 +59,16 @@ def checkpoint_name(epoch: int, batch: int) -> str:
     return f"ep{epoch}-ba{batch}"
 
 
-def describe_files(folder: Path, paths: list[str]) -> dict[str, FileRecord]:
-    """Size and checksum of each file (paths relative to `folder`)."""
-    records = {}
-    for relative in paths:
-        path = folder / relative
-        records[relative] = FileRecord(bytes=path.stat().st_size, xxh3_128=file_checksum(path))
-    return records
+def describe_files(folder: Path, paths: list[str] | dict[str, Path]) -> dict[str, FileRecord]:
+    """Size and checksum of each file: paths relative to `folder`, or {the relative path a
+    file will have: where it is now} for files not yet renamed into place."""
+    where = (
+        paths if isinstance(paths, dict) else {relative: folder / relative for relative in paths}
+    )
+    return {
+        relative: FileRecord(bytes=path.stat().st_size, xxh3_128=file_checksum(path))
+        for relative, path in where.items()
+    }
 
 
 class CheckpointManifest:
@@ -76,10 +79,10 @@ class CheckpointManifest:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def records(self) -> list[CheckpointRecord]:
+    def records(self, quiet: bool = False) -> list[CheckpointRecord]:
         """The checkpoints, oldest first: the index, plus any checkpoint whose own record the
         index lacks (a write cut short between the two); rebuilt from the records if the index
-        is bad."""
+        is bad, which is said unless `quiet` (while writing, when the index is rewritten)."""
         path = self.folder / MANIFEST
         problem = None
         if path.exists():
@@ -96,6 +99,8 @@ class CheckpointManifest:
             except OSError as error:
                 problem = f"it cannot be read ({error.strerror or error})"
         rebuilt = self._rebuild()
+        if quiet:
+            return rebuilt
         if rebuilt:
             reason = problem or "it is missing"
             log.warning(
@@ -179,11 +184,17 @@ class CheckpointManifest:
 
     # -- writing ----------------------------------------------------------------------------
 
+    def write_record(self, record: CheckpointRecord) -> None:
+        """A checkpoint's own record, `ep<E>-ba<B>.json` beside it."""
+        atomic_write_text(self.folder / f"{record.name}.json", record.model_dump_json(indent=2))
+
     def add(self, record: CheckpointRecord, keep_last: int | None = None) -> list[str]:
         """Record a written checkpoint (its own record first, then the index); prune to
         `keep_last`. Returns the locations of the checkpoints deleted by retention."""
-        records = [r for r in self.records() if r.name != record.name] + [record]
-        atomic_write_text(self.folder / f"{record.name}.json", record.model_dump_json(indent=2))
+        records = [r for r in self.records(quiet=True) if r.name != record.name] + [record]
+        sidecar = self.folder / f"{record.name}.json"
+        if not sidecar.exists() or sidecar.read_text() != record.model_dump_json(indent=2):
+            self.write_record(record)
         records.sort(key=lambda r: (r.batch, r.epoch))
         removed: list[CheckpointRecord] = []
         if keep_last is not None and keep_last > 0 and len(records) > keep_last:

@@ -22,7 +22,7 @@ from rich.console import Console
 from tessera.core.errors import UserError
 from tessera.launch.agent_log import agent_messages, classify, describe_exit
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def _report_failure(error: object, log_dir: Path, single_node: bool = True) -> i
         names = ", ".join(str(rank) for rank in stopped)
         _console.print(
             f"rank{'s' if len(stopped) > 1 else ''} {names} stopped by the launcher (SIGTERM) "
-            "when that happened"
+            "because of it"
         )
     _console.print(f"every rank's output is in {log_dir}")
     bad_input = any(failures[rank].exitcode == 2 for rank in failed)

@@ -204,11 +204,11 @@ class ShardedCheckpointer(Checkpointer):
             except WriteError as error:
                 unpublished = str(error)
         unpublished = world.broadcast_object(unpublished)
+        if (problems or unpublished) and rank == 0:
+            shutil.rmtree(pending.staging, ignore_errors=True)  # never published: not kept
         if unpublished is not None:
             raise WriteError(unpublished)
         if problems:
-            if rank == 0:
-                shutil.rmtree(pending.staging, ignore_errors=True)
             reasons = "; ".join(reason for reason, _ in problems)
             if all(storage for _, storage in problems):
                 raise WriteError(f"cannot write checkpoint {final}: {reasons}. {RERUN}")
@@ -216,22 +216,18 @@ class ShardedCheckpointer(Checkpointer):
         return final
 
     def _publish_folder(self, pending: _Pending, final: Path, names: list[str]) -> None:
-        """Move the staged folder into place and record it (rank 0); a checkpoint that could
-        not be recorded is removed again, so none is left unverifiable."""
-        try:
-            with writing("checkpoint", final):
-                old = self.folder / f".{pending.name}.old"
-                if final.exists():  # the same step saved again (after a restart): swap, delete
-                    shutil.rmtree(old, ignore_errors=True)
-                    final.rename(old)
-                pending.staging.rename(final)
+        """Record the staged checkpoint, move it into place, then index it (rank 0): the
+        record comes first, so a crash never leaves a checkpoint without one."""
+        with writing("checkpoint", final):
+            files = {f"{pending.name}/{name}": pending.staging / name for name in names}
+            record = self._record(pending.name, files, pending.timestamp, pending.world_size)
+            old = self.folder / f".{pending.name}.old"
+            if final.exists():  # the same step saved again (after a restart): swap, delete
                 shutil.rmtree(old, ignore_errors=True)
-                files = [f"{pending.name}/{name}" for name in names]
-                self._publish(pending.name, files, pending.timestamp, pending.world_size)
-        except WriteError:
-            if self.manifest.find(pending.name) is None:
-                shutil.rmtree(final, ignore_errors=True)
-            raise
+                final.rename(old)
+            pending.staging.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+            self.manifest.add(record, self.keep_last)
 
     def load(self, state: State, path: str | Path) -> None:
         """Verify the checkpoint's files against its record (rank 0, for every rank), then

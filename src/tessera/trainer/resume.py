@@ -75,14 +75,26 @@ def starting_point(
 
 
 def _survey(checkpointer: Checkpointer) -> dict[str, Any]:
+    """What the folder holds. A record whose checkpoint is not there at all (a crash before
+    the checkpoint took its name, or files deleted) holds no progress: it is said, not
+    counted."""
     manifest = checkpointer.manifest
     records = manifest.records()
     found, skipped = manifest.survey(records=records)
+    present = [r.location for r in records if (checkpointer.folder / r.location).exists()]
+    absent = [location for location, _ in skipped if location not in present]
+    if found is None:
+        for location in absent:
+            log.warning(
+                "checkpoint %s has a record but is not there (its writing was cut short, or "
+                "it was deleted); passed over",
+                checkpointer.folder / location,
+            )
     return {
         "found": found.location if found is not None else None,
         "found_batch": found.batch if found is not None else -1,
-        "skipped": skipped,
-        "recorded": [record.location for record in records],
+        "skipped": skipped if found is not None else [s for s in skipped if s[0] in present],
+        "recorded": present,
         "unrecorded": manifest.unrecorded(records),
     }
 
