@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +76,9 @@ def check_options(options: LaunchOptions, device: str | None) -> None:
         )
     cpus = os.cpu_count() or 1
     if not (uses_gpu and torch.cuda.is_available()) and options.nproc > cpus:
-        warnings.warn(
-            f"--nproc {options.nproc} CPU processes on {cpus} cores will be slow", stacklevel=2
+        _console.print(
+            f"[yellow]tessera[/]: --nproc {options.nproc} CPU processes on {cpus} cores will "
+            "be slow"
         )
     if not options.single_node and options.rdzv_endpoint is None and options.master_addr is None:
         raise UserError(
