@@ -62,46 +62,31 @@ def tiny_trainer(run_dir: Path, sharded: bool = False, **kwargs) -> Trainer:
     return Trainer(model, make_dataloader(data, batch_size=8, seed=0), max_duration, **options)
 
 
-def tiny_gpt_recipe(folder: Path, name: str = "gpt", run_dir: Path | None = None, **fields) -> Path:
-    """A recipe for a 1-layer character GPT on a small text file written beside it: 4
-    sequences per batch, a checkpoint every 2 batches, every checkpoint kept."""
-    import yaml
+_GPT_RECIPE = """\
+name: {name}
+run_dir: {run_dir}
+max_duration: 8ba
+save_interval: 2ba
+keep_last: null
+eval_interval: 100ba
+deterministic: true
+device: cpu
+model: {{name: gpt, tokenizer: "char:{text}", max_seq_len: 16, n_layer: 1, n_head: 1, d_model: 16}}
+data: {{name: text, text: "{text}", tokenizer: "char:{text}", seq_len: 16, batch_size: 4}}
+optimizer: {{name: adamw, lr: 0.001}}
+scheduler: {{name: constant}}
+callbacks: {{}}
+loggers: {{jsonl: {{}}}}
+"""
 
+
+def tiny_gpt_recipe(folder: Path, name: str = "gpt", run_dir: Path | None = None) -> Path:
+    """A recipe for a 1-layer character GPT on a small text file written beside it: 4
+    sequences per batch, 8 batches, a checkpoint every 2, every checkpoint kept."""
     text = folder / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
-    tokenizer = f"char:{text}"
-    recipe = {
-        "name": name,
-        "run_dir": str(run_dir or folder / "runs"),
-        "max_duration": "8ba",
-        "save_interval": "2ba",
-        "keep_last": None,
-        "eval_interval": "100ba",
-        "deterministic": True,
-        "device": "cpu",
-        "model": {
-            "name": "gpt",
-            "tokenizer": tokenizer,
-            "max_seq_len": 16,
-            "n_layer": 1,
-            "n_head": 1,
-            "d_model": 16,
-        },
-        "data": {
-            "name": "text",
-            "text": str(text),
-            "tokenizer": tokenizer,
-            "seq_len": 16,
-            "batch_size": 4,
-        },
-        "optimizer": {"name": "adamw", "lr": 0.001},
-        "scheduler": {"name": "constant"},
-        "callbacks": {},
-        "loggers": {"jsonl": {}},
-        **fields,
-    }
     path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(_GPT_RECIPE.format(name=name, run_dir=run_dir or folder / "runs", text=text))
     return path
 
 

@@ -247,3 +247,18 @@ def test_a_damaged_safetensors_file_is_a_clear_error_everywhere(tmp_path, capsys
         error = capsys.readouterr().err
         assert "model.safetensors is not a readable safetensors file" in error, command
         assert "Traceback" not in error
+
+
+def test_the_estimate_probe_reads_no_checkpoint_of_the_recipe(tmp_path):
+    """`tessera estimate --probe` builds a real run from the recipe: never from its load_path
+    or the run folder's checkpoints (a crafted one stays unread)."""
+    from tessera.config import load_config
+    from tessera.estimate.probe import build_probe_trainer
+
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"format_version": 1, "model": RunsCode(marker)}, crafted)
+    config = load_config(tiny_gpt_recipe(tmp_path), [f"load_path={crafted}"])
+    trainer = build_probe_trainer(config, 2, tmp_path / "probe")
+    assert trainer.resumed_from is None and trainer.state.timestamp.batch == 0
+    assert not marker.exists()
