@@ -252,17 +252,8 @@ class Trainer:
     def fit(self) -> None:
         """Train to `max_duration`; with a run folder, end by exporting `final/`."""
         state, engine = self.state, self.engine
-        if state.is_done() and state.rank == 0:
-            where = f"; its final model is in {self.folder.final}" if self.folder else ""
-            log.warning(
-                "%s is already complete: max_duration %s reached at epoch %d batch %d; nothing "
-                "to train%s",
-                state.run_name,
-                state.max_duration,
-                state.timestamp.epoch,
-                state.timestamp.batch,
-                where,
-            )
+        if (state.is_done() or state.stop_reason is not None) and state.rank == 0:
+            self._say_already_complete()
         try:
             engine.run_event(Event.FIT_START)
             while not state.is_done() and state.stop_reason is None:
@@ -278,6 +269,18 @@ class Trainer:
             raise
         engine.close()
         world.barrier()
+
+    def _say_already_complete(self) -> None:
+        state = self.state
+        ended = (
+            f"stopped at epoch {state.timestamp.epoch} batch {state.timestamp.batch} "
+            f"({state.stop_reason}); autoresume=restart trains it again"
+            if state.stop_reason is not None
+            else f"max_duration {state.max_duration} reached at epoch {state.timestamp.epoch} "
+            f"batch {state.timestamp.batch}"
+        )
+        where = f"; its final model is in {self.folder.final}" if self.folder else ""
+        log.warning("%s is already complete: %s; nothing to train%s", state.run_name, ended, where)
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it (at the end of a script)."""
