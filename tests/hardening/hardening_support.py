@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,26 +97,6 @@ def forge_record(checkpoints: Path, location: str) -> None:
     assert record is not None, f"{location} has no record to forge"
     record.files = describe_files(checkpoints, list(record.files))
     manifest.add(record)
-
-
-def run_cli(
-    *arguments: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`python -m tessera.cli ARGUMENTS` as a real process (this worktree's code first), in
-    `env` (default: this one, with one thread per process)."""
-    env = dict(env) if env is not None else {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID"):
-        env.pop(name, None)  # never inherit a launcher's settings
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "tessera.cli", *arguments],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        start_new_session=True,
-    )
 
 
 # -- a full disk ----------------------------------------------------------------------------
