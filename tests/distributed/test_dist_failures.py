@@ -1,5 +1,6 @@
 """Failures in multi-process runs: a killed rank under --max-restarts (said in one line, the
-run resumes and ends bit-identical), and bad input refused before any process starts."""
+run resumes and ends bit-identical). Bad input is refused before any process starts:
+tests/hardening/test_hard_launch.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from dist_support import TIMEOUT, environment, summary, tiny_recipe, train, weights
+from dist_support import TIMEOUT, environment, summary, tiny_recipe, weights
 
 
 def workers(launcher: int) -> dict[int, int]:
@@ -89,12 +90,3 @@ def test_killed_rank_restarts_and_ends_like_an_uninterrupted_run(tmp_path, ddp_r
     resumed, uninterrupted = weights(run), weights(ddp_run["run"])
     assert sorted(resumed) == sorted(uninterrupted)
     assert all(torch.equal(resumed[name], uninterrupted[name]) for name in uninterrupted)
-
-
-def test_nccl_on_cpu_is_refused_before_any_process_starts(tmp_path):
-    recipe = tiny_recipe(tmp_path, parallelism={"backend": "nccl"})
-    result = train(recipe, "--nproc", "2", check=False)
-    assert result.returncode == 2  # bad input
-    assert result.stderr.count("'nccl' needs CUDA GPUs") == 1
-    assert "use backend 'gloo'" in result.stderr
-    assert "process(es) per node" not in result.stderr  # found before torchrun started

@@ -23,6 +23,7 @@ def test_settings_that_cannot_split_over_the_processes_are_refused_before_torchr
     assert len(errors) == 1, output
     assert "data.batch_size: 7 cannot be split evenly over 2 processes" in errors[0]
     assert "'nccl' needs CUDA GPUs" in errors[0]  # every problem at once
+    assert "use backend 'gloo'" in errors[0]
     assert "process(es) per node" not in output  # no process was started
     assert not (tmp_path / "runs" / "gpt" / "logs").exists()
 
