@@ -55,6 +55,7 @@ def test_a_damaged_manifest_is_rebuilt_and_the_run_resumes(finished, damage, cap
     with caplog.at_level(logging.WARNING):
         resumed = tiny_trainer(root, max_duration="6ba")
     assert resumed.state.timestamp.batch == 4
+    assert caplog.text.count("rebuilt from the 2 checkpoint record(s)") == 1  # said once
     assert resumed.resumed_from == checkpoints / "ep0-ba4.pt"
     assert "rebuilt from the 2 checkpoint record(s)" in caplog.text
 

@@ -147,13 +147,15 @@ class CheckpointManifest:
                 return f"{path} is missing"
             size = path.stat().st_size
             if size != expected.bytes:
-                return f"{path} has {size} bytes, its record says {expected.bytes} (truncated?)"
+                hint = "truncated?" if size < expected.bytes else "written to since?"
+                return f"{path} has {size} bytes, its record says {expected.bytes} ({hint})"
             if file_checksum(path) != expected.xxh3_128:
                 return f"{path} does not match its checksum (corrupt)"
         return None
 
     def find(self, location: str) -> CheckpointRecord | None:
-        return next((r for r in self.records() if r.location == location), None)
+        # quiet: a rebuilt index was said when the folder was surveyed, not again per lookup
+        return next((r for r in self.records(quiet=True) if r.location == location), None)
 
     def survey(
         self, before_batch: int | None = None, records: list[CheckpointRecord] | None = None
