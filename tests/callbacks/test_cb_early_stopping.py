@@ -38,6 +38,28 @@ def test_a_gain_resets_the_count_and_a_gain_below_min_delta_is_none(tmp_path):
     assert stopper.best == 0.5
 
 
+def test_an_early_stop_is_checkpointed_and_rerunning_says_complete(tmp_path, caplog):
+    """The same command again finds the run complete (issue 18): no retraining, no batch
+    past the stop, the reason said."""
+    values = [0.4, 0.5, 0.6, 0.6, 0.55, 0.59, 0.9]
+
+    def run():
+        stopper = EarlyStopper(monitor="metrics/eval/accuracy", mode="max", patience=3)
+        trainer = scripted_trainer(
+            tmp_path, "40ba", values, eval_every=2, callbacks=[stopper], save_interval="5ba"
+        )
+        trainer.fit()
+        return trainer
+
+    first = run()
+    assert (tmp_path / "run" / "checkpoints" / "ep0-ba12.pt").exists()
+    with caplog.at_level("WARNING"):
+        again = run()
+    assert again.resumed_from.name == "ep0-ba12.pt"
+    assert again.state.timestamp.batch == 12 and again.state.stop_reason == first.state.stop_reason
+    assert "run is already complete: stopped at epoch 0 batch 12 (early stopping:" in caplog.text
+
+
 def test_patience_as_training_time(tmp_path):
     # The best (0.7) at batch 2; with patience 5 batches, batch 6 (4 since) is not enough and
     # batch 8 (6 since) is.

@@ -25,7 +25,7 @@ from tessera.callbacks.log_schedule import LogInterval, LogSchedule
 from tessera.core.callback import Callback
 from tessera.core.component import ComponentConfig
 from tessera.core.event import Event
-from tessera.core.files import atomic_write
+from tessera.core.files import atomic_write, writing
 from tessera.estimate.report import money
 
 if TYPE_CHECKING:
@@ -115,8 +115,10 @@ class CostMonitor(Callback):
             "stop_reason": state.stop_reason,
         }
         text = json.dumps(record, indent=2) + "\n"
-        state.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(state.run_dir / "cost.json", lambda file: file.write(text), mode="w")
+        path = state.run_dir / "cost.json"
+        with writing("the cost record", path):
+            state.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda file: file.write(text), mode="w")
 
     def _metrics(self) -> dict[str, float]:
         return {"cost/dollars": self.dollars(), "cost/gpu_hours": self.seconds() * self.gpus / 3600}

@@ -149,10 +149,11 @@ class ProvenanceRecorder(Callback):
         if folder is None:
             log.warning("provenance: no run folder and no `folder` given; provenance not written")
             return
-        from tessera.core.files import atomic_write
+        from tessera.core.files import atomic_write, writing
 
         data = dumps(training_record(state.run_name, self.state_dict()))
-        atomic_write(folder / MANIFEST_NAME, lambda file: file.write(data))
+        with writing("the provenance record", folder / MANIFEST_NAME):
+            atomic_write(folder / MANIFEST_NAME, lambda file: file.write(data))
 
 
 def _split(total: int, counts: np.ndarray) -> np.ndarray:

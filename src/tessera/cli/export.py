@@ -50,7 +50,9 @@ def compare_logits(model: object, folder: object) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    from tessera.models.hf_folder import from_folder
+
+    hf_model = from_folder(AutoModelForCausalLM, folder, "--check", dtype=torch.float32).eval()
     length = min(64, model.config.max_seq_len)
     ids = torch.randint(
         0, model.config.vocab_size, (2, length), generator=torch.Generator().manual_seed(0)

@@ -92,9 +92,10 @@ def run(args: argparse.Namespace) -> int:
     options.check_counts()
     if options.wants_launcher() and not launched_by_torchrun():
         from tessera.config.build import write_resolved_config
-        from tessera.launch.local import check_options, launch
+        from tessera.launch.local import check_options, check_world, launch
 
         check_options(options, config.device)
+        check_world(config, options)
         write_resolved_config(config)
         folder = Path(config.run_dir or ".").absolute() / config.name
         return recorded_train(
@@ -106,11 +107,35 @@ def run(args: argparse.Namespace) -> int:
     if launched_by_torchrun():
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        code = recorded_train(
-            config, args.recipe, args.overrides, lambda: record(_train)(config)
-        )  # an uncaught error reaches the launcher's report
+        try:  # an uncaught error reaches the launcher's report (record() keeps its traceback)
+            code = recorded_train(
+                config, args.recipe, args.overrides, lambda: record(_train)(config)
+            )
+        except Exception as error:
+            code = _lost_contact(error)
         _exit_worker(code)
     return recorded_train(config, args.recipe, args.overrides, lambda: _train(config))
+
+
+def _lost_contact(error: Exception) -> int:
+    """A worker whose collective failed because another rank went away says so in one line
+    (the launcher names the rank that died); any other error is raised as it is."""
+    import os
+    import sys
+
+    from tessera.parallel.process_group import lost_contact
+
+    reason = lost_contact(error)
+    if reason is None:
+        raise error
+    rank = os.environ.get("RANK", "?")
+    details = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    print(
+        f"rank {rank}: lost contact with the other ranks ({reason}); the launcher stops or "
+        f"restarts the group" + (f" (traceback in {details})" if details else ""),
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _exit_worker(code: int) -> None:

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from tessera.config.schema import RunConfig
-from tessera.core.files import atomic_write_text
+from tessera.core.files import atomic_write_text, writing
 from tessera.core.model import TrainableModel
 from tessera.core.world import current_world
 from tessera.data.registry import DATASETS, DataContext, DataLoaders
@@ -83,7 +83,8 @@ def write_resolved_config(config: RunConfig) -> None:
     """The run folder's config.yaml: the recipe with every default filled in."""
     folder = RunFolder(_run_root(config)).create()
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    atomic_write_text(folder.config, text)
+    with writing("the resolved config", folder.config):
+        atomic_write_text(folder.config, text)
 
 
 def locate_trained(path: Path) -> tuple[Path, Path]:

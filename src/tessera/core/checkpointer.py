@@ -19,13 +19,14 @@ import torch
 from tessera.core import world
 from tessera.core.errors import CheckpointError
 from tessera.core.export import export_model
-from tessera.core.files import atomic_write
+from tessera.core.files import atomic_write, writing
 from tessera.core.manifest import (
     CheckpointManifest,
     CheckpointRecord,
     checkpoint_name,
     describe_files,
 )
+from tessera.core.safe_load import load_plain
 
 if TYPE_CHECKING:
     from tessera.core.state import State
@@ -74,10 +75,13 @@ class Checkpointer:
         found = world.broadcast_object(found)
         return Path(found) if found else None
 
-    def _publish(
-        self, name: str, files: list[str], timestamp: Timestamp, world_size: int
+    def _record(
+        self, name: str, files: dict[str, Path], timestamp: Timestamp, world_size: int
     ) -> CheckpointRecord:
-        """Record a written checkpoint in the manifest and apply retention (rank 0)."""
+        """Write the record of a checkpoint whose files are complete but not yet in place
+        (`files`: the name each will have in the folder -> where it is now). The rename that
+        puts them in place comes after, so a crash never leaves a checkpoint without a
+        record, only (at worst) a record of one that is not there, which is passed over."""
         record = CheckpointRecord(
             name=name,
             kind=self.kind,  # type: ignore[arg-type]
@@ -86,23 +90,26 @@ class Checkpointer:
             world_size=world_size,
             files=describe_files(self.folder, files),
         )
-        self.manifest.add(record, self.keep_last)
+        self.manifest.write_record(record)
         return record
 
-    def _check_record(self, path: Path) -> None:
-        """Refuse a checkpoint whose files do not match its record (when it has one)."""
-        location = path.name
-        if path.parent.resolve() != self.folder.resolve():
-            manifest = CheckpointManifest(path.parent)
-        else:
-            manifest = self.manifest
-        record = manifest.find(location)
-        if record is None:
-            log.warning("checkpoint %s has no checksum record; loading it unverified", path)
-            return
-        problem = manifest.verify(record)
-        if problem:
-            raise CheckpointError(f"checkpoint {problem}; use an earlier checkpoint")
+
+def record_problem(path: Path) -> str | None:
+    """What is wrong with the checkpoint at `path` by its record; None when it verifies, or
+    when it has no record (said aloud: it is then read unverified)."""
+    manifest = CheckpointManifest(path.parent)
+    record = manifest.find(path.name)
+    if record is None:
+        log.warning("checkpoint %s has no checksum record; reading it unverified", path)
+        return None
+    return manifest.verify(record)
+
+
+def check_record(path: Path) -> None:
+    """Refuse a checkpoint whose files do not match its record, before anything is read."""
+    problem = record_problem(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {problem}; use an earlier checkpoint")
 
 
 class FileCheckpointer(Checkpointer):
@@ -120,19 +127,19 @@ class FileCheckpointer(Checkpointer):
         name = checkpoint_name(state.timestamp.epoch, state.timestamp.batch)
         path = self.folder / f"{name}.pt"
         content = state.state_dict()
-        try:
-            atomic_write(path, lambda file: torch.save(content, file))
-            self._publish(name, [path.name], state.timestamp, state.world_size)
-        except OSError as error:
-            raise CheckpointError(
-                f"cannot write checkpoint {path}: {error.strerror or error}; check that the "
-                "folder is writable and the disk has space (the previous checkpoints are "
-                "untouched)"
-            ) from error
+        records: list[CheckpointRecord] = []
+
+        def record(temporary: Path) -> None:
+            files = {path.name: temporary}
+            records.append(self._record(name, files, state.timestamp, state.world_size))
+
+        with writing("checkpoint", path):
+            atomic_write(path, lambda file: torch.save(content, file), before_rename=record)
+            self.manifest.add(records[0], self.keep_last)  # the index, and retention
         return path
 
     def load(self, state: State, path: str | Path) -> None:
-        state.load_state_dict(read_checkpoint(Path(path), self), source=f"checkpoint {path}")
+        state.load_state_dict(read_checkpoint(Path(path)), source=f"checkpoint {path}")
 
     def export(self, state: State, folder: str | Path) -> Path | None:
         if state.rank != 0:
@@ -140,7 +147,7 @@ class FileCheckpointer(Checkpointer):
         return export_model(state.unwrapped_model, folder)
 
 
-def read_checkpoint(path: Path, checkpointer: Checkpointer | None = None) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
     """A single-file checkpoint's content, verified against its record first."""
     from tessera.core.state import STATE_FORMAT
 
@@ -151,14 +158,8 @@ def read_checkpoint(path: Path, checkpointer: Checkpointer | None = None) -> dic
             f"{path} is a sharded checkpoint folder (written by an FSDP run); load it with "
             "parallelism.strategy: fsdp, or merge it into one model with `tessera consolidate`"
         )
-    (checkpointer or FileCheckpointer(path.parent))._check_record(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); it may be truncated or not a Tessera checkpoint"
-        ) from error
+    check_record(path)
+    content = load_plain(path, f"checkpoint {path}")
     if not isinstance(content, dict) or content.get("format_version") != STATE_FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not a Tessera checkpoint of format {STATE_FORMAT}"

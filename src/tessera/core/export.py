@@ -14,11 +14,16 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tessera.core.files import atomic_write_path, atomic_write_text
+from tessera.core.files import atomic_write_path, atomic_write_text, writing
 from tessera.core.model import TrainableModel
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+_EXPORT_AGAIN = (
+    "A model already in that folder is intact (each file is replaced only once complete), and "
+    "so are the run's checkpoints: free some space and run the same command again (a finished "
+    "run finds itself complete and writes its model again)"
+)
 
 
 def untied_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -40,11 +45,13 @@ def write_model_folder(
     """Write `model.safetensors` and `config.json` into `folder` atomically; returns it."""
     folder = Path(folder)
     plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    atomic_write_path(
-        folder / MODEL_FILE, lambda path: save_file(plain, str(path), metadata={"format": "pt"})
-    )
     text = json.dumps({"format": "tessera", "format_version": 1, **config}, indent=2)
-    atomic_write_text(folder / CONFIG_FILE, text)
+    with writing("the model", folder, after=_EXPORT_AGAIN):
+        atomic_write_path(
+            folder / MODEL_FILE,
+            lambda path: save_file(plain, str(path), metadata={"format": "pt"}),
+        )
+        atomic_write_text(folder / CONFIG_FILE, text)
     return folder
 
 

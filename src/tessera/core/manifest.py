@@ -59,13 +59,16 @@ def checkpoint_name(epoch: int, batch: int) -> str:
     return f"ep{epoch}-ba{batch}"
 
 
-def describe_files(folder: Path, paths: list[str]) -> dict[str, FileRecord]:
-    """Size and checksum of each file (paths relative to `folder`)."""
-    records = {}
-    for relative in paths:
-        path = folder / relative
-        records[relative] = FileRecord(bytes=path.stat().st_size, xxh3_128=file_checksum(path))
-    return records
+def describe_files(folder: Path, paths: list[str] | dict[str, Path]) -> dict[str, FileRecord]:
+    """Size and checksum of each file: paths relative to `folder`, or {the relative path a
+    file will have: where it is now} for files not yet renamed into place."""
+    where = (
+        paths if isinstance(paths, dict) else {relative: folder / relative for relative in paths}
+    )
+    return {
+        relative: FileRecord(bytes=path.stat().st_size, xxh3_128=file_checksum(path))
+        for relative, path in where.items()
+    }
 
 
 class CheckpointManifest:
@@ -76,8 +79,10 @@ class CheckpointManifest:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def records(self) -> list[CheckpointRecord]:
-        """The checkpoints, oldest first; rebuilt from their own records if the index is bad."""
+    def records(self, quiet: bool = False) -> list[CheckpointRecord]:
+        """The checkpoints, oldest first: the index, plus any checkpoint whose own record the
+        index lacks (a write cut short between the two); rebuilt from the records if the index
+        is bad, which is said unless `quiet` (while writing, when the index is rewritten)."""
         path = self.folder / MANIFEST
         problem = None
         if path.exists():
@@ -85,12 +90,17 @@ class CheckpointManifest:
                 raw = json.loads(path.read_text())
                 if isinstance(raw, dict) and raw.get("format_version") == 1:
                     return _from_version_1(raw)
-                return _ManifestFile.model_validate(raw).checkpoints
-            except (ValueError, ValidationError, KeyError, TypeError) as error:
+                index = _ManifestFile.model_validate(raw).checkpoints
+                known = {record.name for record in index}
+                extra = [record for record in self._rebuild() if record.name not in known]
+                return sorted(index + extra, key=lambda record: (record.batch, record.epoch))
+            except (ValueError, ValidationError, KeyError, TypeError, AttributeError) as error:
                 problem = f"it is unreadable ({type(error).__name__})"
             except OSError as error:
                 problem = f"it cannot be read ({error.strerror or error})"
         rebuilt = self._rebuild()
+        if quiet:
+            return rebuilt
         if rebuilt:
             reason = problem or "it is missing"
             log.warning(
@@ -118,9 +128,9 @@ class CheckpointManifest:
                 log.warning("checkpoint record %s is unreadable (%s); ignored", sidecar, error)
         return sorted(records, key=lambda record: (record.batch, record.epoch))
 
-    def unrecorded(self) -> list[str]:
+    def unrecorded(self, records: list[CheckpointRecord] | None = None) -> list[str]:
         """Checkpoint files or folders that have no record (cannot be verified)."""
-        known = {record.location for record in self.records()}
+        known = {record.location for record in (self.records() if records is None else records)}
         found = []
         if self.folder.is_dir():
             for path in self.folder.iterdir():
@@ -137,38 +147,56 @@ class CheckpointManifest:
                 return f"{path} is missing"
             size = path.stat().st_size
             if size != expected.bytes:
-                return f"{path} has {size} bytes, its record says {expected.bytes} (truncated?)"
+                hint = "truncated?" if size < expected.bytes else "written to since?"
+                return f"{path} has {size} bytes, its record says {expected.bytes} ({hint})"
             if file_checksum(path) != expected.xxh3_128:
                 return f"{path} does not match its checksum (corrupt)"
         return None
 
     def find(self, location: str) -> CheckpointRecord | None:
-        return next((r for r in self.records() if r.location == location), None)
+        # quiet: a rebuilt index was said when the folder was surveyed, not again per lookup
+        return next((r for r in self.records(quiet=True) if r.location == location), None)
+
+    def survey(
+        self, before_batch: int | None = None, records: list[CheckpointRecord] | None = None
+    ) -> tuple[CheckpointRecord | None, list[tuple[str, str]]]:
+        """The newest checkpoint that verifies (at or before `before_batch`), and (location,
+        what is wrong) for each newer one, newest first; nothing is said here."""
+        records = self.records() if records is None else records
+        candidates = [r for r in records if before_batch is None or r.batch <= before_batch]
+        problems = []
+        for record in reversed(candidates):
+            problem = self.verify(record)
+            if problem is None:
+                return record, problems
+            problems.append((record.location, problem))
+        return None, problems
 
     def latest_valid(self, before_batch: int | None = None) -> CheckpointRecord | None:
         """The newest checkpoint that verifies (at or before `before_batch`), saying aloud each
         newer one that is skipped and why."""
-        candidates = [r for r in self.records() if before_batch is None or r.batch <= before_batch]
-        skipped = []
-        for record in reversed(candidates):
-            problem = self.verify(record)
-            if problem is None:
-                if skipped:
-                    log.warning("using checkpoint %s instead", self.folder / record.location)
-                return record
-            skipped.append(record)
-            log.warning("skipping checkpoint %s: %s", record.location, problem)
-        if skipped:
-            log.warning("none of the %d checkpoint(s) in %s verifies", len(skipped), self.folder)
-        return None
+        found, problems = self.survey(before_batch)
+        for location, problem in problems:
+            log.warning("skipping checkpoint %s: %s", location, problem)
+        if found is not None and problems:
+            log.warning("using checkpoint %s instead", self.folder / found.location)
+        elif problems:
+            log.warning("none of the %d checkpoint(s) in %s verifies", len(problems), self.folder)
+        return found
 
     # -- writing ----------------------------------------------------------------------------
+
+    def write_record(self, record: CheckpointRecord) -> None:
+        """A checkpoint's own record, `ep<E>-ba<B>.json` beside it."""
+        atomic_write_text(self.folder / f"{record.name}.json", record.model_dump_json(indent=2))
 
     def add(self, record: CheckpointRecord, keep_last: int | None = None) -> list[str]:
         """Record a written checkpoint (its own record first, then the index); prune to
         `keep_last`. Returns the locations of the checkpoints deleted by retention."""
-        records = [r for r in self.records() if r.name != record.name] + [record]
-        atomic_write_text(self.folder / f"{record.name}.json", record.model_dump_json(indent=2))
+        records = [r for r in self.records(quiet=True) if r.name != record.name] + [record]
+        sidecar = self.folder / f"{record.name}.json"
+        if not sidecar.exists() or sidecar.read_text() != record.model_dump_json(indent=2):
+            self.write_record(record)
         records.sort(key=lambda r: (r.batch, r.epoch))
         removed: list[CheckpointRecord] = []
         if keep_last is not None and keep_last > 0 and len(records) > keep_last:
@@ -187,12 +215,14 @@ class CheckpointManifest:
     def _delete(self, record: CheckpointRecord) -> None:
         import shutil
 
+        # The record first: a crash between the two leaves an old unrecorded checkpoint,
+        # which is passed over, never a record of a missing one.
+        (self.folder / f"{record.name}.json").unlink(missing_ok=True)
         target = self.folder / record.location
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-        (self.folder / f"{record.name}.json").unlink(missing_ok=True)
 
 
 def parse_checkpoint_name(name: str) -> tuple[int, int] | None:

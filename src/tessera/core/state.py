@@ -120,6 +120,7 @@ class State:
             "algorithms": [algorithm.state_dict() for algorithm in self.algorithms],
             "callbacks": [callback.state_dict() for callback in self.callbacks],
             "microbatch_size": self.microbatch_size,
+            "stop_reason": self.stop_reason,  # an early stop stays final across reruns
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
@@ -143,6 +144,7 @@ class State:
             data.load_state_dict(state["data"])
         if state.get("microbatch_size"):
             self.microbatch_size = state["microbatch_size"]
+        self.stop_reason = state.get("stop_reason")
         load_rng_state(state["rng"])
 
     # -- time arithmetic -------------------------------------------------------------------

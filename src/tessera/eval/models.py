@@ -183,6 +183,8 @@ class HFModel(EvalModel):
     def __init__(
         self, folder: str | Path, device: torch.device, dtype: torch.dtype, tokenizer=None
     ):
+        from tessera.models.hf_folder import from_folder
+
         transformers = _transformers()
         folder = Path(folder)
         if not (folder / "config.json").is_file():
@@ -191,7 +193,9 @@ class HFModel(EvalModel):
                 "the folder `save_pretrained` or `tessera export hf` wrote."
             )
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer or folder))
+            self.tokenizer = from_folder(
+                transformers.AutoTokenizer, tokenizer or folder, "--hf/--tokenizer"
+            )
         except (OSError, ValueError) as error:
             raise UserError(
                 f"--hf {folder}: no tokenizer could be loaded ({str(error).splitlines()[0]}); "
@@ -199,7 +203,7 @@ class HFModel(EvalModel):
                 "(tokenizer.json or the files AutoTokenizer reads)."
             ) from None
         key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), **{key: dtype})
+        model = from_folder(transformers.AutoModelForCausalLM, folder, "--hf", **{key: dtype})
         model = model.to(device).eval()
         output = model.get_output_embeddings()
         if output is None:

@@ -38,8 +38,12 @@ def write_heartbeat(folder: Path, record: dict[str, Any]) -> None:
     """Replace the heartbeat file whole (temporary name, then rename; no fsync: it is advisory)."""
     path = folder / HEARTBEAT
     temporary = folder / f".{HEARTBEAT}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(record))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # no torn temporary left behind
+        raise
 
 
 def read_heartbeat(folder: str | Path) -> dict[str, Any] | None:

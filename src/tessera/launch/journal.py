@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tessera.core.files import writing
 from tessera.launch.registry import Registry
 
 JOURNAL = "attempts.jsonl"
@@ -25,14 +26,15 @@ JOURNAL = "attempts.jsonl"
 
 def append(folder: Path, record: dict[str, Any]) -> None:
     """Append one event and flush it to disk (O_APPEND: whole lines, even from two writers)."""
-    folder.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, default=str) + "\n").encode()
-    descriptor = os.open(folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, line)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    with writing("the attempts journal", folder / JOURNAL):
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # a line torn by a full disk is skipped by `read` (another writer may follow)
+            os.write(descriptor, line)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def read(folder: str | Path) -> list[dict[str, Any]]:

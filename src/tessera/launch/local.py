@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from tessera.core.errors import UserError
+from tessera.launch.agent_log import agent_messages, classify, describe_exit
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def check_options(options: LaunchOptions, device: str | None) -> None:
         )
     cpus = os.cpu_count() or 1
     if not (uses_gpu and torch.cuda.is_available()) and options.nproc > cpus:
-        warnings.warn(
-            f"--nproc {options.nproc} CPU processes on {cpus} cores will be slow", stacklevel=2
+        _console.print(
+            f"[yellow]tessera[/]: --nproc {options.nproc} CPU processes on {cpus} cores will "
+            "be slow"
         )
     if not options.single_node and options.rdzv_endpoint is None and options.master_addr is None:
         raise UserError(
@@ -92,6 +94,53 @@ def check_options(options: LaunchOptions, device: str | None) -> None:
                 "(another run?); choose another port, or leave --master-port out on a single "
                 "node to let Tessera pick a free one"
             )
+
+
+def check_world(config: Any, options: LaunchOptions) -> None:
+    """Refuse what cannot work at this launch's world size before any process starts (each
+    rank would otherwise find the same problem, and say it, after torchrun has started)."""
+    import torch
+
+    from tessera.core.errors import ConfigError
+    from tessera.data.registry import DataContext, per_rank_batch_size
+    from tessera.parallel.process_group import choose_backend
+
+    problems: list[str] = []
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        choose_backend(config.parallelism.backend, torch.device(device.split(":")[0]))
+    except ConfigError as error:
+        problems.append(str(error))
+    batch_size = getattr(config.data, "batch_size", None)
+    parallelism = config.parallelism
+    for world_size in _world_sizes(options):
+        if isinstance(batch_size, int):
+            try:
+                per_rank_batch_size(batch_size, DataContext(world_size=world_size))
+            except ConfigError as error:
+                problems.append(f"{error} (--nproc {options.nproc} x --nnodes {options.nnodes})")
+        group = parallelism.shard_group_size or options.nproc
+        if (
+            parallelism.strategy == "fsdp"
+            and parallelism.sharding == "hybrid"
+            and world_size % group
+        ):
+            problems.append(
+                f"parallelism.shard_group_size: {group} does not divide the world size "
+                f"{world_size}; use a divisor of it (usually --nproc, the processes per node)"
+            )
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+
+
+def _world_sizes(options: LaunchOptions) -> list[int]:
+    """Every world size the launch can have (an elastic MIN:MAX node range gives several)."""
+    low, _, high = options.nnodes.partition(":")
+    try:
+        nodes = range(int(low), int(high or low) + 1)
+    except ValueError:
+        return []  # torchrun itself refuses a malformed --nnodes
+    return [options.nproc * count for count in nodes]
 
 
 def _is_local(host: str) -> bool:
@@ -159,35 +208,52 @@ def launch(
         f"[bold]tessera[/]: {options.nproc} process(es) per node x {options.nnodes} node(s); "
         f"every rank's log in {log_dir}"
     )
+    # torchrun sets 1 thread per process itself, with a banner on every run; say it here once
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        torchrun.run(torchrun.get_args_parser().parse_args(arguments))
+        with agent_messages(_console, options.single_node):
+            torchrun.run(torchrun.get_args_parser().parse_args(arguments))
     except ChildFailedError as error:
-        return _report_failure(error, log_dir)
+        return _report_failure(error, log_dir, options.single_node)
     return 0
 
 
-def _report_failure(error: object, log_dir: Path) -> int:
+def _report_failure(error: object, log_dir: Path, single_node: bool = True) -> int:
+    """One line per rank that failed (with its error, once), one for the ranks the agent
+    stopped because of it; exit code 2 when the failure was bad input (a UserError)."""
     failures = getattr(error, "failures", {})
-    exit_code = 1
-    for rank, failure in sorted(failures.items()):
-        code = failure.exitcode
-        how = f"signal {failure.signal_name()}" if code < 0 else f"exit code {code}"
-        _console.print(f"[bold red]rank {rank} failed[/] ({how}, pid {failure.pid})")
-        tail = _log_tail(log_dir, failure.local_rank)
-        if tail:
-            _console.print(tail, markup=False, highlight=False)
-        if code == 2:  # a UserError in the worker: bad input, not a crash
-            exit_code = 2
+    failed, stopped = classify(failures)
+    shown = {_last_error(log_dir, 0)}  # local rank 0's output is on the console already (tee)
+    for rank in failed:
+        failure = failures[rank]
+        verb = "died" if failure.exitcode < 0 else "failed"
+        _console.print(
+            f"[bold red]rank {rank} {verb}[/] ({describe_exit(failure.exitcode)}, "
+            f"pid {failure.pid})"
+        )
+        text = _last_error(log_dir, failure.local_rank)
+        if text and text not in shown:
+            _console.print(text, markup=False, highlight=False)
+            shown.add(text)
+    if stopped:
+        names = ", ".join(str(rank) for rank in stopped)
+        _console.print(
+            f"rank{'s' if len(stopped) > 1 else ''} {names} stopped by the launcher (SIGTERM) "
+            "because of it"
+        )
     _console.print(f"every rank's output is in {log_dir}")
-    return exit_code
+    bad_input = any(failures[rank].exitcode == 2 for rank in failed)
+    return 2 if bad_input else 1  # 2: a UserError in the worker, bad input rather than a crash
 
 
-def _log_tail(log_dir: Path, local_rank: int, lines: int = 25) -> str:
-    """The end of the newest stderr log of `local_rank` (torchrun's attempt_N/RANK layout)."""
+def _last_error(log_dir: Path, local_rank: int, lines: int = 25) -> str:
+    """What the newest stderr log of `local_rank` ends with (torchrun's attempt_N/RANK
+    layout): its 'error: ...' paragraph, else its last lines."""
     candidates = sorted(
         log_dir.glob(f"*/attempt_*/{local_rank}/stderr.log"), key=lambda p: p.stat().st_mtime
     )
     if not candidates:
         return ""
     text = candidates[-1].read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    starts = [i for i, line in enumerate(text) if line.startswith("error: ")]
+    return "\n".join(text[starts[-1] :] if starts else text[-lines:]).strip()

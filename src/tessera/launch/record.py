@@ -10,6 +10,7 @@ outside `torchrun` started them) does.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from typing import Any
 from tessera.core.errors import UserError
 from tessera.launch.heartbeat import last_metrics, read_heartbeat
 from tessera.launch.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 def recipe_hash(recipe: str | Path) -> str | None:
@@ -77,20 +80,31 @@ def recorded_train(config: Any, recipe: str, overrides: list[str], train: Callab
     try:
         code = train()
     except UserError as error:
-        _finish(registry, run_id, number, folder, "failed", f"bad input: {error}"[:500], 2)
+        _finish_after_error(registry, run_id, number, folder, "failed", f"bad input: {error}", 2)
         raise
     except KeyboardInterrupt:
-        _finish(registry, run_id, number, folder, "stopped", "interrupted (Ctrl-C)", 130)
+        _finish_after_error(registry, run_id, number, folder, "stopped", "interrupted", 130)
         raise
     except BaseException as error:
-        cause = f"{type(error).__name__}: {error}"[:500]
-        _finish(registry, run_id, number, folder, "failed", cause, 1)
+        cause = f"{type(error).__name__}: {error}"
+        _finish_after_error(registry, run_id, number, folder, "failed", cause, 1)
         raise
     if code == 0:
         _finish(registry, run_id, number, folder, "completed", None, 0)
     else:
         _finish(registry, run_id, number, folder, "failed", f"exit code {code}", code)
     return code
+
+
+def _finish_after_error(
+    registry: Registry, run_id: str, number: int, folder: Path, status: str, reason: str, code: int
+) -> None:
+    """Record how the attempt ended, keeping the run's own error the one the user sees (a
+    registry on a disk that just filled up cannot record it)."""
+    try:
+        _finish(registry, run_id, number, folder, status, reason[:500], code)
+    except UserError as error:
+        log.warning("the run registry was not updated: %s", error)
 
 
 def _finish(

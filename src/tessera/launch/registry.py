@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.core.errors import UserError
+from tessera.core.files import WriteError, write_failure
 
 STATUSES = ("queued", "running", "restarting", "completed", "failed", "stopped")
 LIVE_STATUSES = ("queued", "running", "restarting")
@@ -155,6 +156,12 @@ class Registry:
         except sqlite3.DatabaseError as error:
             if "not a database" in str(error) or "malformed" in str(error):
                 raise self._unreadable(error) from None
+            if write_failure(error) is not None or "disk I/O error" in str(error):
+                raise WriteError(
+                    f"cannot write the run registry {self.path}: {write_failure(error) or error}"
+                    ". The run's own folder is untouched: free some space (or set TESSERA_HOME "
+                    "to another folder) and run the same command again"
+                ) from None
             raise
         finally:
             connection.close()

@@ -10,6 +10,7 @@ repeat training that the crash threw away. Non-finite values are written as the 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from pydantic import Field
 
 from tessera.core.component import ComponentConfig
+from tessera.core.files import writing
 from tessera.core.logger import LoggerDestination
 from tessera.loggers.registry import RunPath, inside_run
 
@@ -46,7 +48,7 @@ class JSONLLogger(LoggerDestination):
         self.path = self.config.path
         self.all_ranks = self.config.all_ranks
         self.active = True  # decided from the rank at INIT
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
 
     @classmethod
     def from_config(cls, config: JSONLConfig, run_dir: Path | None = None, **context: Any):
@@ -72,17 +74,25 @@ class JSONLLogger(LoggerDestination):
     def _write(self, record: dict[str, Any]) -> None:
         if not self.active:
             return
-        if self._file is None:
-            self._file = _open_for_append(self.path)
-        self._file.write(json.dumps(record, default=str, allow_nan=False) + "\n")
-        self._file.flush()
+        line = (json.dumps(record, default=str, allow_nan=False) + "\n").encode("utf-8")
+        with writing("the metrics file", self.path):
+            if self._file is None:
+                self._file = _open_for_append(self.path)
+            end = self._file.tell()
+            try:
+                _write_all(self._file, line)
+            except OSError:  # a full disk: cut the torn line off, keep every whole one
+                self._file.truncate(end)
+                raise
 
     def close(self, state: State, logger: Logger) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with writing("the metrics file", self.path):
+                try:
+                    os.fsync(file.fileno())
+                finally:
+                    file.close()
 
 
 def _plain(value: Any) -> Any:
@@ -94,13 +104,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _open_for_append(path: Path) -> IO[str]:
-    """Open for appending; a torn last line (a crash mid-write) is cut off first."""
+def _open_for_append(path: Path) -> IO[bytes]:
+    """Open for appending, unbuffered (each line is one write); a torn last line (a crash
+    mid-write) is cut off first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size > 0:
         with open(path, "rb+") as existing:
             existing.truncate(_end_of_last_line(existing))
-    return open(path, "a", encoding="utf-8")
+    return open(path, "ab", buffering=0)
+
+
+def _write_all(file: IO[bytes], data: bytes) -> None:
+    """Write every byte (an unbuffered write may take only part of them)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def _end_of_last_line(file: IO[bytes], chunk: int = 65536) -> int:

@@ -153,3 +153,29 @@ def stop() -> None:
     """Leave the process group (at the end of a run, also after an error)."""
     if is_initialized():
         dist.destroy_process_group()
+
+
+# What a collective raises on the ranks left behind when another rank dies (gloo, nccl, store).
+_PEER_LOST = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Connection refused",
+    "NCCL communicator was aborted",
+    "Timed out",
+    "timed out",
+)
+
+
+def lost_contact(error: BaseException) -> str | None:
+    """Why this rank lost the job, when `error` says another rank went away; else None.
+
+    Those errors are a consequence, not the cause: the launcher names the rank that died."""
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen)
+        found = next((phrase for phrase in _PEER_LOST if phrase in text), None)
+        if found is not None or isinstance(seen, dist.DistError):
+            return found or type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None

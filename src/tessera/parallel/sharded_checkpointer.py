@@ -26,11 +26,13 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from tessera.core import world
-from tessera.core.checkpointer import Checkpointer
+from tessera.core.checkpointer import Checkpointer, check_record, record_problem
 from tessera.core.errors import CheckpointError
 from tessera.core.export import write_model_folder
-from tessera.core.files import atomic_write
+from tessera.core.files import RERUN, WriteError, atomic_write, write_failure, writing
 from tessera.core.manifest import checkpoint_name
+from tessera.core.safe_load import load_plain
+from tessera.parallel.safe_dcp import SafePlanner, SafeReader, checkpoint_error_in, read_metadata
 
 if TYPE_CHECKING:
     from tessera.core.state import State
@@ -85,29 +87,60 @@ def _train_state(state: State) -> dict[str, Any]:
 
 
 class _Pending:
-    """A save whose shards may still be being written (async)."""
+    """A save whose shards may still be being written (async), or that failed (`problem`)."""
 
-    def __init__(self, name: str, staging: Path, future: Any, state: State) -> None:
-        self.name, self.staging, self.future = name, staging, future
+    def __init__(
+        self,
+        name: str,
+        staging: Path,
+        future: Any,
+        state: State,
+        problem: tuple[str, bool] | None = None,
+    ) -> None:
+        self.name, self.staging, self.future, self.problem = name, staging, future, problem
         self.timestamp, self.world_size = state.timestamp, state.world_size
 
 
+def _problem(error: BaseException) -> tuple[str, bool]:
+    """What went wrong with this rank's writing, in words, and whether the storage is to blame
+    (a full disk: a WriteError) rather than the program."""
+    reason = write_failure(error)
+    if reason is not None:
+        return reason, True
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}", False
+
+
 def _start_save(state: State, folder: Path, name: str, async_group: Any = None) -> _Pending:
+    """Start writing every rank's shards and training state into the staging folder.
+
+    A rank that fails to write keeps going to the next collective with its problem, so that
+    every rank learns of it in `_finish` (none is left waiting for the others)."""
     rank = world.get_rank()
     staging = folder / f".{name}.partial"
+    problem = None
     if rank == 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    world.barrier()
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        except OSError as error:
+            problem = _problem(error)
+    problem = world.broadcast_object(problem)  # every rank waits for the folder
+    if problem is not None:
+        return _Pending(name, staging, None, state, problem)
     content = _sharded_content(state)
-    if async_group is not None:
-        future = dcp.async_save(content, checkpoint_id=str(staging), process_group=async_group)
-    else:
-        dcp.save(content, checkpoint_id=str(staging))
-        future = None
-    extra = _train_state(state)
-    atomic_write(staging / train_state_file(rank), lambda file: torch.save(extra, file))
-    return _Pending(name, staging, future, state)
+    future = None
+    try:
+        if async_group is not None:
+            future = dcp.async_save(content, checkpoint_id=str(staging), process_group=async_group)
+        else:
+            dcp.save(content, checkpoint_id=str(staging))
+        extra = _train_state(state)
+        atomic_write(staging / train_state_file(rank), lambda file: torch.save(extra, file))
+    except (Exception, dcp.CheckpointException) as error:  # DCP's is a BaseException
+        if write_failure(error) is None and world.get_world_size() == 1:
+            raise  # not a storage problem, and nobody to tell: the error as it is
+        problem = _problem(error)
+    return _Pending(name, staging, future, state, problem)
 
 
 class ShardedCheckpointer(Checkpointer):
@@ -142,34 +175,68 @@ class ShardedCheckpointer(Checkpointer):
         return self._finish(pending)
 
     def _finish(self, pending: _Pending) -> Path:
-        """Wait for the shards, checksum each rank's own files, and publish the checkpoint."""
-        if pending.future is not None:
-            result = pending.future.result()
-            upload = getattr(result, "upload_completion", None)  # newer DCP: staging + upload
-            if upload is not None:
-                upload.result()
+        """Wait for the shards, checksum each rank's own files, and publish the checkpoint;
+        when any rank could not write its part, every rank raises the same WriteError and
+        the partial folder is removed (the earlier checkpoints are untouched)."""
+        problem = pending.problem
+        if problem is None and pending.future is not None:
+            try:
+                result = pending.future.result()
+                upload = getattr(result, "upload_completion", None)  # newer DCP: staging+upload
+                if upload is not None:
+                    upload.result()
+            except (Exception, dcp.CheckpointException) as error:  # DCP's is a BaseException
+                problem = _problem(error)
         rank = world.get_rank()
-        mine = [train_state_file(rank)] + [p.name for p in pending.staging.glob(f"__{rank}_*")]
-        if rank == 0:
-            mine.append(".metadata")
-        everyone = world.all_gather_objects(mine)
+        mine: list[str] = []
+        if problem is None:
+            mine = [train_state_file(rank)] + [p.name for p in pending.staging.glob(f"__{rank}_*")]
+            if rank == 0:
+                mine.append(".metadata")
+        everyone = world.all_gather_objects((problem, mine))
+        problems = [(f"{p[0]} (rank {r})", p[1]) for r, (p, _) in enumerate(everyone) if p]
         final = self.folder / pending.name
-        if rank == 0:
+        unpublished = None
+        if not problems and rank == 0:
+            try:
+                names = [name for _, part in everyone for name in part]
+                self._publish_folder(pending, final, names)
+            except WriteError as error:
+                unpublished = str(error)
+        unpublished = world.broadcast_object(unpublished)
+        if (problems or unpublished) and rank == 0:
+            shutil.rmtree(pending.staging, ignore_errors=True)  # never published: not kept
+        if unpublished is not None:
+            raise WriteError(unpublished)
+        if problems:
+            reasons = "; ".join(reason for reason, _ in problems)
+            if all(storage for _, storage in problems):
+                raise WriteError(f"cannot write checkpoint {final}: {reasons}. {RERUN}")
+            raise RuntimeError(f"checkpoint {final} was not written: {reasons}")
+        return final
+
+    def _publish_folder(self, pending: _Pending, final: Path, names: list[str]) -> None:
+        """Record the staged checkpoint, move it into place, then index it (rank 0): the
+        record comes first, so a crash never leaves a checkpoint without one."""
+        with writing("checkpoint", final):
+            files = {f"{pending.name}/{name}": pending.staging / name for name in names}
+            record = self._record(pending.name, files, pending.timestamp, pending.world_size)
             old = self.folder / f".{pending.name}.old"
-            if final.exists():  # the same step saved again (after a restart): swap, then delete
+            if final.exists():  # the same step saved again (after a restart): swap, delete
                 shutil.rmtree(old, ignore_errors=True)
                 final.rename(old)
             pending.staging.rename(final)
             shutil.rmtree(old, ignore_errors=True)
-            files = [f"{pending.name}/{name}" for part in everyone for name in part]
-            self._publish(pending.name, files, pending.timestamp, pending.world_size)
-        world.barrier()
-        return final
+            self.manifest.add(record, self.keep_last)
 
     def load(self, state: State, path: str | Path) -> None:
+        """Verify the checkpoint's files against its record (rank 0, for every rank), then
+        load it; a problem stops every rank with the same error."""
         path = Path(path)
-        if world.is_main_process() and path.is_dir():
-            self._check_record(path)
+        problem = record_problem(path) if world.is_main_process() else None
+        problem = world.broadcast_object(problem)
+        if problem:
+            raise CheckpointError(f"checkpoint {problem}; use an earlier checkpoint")
         load_sharded(state, path)
 
     def export(self, state: State, folder: str | Path) -> Path | None:
@@ -211,7 +278,7 @@ def load_sharded(state: State, path: str | Path) -> None:
             f"{path} is not a sharded Tessera checkpoint (no DCP .metadata or "
             f"{train_state_file(0)}); single-file checkpoints (*.pt) load with strategy 'ddp'"
         )
-    extra = torch.load(extra_path, map_location="cpu", weights_only=True)
+    extra = _read_train_state(extra_path)
     saved_world = extra["sharded"]["world_size"]
     data = extra.get("data")
     if saved_world != state.world_size and data is not None and "samples_seen" not in data:
@@ -228,10 +295,14 @@ def load_sharded(state: State, path: str | Path) -> None:
             saved_world,
             rank,
         )
+    read_metadata(path)  # refused here, with its own error, before DCP reads it
     content = _sharded_content(state)
     try:
-        dcp.load(content, checkpoint_id=str(path))
-    except Exception as error:
+        dcp.load(content, storage_reader=SafeReader(str(path)), planner=SafePlanner())
+    except (Exception, dcp.CheckpointException) as error:  # DCP's is a BaseException
+        refusal = checkpoint_error_in(error)
+        if refusal is not None:
+            raise CheckpointError(f"checkpoint {path}: {refusal}") from None
         raise CheckpointError(
             f"checkpoint {path} does not fit this model and optimizer: "
             f"{str(error).strip().splitlines()[-1][:300]} (was it saved from another model "
@@ -250,6 +321,19 @@ def load_sharded(state: State, path: str | Path) -> None:
     extra["model"] = model.state_dict()
     extra["optimizers"] = [optimizer.state_dict() for optimizer in state.optimizers]
     state.load_state_dict(extra, source=f"checkpoint {path}")
+
+
+def _read_train_state(path: Path) -> dict[str, Any]:
+    """A rank's `train-state-rank<R>.pt`, as data only, with the sharded layout it needs."""
+    content = load_plain(path, f"checkpoint file {path}")
+    info = content.get("sharded") if isinstance(content, dict) else None
+    needed = ("world_size", "network_prefix", "tied", "export_config")
+    if not isinstance(info, dict) or any(key not in info for key in needed):
+        raise CheckpointError(
+            f"{path} is not the training state of a Tessera sharded checkpoint (format "
+            f"{FORMAT!r}); the checkpoint is damaged or from another program"
+        )
+    return content
 
 
 # -- consolidation ----------------------------------------------------------------------------
@@ -280,8 +364,9 @@ def consolidate(path: str | Path, out: str | Path) -> Path:
             f"{path} is not a sharded Tessera checkpoint folder (it needs .metadata and "
             f"{train_state_file(0)}); pass a folder like runs/NAME/checkpoints/ep0-ba100"
         )
-    info = torch.load(info_path, map_location="cpu", weights_only=True)["sharded"]
-    reader = dcp.FileSystemReader(str(path))
+    check_record(path)  # every file against its checksum before any is read
+    info = _read_train_state(info_path)["sharded"]
+    reader = SafeReader(str(path))
     metadata = reader.read_metadata()
     model_state: dict[str, torch.Tensor] = {}
     for key, item in metadata.state_dict_metadata.items():
@@ -291,6 +376,14 @@ def consolidate(path: str | Path, out: str | Path) -> Path:
             )
     with warnings.catch_warnings():  # "no process group: loading in one process" is the point
         warnings.simplefilter("ignore", UserWarning)
-        dcp.load({"model": model_state}, storage_reader=reader, no_dist=True)
+        try:
+            dcp.load(
+                {"model": model_state}, storage_reader=reader, planner=SafePlanner(), no_dist=True
+            )
+        except (Exception, dcp.CheckpointException) as error:  # DCP's is a BaseException
+            refusal = checkpoint_error_in(error)
+            if refusal is None:
+                raise
+            raise CheckpointError(f"checkpoint {path}: {refusal}") from None
     tensors = _network_tensors(model_state, info["network_prefix"], info["tied"])
     return write_model_folder(tensors, json.loads(info["export_config"]), out)

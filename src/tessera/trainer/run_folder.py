@@ -5,14 +5,19 @@ metrics.jsonl   one JSON object per logging step
 checkpoints/    ep<E>-ba<B>.pt (or ep<E>-ba<B>/ when sharded), their records, manifest.json
 final/          model.safetensors + config.json: the trained model, loadable without Tessera
 logs/           one log per rank for multi-process runs
+replaced/       earlier runs set aside by `autoresume: restart`, one folder each
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tessera.core.errors import UserError
+
+# What a run leaves as its progress: moved aside together when a run starts over.
+PROGRESS = ("checkpoints", "final", "metrics.jsonl", "cost.json", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -54,3 +59,20 @@ class RunFolder:
                 "choose a writable run_dir (e.g. run_dir=/tmp/runs) or fix its permissions"
             ) from None
         return self
+
+    def set_aside(self) -> tuple[Path, list[str]] | None:
+        """Move the progress of an earlier run (checkpoints, final model, metrics) into
+        `replaced/<time>/`, so a run that starts over neither mixes with it nor deletes it.
+        Returns (that folder, the names moved), or None when there was nothing to move."""
+        present = [name for name in PROGRESS if (self.root / name).exists()]
+        if not present:
+            return None
+        target = self.root / "replaced" / time.strftime("%Y%m%d-%H%M%S")
+        suffix = 1
+        while target.exists():
+            target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+            suffix += 1
+        target.mkdir(parents=True)
+        for name in present:
+            (self.root / name).rename(target / name)
+        return target, present

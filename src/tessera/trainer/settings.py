@@ -42,7 +42,12 @@ class TrainerSettings(ComponentConfig):
     eval_interval: TimeValue = Field("1ep", description="evaluate every (Time)")
     save_interval: TimeValue | None = Field("1ep", description="checkpoint every (Time)")
     keep_last: int | None = Field(2, ge=1, description="checkpoints kept (None keeps all)")
-    autoresume: bool = Field(True, description="continue from the newest valid checkpoint")
+    autoresume: bool | Literal["restart"] = Field(
+        True,
+        description="continue from the newest valid checkpoint; false: start from load_path or "
+        "the beginning (in a folder without checkpoints); 'restart': move the earlier run's "
+        "checkpoints, final model and metrics to replaced/ and start over",
+    )
     load_path: str | None = Field(None, description="checkpoint to start from")
     precision: Precision = Field(Precision.FP32, description="fp32, amp_bf16 or amp_fp16")
     device: str | None = Field(None, description="cpu, cuda, cuda:1, mps (default: best found)")

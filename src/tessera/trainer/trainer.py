@@ -46,6 +46,7 @@ from tessera.optim import OptimizerConfig, SchedulerConfig
 from tessera.parallel.config import CompileConfig, ParallelismConfig
 from tessera.parallel.parallelize import parallelize
 from tessera.parallel.process_group import start, stop
+from tessera.trainer.resume import starting_point
 from tessera.trainer.rollback import RollbackHandler
 from tessera.trainer.run_folder import RunFolder
 from tessera.trainer.settings import DEFAULT_CALLBACKS, DEFAULT_LOGGERS, TrainerSettings
@@ -84,7 +85,7 @@ class Trainer:
         eval_interval: Time | str | int = _D["eval_interval"],
         save_interval: Time | str | int | None = _D["save_interval"],
         keep_last: int | None = _D["keep_last"],
-        autoresume: bool = _D["autoresume"],
+        autoresume: bool | str = _D["autoresume"],
         load_path: str | Path | None = _D["load_path"],
         precision: Precision | str = _D["precision"],
         device: torch.device | str | None = _D["device"],
@@ -222,17 +223,17 @@ class Trainer:
         return FileCheckpointer(self.folder.checkpoints, keep_last)
 
     def _resume(self) -> None:
-        """Continue from the newest valid checkpoint (autoresume), else from `load_path`."""
-        settings, path = self.settings, None
-        if settings.autoresume and self.checkpointer is not None:
-            path = self.checkpointer.latest_valid()
-        if path is None and settings.load_path is not None:
-            path = Path(settings.load_path)
+        """Continue from where `autoresume` and `load_path` say (`tessera.trainer.resume`)."""
+        settings = self.settings
+        path = starting_point(
+            self.checkpointer, self.folder, settings.autoresume, settings.load_path
+        )
         if path is None:
             return
         checkpointer = self.checkpointer or FileCheckpointer(path.parent)
         checkpointer.load(self.state, path)
-        log.info("resumed from %s at %s", path, self.state.timestamp)
+        if self.state.rank == 0:
+            log.warning("resumed from %s at %s", path, self.state.timestamp)
         self.resumed_from = path
         self.engine.run_event(Event.AFTER_LOAD)
 
@@ -257,8 +258,8 @@ class Trainer:
     def fit(self) -> None:
         """Train to `max_duration`; with a run folder, end by exporting `final/`."""
         state, engine = self.state, self.engine
-        if state.is_done():
-            log.info("%s is already complete at %s", state.run_name, state.timestamp)
+        if (state.is_done() or state.stop_reason is not None) and state.rank == 0:
+            self._say_already_complete()
         try:
             engine.run_event(Event.FIT_START)
             while not state.is_done() and state.stop_reason is None:
@@ -266,9 +267,26 @@ class Trainer:
             engine.run_event(Event.FIT_END)
             if self.folder is not None:
                 self.export(self.folder.final)
-        finally:
-            engine.close()
+        except BaseException:
+            try:  # the run's own error is the one to show, not a second one while closing
+                engine.close()
+            except Exception as error:
+                log.warning("while closing after the error below: %s", error)
+            raise
+        engine.close()
         world.barrier()
+
+    def _say_already_complete(self) -> None:
+        state = self.state
+        ended = (
+            f"stopped at epoch {state.timestamp.epoch} batch {state.timestamp.batch} "
+            f"({state.stop_reason}); autoresume=restart trains it again"
+            if state.stop_reason is not None
+            else f"max_duration {state.max_duration} reached at epoch {state.timestamp.epoch} "
+            f"batch {state.timestamp.batch}"
+        )
+        where = f"; its final model is in {self.folder.final}" if self.folder else ""
+        log.warning("%s is already complete: %s; nothing to train%s", state.run_name, ended, where)
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it (at the end of a script)."""

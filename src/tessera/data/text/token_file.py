@@ -129,7 +129,18 @@ class TokenFile:
 
     def _side_array(self, suffix: str) -> np.ndarray | None:
         path = self.prefix.with_name(self.prefix.name + suffix)
-        return np.load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            array = np.load(path, allow_pickle=False)  # an object array would unpickle code
+        except (ValueError, OSError, EOFError) as error:
+            raise DataError(
+                f"{path} is not a plain numeric .npy array ({error}); rewrite it with "
+                "`tessera data tokenize`"
+            ) from None
+        if array.dtype.kind not in "iu":
+            raise DataError(f"{path} holds {array.dtype} values; it must hold integers")
+        return array
 
     @property
     def layout(self) -> str:
