@@ -22,7 +22,13 @@ from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 from tessera.data.root import resolve
 from tessera.data.sampler import make_dataloader
 from tessera.data.text.documents import read_documents
-from tessera.data.text.packing import encode_documents, sequence_dataset, split_documents
+from tessera.data.text.encoding_cache import cached_encoding
+from tessera.data.text.packing import (
+    EncodedDocument,
+    encode_documents,
+    sequence_dataset,
+    split_documents,
+)
 from tessera.data.text.token_file import TokenDataset
 from tessera.data.text.tokenizers import load_tokenizer
 
@@ -116,13 +122,19 @@ def _datasets(config: TextDataConfig) -> tuple[TokenDataset, TokenDataset | None
     given = [config.text] if isinstance(config.text, str) else list(config.text or [])
     files = [resolve(name, "data.text") for name in given]  # a path, or a bundled set's name
     tokenizer = load_tokenizer(str(config.tokenizer))
-    documents = read_documents(
-        files,
-        config.text_field,
-        prompt_field=config.prompt_field,
-        response_field=config.response_field,
-    )
-    encoded = encode_documents(documents, tokenizer)
+    fields = {
+        "text_field": config.text_field,
+        "prompt_field": config.prompt_field,
+        "response_field": config.response_field,
+    }
+
+    def encode() -> list[EncodedDocument]:
+        return encode_documents(read_documents(files, **fields), tokenizer)
+
+    for name in files:  # the reader's own error for a missing file, before any hashing
+        if not Path(name).is_file():
+            raise DataError(f"input {name!r} does not exist or is not a file.")
+    encoded = cached_encoding(files, tokenizer.to_dict(), encode, **fields)
     train_docs, val_docs = split_documents(encoded, config.val_fraction)
     seq_len, mode = int(config.seq_len), config.packing
     train = sequence_dataset(train_docs, tokenizer, seq_len, mode, config.window_stride)
