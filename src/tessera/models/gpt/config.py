@@ -16,7 +16,7 @@ from tessera.core.errors import ConfigError, UserError, did_you_mean
 
 Position = Literal["learned", "rope", "alibi", "none"]
 Norm = Literal["layernorm", "rmsnorm"]
-MLPKind = Literal["gelu", "swiglu"]
+MLPKind = Literal["gelu", "swiglu", "relu2"]
 Init = Literal["gpt2", "normal", "small"]
 
 _GPT2_STYLE: dict[str, Any] = {
@@ -116,7 +116,7 @@ class GPTConfig(BaseModel):
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
     norm: Norm = Field("layernorm", description="layernorm or rmsnorm.")
     norm_eps: float = Field(1e-5, gt=0)
-    mlp: MLPKind = Field("gelu", description="gelu (GPT-2) or swiglu (Llama).")
+    mlp: MLPKind = Field("gelu", description="gelu (GPT-2), swiglu (Llama) or relu2 (ReLU²).")
     bias: bool = Field(True, description="Biases in linear layers and LayerNorm.")
     tie_embeddings: bool = Field(
         True, description="Share the token embedding with the output layer."
@@ -124,6 +124,32 @@ class GPTConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention and residuals.")
     init: Init = Field("gpt2", description="gpt2 (0.02, scaled residuals), normal or small.")
     init_std: float = Field(0.02, gt=0)
+    # Options of the GPT-2 speed runs (modded-nanogpt); each is off by default, and each has a
+    # method card in docs/methods/ with its measured effect.
+    qk_norm: bool = Field(False, description="RMS-normalise queries and keys per head.")
+    logit_softcap: float | None = Field(
+        None, gt=0, description="Squash logits smoothly into (-c, c): c·tanh(logits/c)."
+    )
+    zero_init_projections: bool = Field(
+        False, description="Start attention/MLP output projections (and an untied head) at 0."
+    )
+    value_embeddings: int = Field(
+        0,
+        ge=0,
+        description="Extra token embeddings mixed into the attention values of the first N "
+        "and the last N blocks (table i serves block i and block n_layer-N+i).",
+    )
+    unet_skips: bool = Field(
+        False,
+        description="Add each first-half block's output, with a learned weight, to the input "
+        "of its mirror block in the second half.",
+    )
+    attention_window: int | None = Field(
+        None,
+        ge=1,
+        description="Sliding-window attention through FlexAttention (Hopper GPUs): a token "
+        "sees itself and the previous attention_window - 1 tokens.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -147,6 +173,18 @@ class GPTConfig(BaseModel):
         if self.n_head % self.kv_heads:
             problems.append(
                 f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})"
+            )
+        if 2 * self.value_embeddings > self.n_layer:
+            problems.append(
+                f"value_embeddings ({self.value_embeddings}) serve the first and last N blocks, "
+                f"so 2·N must be at most n_layer ({self.n_layer})"
+            )
+        if self.attention_window is not None and self.position == "alibi":
+            problems.append("attention_window does not combine with position 'alibi'")
+        if self.attention_window is not None and self.dropout > 0:
+            problems.append(
+                f"attention_window needs dropout 0 (got {self.dropout}): FlexAttention has "
+                "no attention dropout"
             )
         if problems:
             raise ConfigError("model: " + "; ".join(problems) + ".")
@@ -181,6 +219,12 @@ class GPTConfig(BaseModel):
         """Validate a dict (raises `UserError` naming each bad field)."""
         return cls.model_validate(data)
 
+    def speedrun_options(self) -> list[str]:
+        """The speed-run options this config turns on (Hugging Face has no equivalent)."""
+        defaults = {"qk_norm": False, "logit_softcap": None, "value_embeddings": 0}
+        defaults |= {"unet_skips": False, "attention_window": None}
+        return [name for name, off in defaults.items() if getattr(self, name) != off]
+
     # -- derived sizes --------------------------------------------------------------------
 
     @property
@@ -195,7 +239,7 @@ class GPTConfig(BaseModel):
     def hidden_dim(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
-        if self.mlp == "gelu":
+        if self.mlp in ("gelu", "relu2"):
             return 4 * self.d_model
         hidden = int(8 * self.d_model / 3)
         return 256 * ((hidden + 255) // 256)
@@ -212,6 +256,14 @@ class GPTConfig(BaseModel):
         norms = 2 * self._norm_parameters()
         return attn + mlp + norms
 
+    def speedrun_parameters(self) -> int:
+        """Parameters of the speed-run options: value-embedding tables and their two mixing
+        weights per served block, and one weight per U-net skip."""
+        tables = self.value_embeddings * self._vocab() * self.d_model
+        mixing = 2 * 2 * self.value_embeddings
+        skips = self.n_layer // 2 if self.unet_skips else 0
+        return tables + mixing + skips
+
     def _norm_parameters(self) -> int:
         return self.d_model * (2 if self.norm == "layernorm" and self.bias else 1)
 
@@ -226,7 +278,7 @@ class GPTConfig(BaseModel):
         total += self._vocab() * self.d_model * (1 if self.tie_embeddings else 2)
         if self.position == "learned":
             total += self.max_seq_len * self.d_model
-        return total
+        return total + self.speedrun_parameters()
 
     def matmul_parameters(self) -> int:
         """Parameters that take part in matrix products: the blocks plus the output layer."""

@@ -25,6 +25,13 @@ from tessera.models.gpt.model import GPT
 
 def target_architecture(config: GPTConfig) -> str:
     """'gpt2' or 'llama', or a `UserError` saying which options have no native equivalent."""
+    extras = config.speedrun_options()
+    if extras:
+        raise UserError(
+            f"no Hugging Face architecture has {', '.join(extras)} (speed-run options of this "
+            "model); it cannot be exported to transformers. Its Tessera export (final/) loads "
+            "with tessera.models.gpt.load_gpt."
+        )
     if (config.position, config.norm, config.mlp) == ("learned", "layernorm", "gelu"):
         if config.kv_heads != config.n_head:
             raise UserError(

@@ -69,6 +69,17 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
+def uses_value_embedding(config: GPTConfig, layer_index: int) -> int | None:
+    """Which value-embedding table block `layer_index` mixes in (None: none): table i serves
+    block i and block n_layer - N + i, so the first and last N blocks share N tables."""
+    count = config.value_embeddings
+    if layer_index < count:
+        return layer_index
+    if layer_index >= config.n_layer - count:
+        return layer_index - (config.n_layer - count)
+    return None
+
+
 class Attention(nn.Module):
     """Multi-head or grouped-query causal self-attention."""
 
@@ -81,6 +92,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.dropout = config.dropout
         self.use_rope = config.position == "rope"
+        self.qk_norm = config.qk_norm
+        self.window = config.attention_window
+        if uses_value_embedding(config, layer_index) is not None:
+            # weights of the block's own values and of the value embedding (modded-nanogpt)
+            self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5]))
 
     def forward(
         self,
@@ -88,6 +104,7 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         mask: torch.Tensor | None,
         cache: KVCache | None,
+        value_embed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
         qkv = self.qkv(x)
@@ -96,10 +113,21 @@ class Attention(nn.Module):
         q = q.view(batch, length, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = v.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if value_embed is not None:
+            mixed = value_embed.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+            v = self.value_mix[0] * v + self.value_mix[1] * mixed.type_as(v)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
         if self.use_rope and rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)
+        if self.window is not None and mask is None:  # training: the block-sparse kernel
+            from tessera.models.gpt.flex import sliding_window_attention
+
+            out = sliding_window_attention(q, k, v, self.window)
+            out = out.transpose(1, 2).reshape(batch, length, self.n_head * self.head_dim)
+            return self.proj(out)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -114,11 +142,13 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """GELU MLP (GPT-2) or SwiGLU (Llama; gate and up projections fused into one matrix)."""
+    """GELU MLP (GPT-2), SwiGLU (Llama; gate and up projections fused into one matrix) or
+    ReLU² (relu(x)², the modded-nanogpt speed runs' MLP)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.swiglu = config.mlp == "swiglu"
+        self.relu2 = config.mlp == "relu2"
         hidden = config.hidden_dim
         self.up = nn.Linear(config.d_model, hidden * (2 if self.swiglu else 1), bias=config.bias)
         self.down = nn.Linear(hidden, config.d_model, bias=config.bias)
@@ -127,6 +157,8 @@ class MLP(nn.Module):
         if self.swiglu:
             gate, up = self.up(x).chunk(2, dim=-1)
             return self.down(F.silu(gate) * up)
+        if self.relu2:
+            return self.down(F.relu(self.up(x)).square())
         return self.down(F.gelu(self.up(x)))
 
 
@@ -147,6 +179,7 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        value_embed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), rope, mask, cache))
+        x = x + self.drop(self.attn(self.norm1(x), rope, mask, cache, value_embed))
         return x + self.drop(self.mlp(self.norm2(x)))

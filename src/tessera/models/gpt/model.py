@@ -19,10 +19,18 @@ from tessera.core.errors import UserError
 from tessera.core.model import TrainableModel
 from tessera.models.gpt.cache import KVCache
 from tessera.models.gpt.config import GPTConfig
-from tessera.models.gpt.layers import Block, alibi_slopes, make_norm, rope_tables
+from tessera.models.gpt.layers import (
+    Block,
+    alibi_slopes,
+    make_norm,
+    rope_tables,
+    uses_value_embedding,
+)
 from tessera.models.gpt.metrics import TokenLoss
 
 EXPORT_FORMAT = "tessera-gpt"
+# Weights `zero_init_projections` starts at zero (the head only when untied from the embedding).
+ZERO_INIT = ("attn.proj.weight", "mlp.down.weight", "lm_head.weight")
 
 
 class GPT(TrainableModel):
@@ -40,6 +48,13 @@ class GPT(TrainableModel):
             self.pos_embed = nn.Embedding(config.max_seq_len, config.d_model)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        if config.value_embeddings:
+            self.value_embeds = nn.ModuleList(
+                nn.Embedding(config.vocab_size, config.kv_heads * config.head_dim)
+                for _ in range(config.value_embeddings)
+            )
+        if config.unet_skips:
+            self.skip_weights = nn.Parameter(torch.ones(config.n_layer // 2))
         self.norm = make_norm(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -65,8 +80,12 @@ class GPT(TrainableModel):
                 continue
             if name.endswith("bias"):
                 nn.init.zeros_(param)
+            elif name.endswith("value_mix"):
+                nn.init.constant_(param, 0.5)
             elif param.dim() == 1:
                 nn.init.ones_(param)
+            elif config.zero_init_projections and name.endswith(ZERO_INIT):
+                nn.init.zeros_(param)
             elif name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(param, 0.0, residual_std)
             else:
@@ -103,7 +122,7 @@ class GPT(TrainableModel):
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:end]
         else:
             positions = torch.arange(start, end, device=device).unsqueeze(0)
-        mask = self._attention_mask(length, start, attention_mask, device)
+        mask = self._attention_mask(length, start, attention_mask, device, cache is not None)
         logits = self._network(input_ids, positions, mask, cache)
         if cache is not None:
             cache.advance(length)
@@ -123,9 +142,24 @@ class GPT(TrainableModel):
         rope = None
         if self.config.position == "rope":
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
-        for block in self.blocks:
-            x = block(x, rope, mask, cache)
-        return self.lm_head(self.norm(x))
+        tables = [table(input_ids) for table in getattr(self, "value_embeds", ())]
+        skips: list[torch.Tensor] = []
+        half = self.config.n_layer // 2 if self.config.unet_skips else 0
+        for index, block in enumerate(self.blocks):
+            if index >= self.config.n_layer - half:  # U-net: the mirror block's output
+                x = x + self.skip_weights[index - (self.config.n_layer - half)] * skips.pop()
+            table = uses_value_embedding(self.config, index)
+            x = block(x, rope, mask, cache, None if table is None else tables[table])
+            if index < half:
+                skips.append(x)
+        return self.soft_cap(self.lm_head(self.norm(x)))
+
+    def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logit_softcap` c: logits squashed smoothly into (-c, c) as c·tanh(logits/c)."""
+        cap = self.config.logit_softcap
+        if cap is None:
+            return logits
+        return cap * torch.tanh(logits.float() / cap)
 
     def _check_length(self, end: int, cache: KVCache | None) -> None:
         if end > self.config.max_seq_len:
@@ -138,16 +172,25 @@ class GPT(TrainableModel):
             raise UserError(f"KV cache holds {cache.capacity} tokens; {end} were asked for.")
 
     def _attention_mask(
-        self, length: int, start: int, valid: torch.Tensor | None, device: torch.device
+        self,
+        length: int,
+        start: int,
+        valid: torch.Tensor | None,
+        device: torch.device,
+        cached: bool = False,
     ) -> torch.Tensor | None:
-        """None when SDPA's own causal mask is exact (no cache offset, padding or ALiBi);
-        otherwise a bool mask, or ALiBi's float bias, of shape [B or 1, H or 1, T, slots]."""
-        alibi = self.config.position == "alibi"
-        if start == 0 and valid is None and not alibi:
+        """None when SDPA's own causal mask is exact (no cache offset, padding or ALiBi), or
+        when a sliding window trains through FlexAttention; otherwise a bool mask, or ALiBi's
+        float bias, of shape [B or 1, H or 1, T, slots]."""
+        alibi, window = self.config.position == "alibi", self.config.attention_window
+        if start == 0 and valid is None and not alibi and (window is None or not cached):
             return None
         query_slots = torch.arange(start, start + length, device=device).unsqueeze(1)
         key_slots = torch.arange(start + length, device=device).unsqueeze(0)
-        allowed = (key_slots <= query_slots).unsqueeze(0).unsqueeze(0)
+        allowed = key_slots <= query_slots
+        if window is not None:
+            allowed = allowed & (query_slots - key_slots < window)
+        allowed = allowed.unsqueeze(0).unsqueeze(0)
         if valid is not None:
             allowed = allowed & valid[:, None, None, : start + length]
             allowed = allowed | (key_slots == query_slots)  # a padding row still sees itself
@@ -163,6 +206,8 @@ class GPT(TrainableModel):
         key_slots = torch.arange(key_length, device=positions.device)
         distance = key_slots.view(1, 1, 1, -1) - positions[:, None, :, None]
         allowed = distance <= 0
+        if self.config.attention_window is not None:
+            allowed = allowed & (distance > -self.config.attention_window)
         if self.config.position != "alibi":
             return allowed
         bias = self.alibi.view(1, -1, 1, 1) * distance.float()
