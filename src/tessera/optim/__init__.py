@@ -1,6 +1,13 @@
 """Optimizers with decoupled weight decay and learning-rate schedules in training time."""
 
-from tessera.optim.optimizers import OPTIMIZERS, SGDW, AdamW, OptimizerConfig, parameter_groups
+from tessera.optim.optimizers import (
+    OPTIMIZERS,
+    SGDW,
+    AdamW,
+    OptimizerConfig,
+    parameter_groups,
+    parameter_roles,
+)
 from tessera.optim.schedulers import (
     SCHEDULES,
     Constant,
@@ -14,6 +21,7 @@ from tessera.optim.schedulers import (
     ScheduledLR,
     SchedulerConfig,
     Step,
+    WarmupStableDecay,
 )
 
 __all__ = [
@@ -33,5 +41,7 @@ __all__ = [
     "ScheduledLR",
     "SchedulerConfig",
     "Step",
+    "WarmupStableDecay",
     "parameter_groups",
+    "parameter_roles",
 ]

@@ -131,6 +131,36 @@ class CosineWarmup(_WarmupThenDecay):
         return 0.5 * (1 + math.cos(math.pi * fraction))
 
 
+class WarmupStableDecay(Schedule):
+    """The trapezoid ("warmup-stable-decay"): warm up linearly over t_warmup, hold the peak,
+    then decay linearly to alpha_f over the last t_decay before t_max. The long flat middle
+    trains at the full rate for longer than a cosine; the short final decay ("cooldown") then
+    takes most of the loss drop (Hägele et al. 2024; the modded-nanogpt speed runs)."""
+
+    time_fields = ("t_warmup", "t_decay", "t_max")
+
+    def __init__(
+        self,
+        t_warmup: Time | str | int = "0ba",
+        t_decay: Time | str | int = "0.2dur",
+        t_max: Time | str = "1dur",
+        alpha_f: float = 0.0,
+    ) -> None:
+        self.t_warmup, self.t_decay = _time(t_warmup, "t_warmup"), _time(t_decay, "t_decay")
+        self.t_max, self.alpha_f = _time(t_max, "t_max"), alpha_f
+
+    def multiplier(self, t: float, state: State | None) -> float:
+        warm = _warmup(t, self._span(self.t_warmup, state, "t_warmup"))
+        if warm is not None:
+            return warm
+        end = self._span(self.t_max, state, "t_max")
+        start = end - self._span(self.t_decay, state, "t_decay")
+        if t <= start:
+            return 1.0
+        fraction = min((t - start) / max(end - start, 1e-12), 1.0)
+        return 1.0 - (1.0 - self.alpha_f) * fraction
+
+
 class Step(Schedule):
     """Multiply by gamma every step_size."""
 
@@ -229,6 +259,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "multistep": MultiStep,
     "polynomial": Polynomial,
     "inverse_sqrt": InverseSquareRoot,
+    "warmup_stable_decay": WarmupStableDecay,
 }
 
 
@@ -244,8 +275,12 @@ class SchedulerConfig(ComponentConfig):
         "multistep",
         "polynomial",
         "inverse_sqrt",
+        "warmup_stable_decay",
     ] = Field("cosine_warmup", description="learning-rate schedule")
     t_warmup: TimeValue | None = Field(None, description="warm-up length (Time)")
+    t_decay: TimeValue | None = Field(
+        None, description="warmup_stable_decay: length of the final decay (Time, default 0.2dur)"
+    )
     t_max: TimeValue | None = Field(None, description="end of the decay (Time, default 1dur)")
     alpha_f: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="final lr multiplier"
@@ -287,12 +322,12 @@ class SchedulerConfig(ComponentConfig):
 
     def times(self) -> list[Time]:
         """Every time this schedule names (for unit checks against max_duration)."""
-        found = [getattr(self, key) for key in ("t_warmup", "t_max", "step_size")]
+        found = [getattr(self, key) for key in ("t_warmup", "t_decay", "t_max", "step_size")]
         return [t for t in [*found, *(self.milestones or [])] if t is not None]
 
     def build(self, optimizer: Optimizer, ratio: float = 1.0) -> ScheduledLR:
         options = self.model_dump(exclude={"name"}, exclude_none=True)
-        for key in ("t_warmup", "t_max", "step_size"):
+        for key in ("t_warmup", "t_decay", "t_max", "step_size"):
             if key in options:
                 options[key] = getattr(self, key)
         if "milestones" in options:

@@ -449,7 +449,7 @@ def _optimizers(given: Any, model: torch.nn.Module) -> list[torch.optim.Optimize
         return [given]
     if given is None or isinstance(given, (dict, OptimizerConfig)):
         config = build_config(OptimizerConfig, given or {}, "optimizer")
-        return [config.build(model)]  # type: ignore[attr-defined]
+        return config.build_all(model)  # type: ignore[attr-defined]
     return list(given)
 
 
