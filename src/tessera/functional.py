@@ -22,6 +22,7 @@ _MODULES = {
     "alibi": ["apply_alibi"],
     "augmix": ["augmix_batch"],
     "batchnorm_groups": ["batchnorm_parameters", "split_batchnorm_groups"],
+    "batch_size_warmup": ["take_samples", "warmup_batch_size"],
     "blurpool": ["apply_blurpool", "blur_2d"],
     "channels_last": ["apply_channels_last", "to_channels_last"],
     "colout": ["colout_batch"],
@@ -39,6 +40,7 @@ _MODULES = {
     "label_smoothing": ["smooth_labels", "smoothed_loss", "uniform_cross_entropy"],
     "layer_freezing": ["freeze_layers", "frozen_fraction"],
     "lookahead": ["LookaheadOptimizer", "lookahead_alpha"],  # an optimizer wrapper, like SAM
+    "logit_softcap": ["apply_logit_softcap"],
     "low_precision_norm": ["apply_low_precision_norm"],
     "magnitude_pruning": ["cubic_sparsity", "magnitude_mask", "measured_sparsity", "prune_model"],
     "mixup": ["mixup_batch", "sample_mixing_weight"],
@@ -49,7 +51,9 @@ _MODULES = {
         "whitening_filters",
     ],
     "progressive_resizing": ["resize_batch", "resizing_scale"],
+    "qk_norm": ["apply_qk_norm"],
     "randaugment": ["randaugment_batch"],
+    "relu_squared": ["apply_relu_squared"],
     "sam": ["SAMOptimizer"],  # SAM's functional form is an optimizer wrapper
     "selective_backprop": ["select_batch", "select_by_loss"],
     "semi_structured_sparsity": [
@@ -58,10 +62,14 @@ _MODULES = {
         "to_semi_structured",
     ],
     "sequence_length_warmup": ["reshape_sequences", "truncate_sequences", "warmup_length"],
+    "sliding_window_attention": ["apply_sliding_window"],
     "squeeze_excite": ["apply_squeeze_excite"],
     "stochastic_depth": ["apply_stochastic_depth", "drop_samples"],
     "swa": ["load_average", "recompute_batchnorm", "update_swa"],
+    "unet_skips": ["apply_unet_skips"],
+    "value_embeddings": ["apply_value_embeddings"],
     "weight_standardization": ["apply_weight_standardization"],
+    "zero_init_projections": ["apply_zero_init_projections"],
 }
 
 EXPORTS = {

@@ -85,3 +85,18 @@ def swap_parameters(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def add_parameters(
+    optimizers: Sequence[torch.optim.Optimizer],
+    beside: nn.Parameter,
+    new: Sequence[nn.Parameter],
+) -> bool:
+    """Add `new` parameters to the param group that holds `beside` (so they train with its
+    learning rate and weight decay); returns False when no optimizer holds `beside`."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            if any(p is beside for p in group["params"]):
+                group["params"].extend(p for p in new if p.requires_grad)
+                return True
+    return False
