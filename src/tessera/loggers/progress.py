@@ -197,16 +197,18 @@ class ProgressBarLogger(LoggerDestination):
         self._eval_start = time.perf_counter()
 
     def eval_end(self, state: State, logger: Logger) -> None:
-        if self._eval_start is not None and self._last_log is not None:
+        seconds = None if self._eval_start is None else time.perf_counter() - self._eval_start
+        if seconds is not None and self._last_log is not None:
             # Evaluation time is not training time: keep it out of samples/s.
             then, samples, tokens = self._last_log
-            self._last_log = (then + time.perf_counter() - self._eval_start, samples, tokens)
+            self._last_log = (then + seconds, samples, tokens)
         self._eval_start = None
         if not self.active:
             return
+        took = "" if seconds is None else f"  ({seconds:.2f} s)"
         for label, results in state.eval_results.items():
             values = "  ".join(f"{name} {value:.4f}" for name, value in results.items())
-            self._print(f"{label} at batch {state.timestamp.batch}: {values}")
+            self._print(f"{label} at batch {state.timestamp.batch}: {values}{took}")
 
     def fit_end(self, state: State, logger: Logger) -> None:
         if not self.active:
