@@ -1,16 +1,31 @@
-"""Char-level Shakespeare race: wall-clock time to a validation loss, nanoGPT vs Tessera.
+"""Char-level race: wall-clock time to a validation loss, nanoGPT vs Tessera, one evaluator.
 
-Both run as separate processes on the same machine, one after the other, on the same 90/10
-split of tinyshakespeare: nanoGPT's own `train_shakespeare_char` setup (an unmodified copy of
-the peer, run from a temporary folder) and `tessera train recipes/shakespeare-char.yaml` with
-overrides for the same model shape. Every output line is time-stamped from process start; a
-run is timed to its first evaluation at or below the target; nanoGPT is stopped there, Tessera
-runs on to export its model (for `tessera generate`) unless `--stop-tessera`; both stop at the
-time limit.
+Both sides run as separate processes on the same machine in the same call, several times
+each: nanoGPT unmodified with its shipped `train_shakespeare_char` config (its README's CPU
+overrides on `cpu`), from a temporary copy, and `tessera train RECIPE`. Every checkpoint either
+side writes is kept with the time it was written (seconds from that process's start), and
+after the runs every checkpoint is scored by the same code, `lm_scoring.score`, on the whole
+validation split: the time to a loss is the time of the first checkpoint at or below it.
 
-    python benchmarks/llm_shakespeare_race.py --machine cpu --nanogpt ../shared/peers/nanoGPT \
-        --text ../shared/data/tinyshakespeare/input.txt --target 1.88 --limit 1800
-    python benchmarks/llm_shakespeare_race.py --machine gpu ... --target 1.47
+* `cpu`: every run at once, each pinned to its own 2 cores (`taskset`) with 2 threads and no
+  GPU visible; nanoGPT runs its 2000 iterations. Targets: nanoGPT's final loss as it reports
+  it (1.8857) and as the common evaluator scores it (median over its repeats).
+* `gpu`: runs one after another on the GPU, alternating sides; nanoGPT stops one evaluation
+  after its own estimate reaches `--target` (1.47). Its checkpoints are written only when its
+  estimate improves (its config), so points where it did not improve have no checkpoint.
+  `--budget S` skips the runs that would not fit in S seconds (judged by the slowest run of
+  the same side so far), and says so.
+
+Levels: `reported` (nanoGPT's reported loss; `--reported none` for another text, where that
+number means nothing) and `nanogpt_final_common`, the median common-evaluator loss of
+nanoGPT's last checkpoints (on `gpu` its best: it stops after reaching the target).
+
+    python benchmarks/llm_shakespeare_race.py cpu --nanogpt PEER --text input.txt --out DIR
+    python benchmarks/llm_shakespeare_race.py gpu --nanogpt PEER --text input.txt --out DIR
+    python benchmarks/llm_shakespeare_race.py cpu ... --smoke     # tiny shapes, < 1 minute
+
+`--extra "NAME=RECIPE[;key=value...]"` adds Tessera variants (one run each) for ablations; a
+`.jsonl` text (e.g. LAMBADA) is joined into plain text first.
 """
 
 from __future__ import annotations
@@ -20,17 +35,24 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-LEVELS = (2.5, 2.3, 2.1, 2.0, 1.88, 1.6, 1.55, 1.5, 1.47)
-NANOGPT_EVAL = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
-TESSERA_EVAL = re.compile(r"eval at batch (\d+): loss ([\d.]+)")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lm_scoring import nanogpt_reference_loss
 
+ROOT = Path(__file__).resolve().parents[1]
+NANOGPT_REPORTED = {"cpu": 1.8857, "gpu": 1.47}
+NANOGPT_EVAL = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
+TESSERA_EVAL = re.compile(r"eval at batch (\d+): loss ([\d.]+).*?\(([\d.]+) s\)")
+NANOGPT_ITER = re.compile(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms")
+RECIPES = {"cpu": "recipes/shakespeare-char-fast.yaml", "gpu": "recipes/shakespeare-char-gpu.yaml"}
 NANOGPT_ARGS = {
     # nanoGPT README's CPU configuration, verbatim.
     "cpu": [
@@ -49,286 +71,401 @@ NANOGPT_ARGS = {
     ],
     "gpu": [],  # config/train_shakespeare_char.py as shipped (6x384, block 256, batch 64)
 }
+SMOKE_NANOGPT = "--device=cpu --compile=False --eval_iters=2 --log_interval=1 --block_size=32 "
+SMOKE_NANOGPT += "--batch_size=4 --n_layer=1 --n_head=2 --n_embd=32 --max_iters=20 "
+SMOKE_NANOGPT += "--lr_decay_iters=20 --eval_interval=10 --warmup_iters=2 --dropout=0.0"
+SMOKE_TESSERA = [
+    "max_duration=20ba",
+    "eval_interval=10ba",
+    "model.n_layer=1",
+    "model.n_head=2",
+    "model.d_model=32",
+    "model.max_seq_len=32",
+    "data.seq_len=32",
+    "data.batch_size=4",
+    "data.eval_max_sequences=8",
+]
 
 
-def tessera_overrides(machine: str, text: str, variant: str) -> list[str]:
-    data = [f"data.text={text}", f"data.tokenizer=char:{text}", f"model.tokenizer=char:{text}"]
-    common = ["save_interval=null", "loggers={progress: {}}", "data.eval_max_sequences=null"]
-    if machine == "cpu" and variant in CPU_VARIANTS:
-        return [*data, "save_interval=null", "loggers={progress: {}}", *schedule_cpu(variant)]
-    if machine == "cpu":
-        shape = [
-            "model.n_layer=4",
-            "model.n_head=4",
-            "model.d_model=128",
-            "model.max_seq_len=64",
-            "data.seq_len=64",
-            "data.batch_size=12",
-            "data.eval_batch_size=512",
-        ]
-        schedule = {
-            "a": ["max_duration=2000ba", "eval_interval=100ba", "optimizer.lr=0.002"],
-            "b": [
-                "max_duration=800ba",
-                "eval_interval=100ba",
-                "optimizer.lr=0.003",
-                "data.batch_size=24",
-                "scheduler.t_warmup=50ba",
-                "data.eval_max_sequences=512",
-            ],
+def plain_text(path: Path, work: Path) -> Path:
+    """A .txt as it is; a .jsonl (LAMBADA's context + continuation) joined into one text."""
+    if path.suffix != ".jsonl":
+        return path.resolve()
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    text = "\n\n".join(r["context"] + " " + r["continuation"] for r in records) + "\n"
+    out = work / f"{path.stem}.txt"
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+class Run:
+    """One process of one side, its time-stamped log and its checkpoints."""
+
+    def __init__(self, side: str, name: str, folder: Path) -> None:
+        self.side, self.name, self.folder = side, name, folder
+        self.checkpoints: list[dict] = []  # {"step", "path", "seconds", "own_val_loss"}
+        self.own: list[dict] = []  # the program's own evaluations
+        self.eval_seconds = 0.0
+        self.wall = 0.0
+        self.first_step = None
+        self.skipped = False
+
+    def summary(self) -> dict:
+        return {
+            "side": self.side,
+            "wall_seconds": round(self.wall, 2),
+            "seconds_to_first_step": self.first_step,
+            "eval_seconds": round(self.eval_seconds, 2),
+            "eval_share": round(self.eval_seconds / self.wall, 4) if self.wall else None,
+            "own_evaluations": self.own,
+            "points": [{k: v for k, v in c.items() if k != "path"} for c in self.checkpoints],
         }
-        return [*data, *common, *shape, *schedule[variant]]
-    shape = [
-        "model.n_layer=6",
-        "model.n_head=6",
-        "model.d_model=384",
-        "model.max_seq_len=256",
-        "model.dropout=0.2",
-        "data.seq_len=256",
-        "data.eval_batch_size=256",
-        "precision=amp_bf16",
-        "eval_interval=50ba",
-        "scheduler.t_warmup=100ba",
-        "optimizer.lr=0.002",
-    ]
-    compiled = ["compile={}"]
-    blocks = ["compile={scope: blocks}"]
-    schedule = {
-        # nanoGPT's batch (64) with a shorter schedule at a higher learning rate
-        "a": ["data.batch_size=64", "max_duration=3000ba", *compiled],
-        # 2x and 4x the batch: more tokens a step at nearly the same step time on a GPU
-        "b": ["data.batch_size=128", "max_duration=2000ba", *compiled],
-        "c": ["data.batch_size=256", "max_duration=1500ba", *compiled],
-        "d": ["data.batch_size=256", "max_duration=1500ba"],  # c without torch.compile
-        # b and c overfit after ~30M tokens: budgets that end their cosine decay there, and a
-        # compile of one transformer block (shared by all six) instead of the whole model
-        "e": ["data.batch_size=128", "max_duration=1000ba", *blocks],
-        "f": ["data.batch_size=128", "max_duration=1000ba"],
-        "g": ["data.batch_size=256", "max_duration=600ba", *blocks],
-        # nanoGPT draws windows at random offsets; back-to-back sequences (above) repeat the
-        # same cuts every epoch and overfit sooner. window_stride=1: a window at every start.
-        "h": ["data.batch_size=128", "max_duration=1000ba", "data.window_stride=1"],
-        "i": ["data.batch_size=128", "max_duration=700ba", "data.window_stride=1"],
-        "j": ["data.batch_size=256", "max_duration=500ba", "data.window_stride=1"],
-    }
-    return [*data, *common, *shape, *schedule[variant]]
 
 
-CPU_VARIANTS = (
-    "recipe",
-    "short",
-    "stride",
-    "fast",
-    "seqwarmup",
-    "alibi",
-    "glu",
-    "glu1200",
-    "glualibi",
-)
-
-
-def schedule_cpu(variant: str) -> list[str]:
-    short = ["max_duration=1000ba", "optimizer.lr=0.003"]
-    return {
-        "recipe": [],
-        "short": short,
-        # windows at every start position instead of back-to-back cuts (as nanoGPT samples)
-        "stride": [*short, "data.window_stride=1"],
-        "fast": [
-            "max_duration=700ba",
-            "optimizer.lr=0.004",
-            "scheduler.t_warmup=50ba",
-            "data.window_stride=1",
-        ],
-        # the language-model methods, one at a time on `short` (the method table)
-        "seqwarmup": [*short, "algorithms={sequence_length_warmup: {duration: 0.3}}"],
-        "alibi": [*short, "algorithms={alibi: {}}"],
-        "glu": [*short, "algorithms={gated_linear_units: {}}"],
-        # the best of the method table, a little longer, evaluated every 100 batches
-        "glu1200": [
-            "max_duration=1200ba",
-            "optimizer.lr=0.003",
-            "eval_interval=100ba",
-            "algorithms={gated_linear_units: {}}",
-        ],
-        "glualibi": [
-            "max_duration=1200ba",
-            "optimizer.lr=0.003",
-            "eval_interval=100ba",
-            "algorithms={gated_linear_units: {}, alibi: {}}",
-        ],
-    }[variant]
-
-
-def race(
-    stop: bool,
-    command: list[str],
-    cwd: Path,
-    pattern: re.Pattern,
-    loss_group: int,
-    target: float,
-    limit: float,
-    log: Path,
-    env: dict | None = None,
-) -> dict:
-    """Run until an evaluation reaches `target`; return the time and the eval history."""
-    start = time.perf_counter()
+def launch(run: Run, command: list[str], cwd: Path, env: dict, limit: float, stop) -> None:
+    """Run `command`, time-stamping its output into the run's log; `stop(run, line)` may end
+    it early. The start is wall-clock (checkpoint mtimes are compared with it)."""
+    run.folder.mkdir(parents=True, exist_ok=True)
+    run.start = time.time()
     process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        env=env,
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    history, reached = [], None
-    with open(log, "w") as handle:
+    timer = threading.Timer(limit, process.kill)
+    timer.start()
+    with open(run.folder / "log.txt", "w") as log:
         for line in process.stdout:
-            now = time.perf_counter() - start
-            handle.write(f"{now:8.2f} {line}")
-            handle.flush()
-            match = pattern.search(line)
-            if match:
-                loss = float(match.group(loss_group))
-                history.append(
-                    {"step": int(match.group(1)), "seconds": round(now, 2), "val_loss": loss}
-                )
-                name = log.stem
-                print(f"  {name}: {now:7.1f}s step {match.group(1)} val {loss:.4f}", flush=True)
-                if loss <= target and reached is None:
-                    reached = now
-                    if stop:
-                        break
-            if now > limit:
+            now = time.time() - run.start
+            log.write(f"{now:8.2f} {line}")
+            if stop(run, line, now):
+                process.kill()
                 break
-    process.kill()
     process.wait()
-    return {
-        "seconds_to_target": reached,
-        "history": history,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-    }
+    timer.cancel()
+    run.wall = time.time() - run.start
 
 
-def run_nanogpt(args: argparse.Namespace, work: Path) -> dict:
-    copy = work / "nanoGPT"
+def nanogpt_watcher(args: argparse.Namespace, out_dir: Path):
+    """Keeps a copy of each ckpt.pt nanoGPT writes (it overwrites one file), taken at its next
+    log line, when the write is complete. Its evaluation time is the extra time of the
+    iteration that evaluated (its `time` includes the evaluation and the checkpoint write)
+    over the median iteration."""
+    state: dict = {"pending": None, "reached": False, "stop": False, "times": []}
+
+    def watch(run: Run, line: str, now: float) -> bool:
+        found = NANOGPT_EVAL.search(line)
+        if found:
+            step, loss = int(found[1]), float(found[3])
+            run.own.append({"step": step, "seconds": round(now, 2), "val_loss": loss})
+            state["stop"] = state["reached"] and args.machine == "gpu"  # one past its target
+            state["reached"] = state["reached"] or loss <= args.target
+            return False
+        if "saving checkpoint" in line:
+            state["pending"] = run.own[-1]
+            return False
+        if state["pending"] is not None and (out_dir / "ckpt.pt").is_file():
+            source, evaluation = out_dir / "ckpt.pt", state["pending"]
+            copy = run.folder / f"step{evaluation['step']}.pt"
+            shutil.copy2(source, copy)
+            seconds = round(source.stat().st_mtime - run.start, 2)
+            run.checkpoints.append(
+                {
+                    "step": evaluation["step"],
+                    "path": str(copy),
+                    "seconds": seconds,
+                    "own_val_loss": evaluation["val_loss"],
+                }
+            )
+            state["pending"] = None
+        iteration = NANOGPT_ITER.search(line)
+        if iteration:
+            run.first_step = run.first_step or round(now, 2)
+            seconds = float(iteration[2]) / 1000
+            if run.own and run.own[-1]["step"] == int(iteration[1]) and state["times"]:
+                run.eval_seconds += max(seconds - statistics.median(state["times"][-50:]), 0.0)
+            else:
+                state["times"].append(seconds)
+            return state["stop"]
+        return False
+
+    return watch
+
+
+def run_nanogpt(args: argparse.Namespace, run: Run, text: Path, env: dict, prefix: list) -> None:
+    copy = run.folder / "nanoGPT"
     shutil.copytree(args.nanogpt, copy)
-    shutil.copy(args.text, copy / "data" / "shakespeare_char" / "input.txt")
-    subprocess.run(
-        [sys.executable, "data/shakespeare_char/prepare.py"],
-        cwd=copy,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    command = [
-        sys.executable,
-        "train.py",
-        "config/train_shakespeare_char.py",
-        *NANOGPT_ARGS[args.machine],
-        f"--out_dir={work / 'nanogpt-out'}",
+    shutil.copy(text, copy / "data" / "shakespeare_char" / "input.txt")
+    prepare = [sys.executable, "data/shakespeare_char/prepare.py"]
+    subprocess.run(prepare, cwd=copy, check=True, stdout=subprocess.DEVNULL, env=env)
+    out_dir = run.folder / "out"
+    extra = SMOKE_NANOGPT.split() if args.smoke else NANOGPT_ARGS[args.machine]
+    command = [*prefix, sys.executable, "train.py", "config/train_shakespeare_char.py"]
+    command += [*extra, f"--out_dir={out_dir}"]
+    launch(run, command, copy, env, args.limit, nanogpt_watcher(args, out_dir))
+
+
+def run_tessera(
+    args: argparse.Namespace,
+    run: Run,
+    recipe: str,
+    overrides: list,
+    text: Path,
+    env: dict,
+    prefix: list,
+) -> None:
+    """`tessera train RECIPE` with checkpoints at every evaluation, all kept."""
+    from tessera.config import load_config
+
+    data = [f"data.text={text}", f"data.tokenizer=char:{text}", f"model.tokenizer=char:{text}"]
+    overrides = [*data, *overrides, *(SMOKE_TESSERA if args.smoke else [])]
+    config = load_config(ROOT / recipe, overrides)
+    keep = [f"save_interval={config.eval_interval}", "keep_last=null", "loggers={progress: {}}"]
+    command = [*prefix, sys.executable, "-m", "tessera.cli", "train", str(ROOT / recipe)]
+    command += [f"run_dir={run.folder}", "name=run", *keep, *overrides]
+
+    def watch(run: Run, line: str, now: float) -> bool:
+        found = TESSERA_EVAL.search(line)
+        if found:
+            run.own.append(
+                {"step": int(found[1]), "seconds": round(now, 2), "val_loss": float(found[2])}
+            )
+            run.eval_seconds += float(found[3])
+        if run.first_step is None and line.startswith("[batch"):
+            run.first_step = round(now, 2)
+        return False
+
+    launch(run, command, ROOT, env, args.limit, watch)
+    own = {e["step"]: e["val_loss"] for e in run.own}
+    for path in sorted((run.folder / "run" / "checkpoints").glob("ep*-ba*.pt")):
+        step = int(path.stem.split("-ba")[1])
+        run.checkpoints.append(
+            {
+                "step": step,
+                "path": str(path),
+                "seconds": round(path.stat().st_mtime - run.start, 2),
+                "own_val_loss": own.get(step),
+            }
+        )
+    run.checkpoints.sort(key=lambda c: c["step"])
+
+
+def score_all(
+    args: argparse.Namespace, runs: list[Run], text: Path, slots: list[list[str]]
+) -> None:
+    """Every checkpoint through `lm_scoring`: on cpu one process per run, pinned, all at once;
+    on gpu one process per side, one after another (a CUDA start-up each, not one per run)."""
+    if args.machine == "cpu":
+        groups = [[run] for run in runs]
+    else:
+        sides: dict[str, list[Run]] = {}
+        for run in runs:
+            sides.setdefault(run.side, []).append(run)
+        groups = list(sides.values())
+
+    def score(item: tuple[int, list[Run]]) -> None:
+        index, group = item
+        checkpoints = [c for run in group for c in run.checkpoints]
+        if not checkpoints:
+            return
+        command = [
+            *slots[index % len(slots)],
+            sys.executable,
+            str(ROOT / "benchmarks" / "lm_scoring.py"),
+        ]
+        command += [c["path"] for c in checkpoints] + ["--text", str(text)]
+        command += ["--device", "cuda" if args.machine == "gpu" else "cpu"]
+        command += ["--nanogpt"] if group[0].side == "nanogpt" else []
+        command += ["--limit", "4096"] if args.smoke else []
+        result = subprocess.run(command, capture_output=True, text=True, env=cpu_env(args, ROOT))
+        if result.returncode:
+            raise RuntimeError(f"scoring {group[0].name} failed:\n{result.stderr[-3000:]}")
+        lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+        for checkpoint, scored in zip(checkpoints, lines, strict=True):
+            checkpoint["val_loss"] = scored["val_loss"]
+
+    workers = len(slots) if args.machine == "cpu" else 1
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(score, enumerate(groups)))
+
+
+def seconds_to(run: Run, level: float) -> float | None:
+    return next((c["seconds"] for c in run.checkpoints if c.get("val_loss", 9) <= level), None)
+
+
+def summarise(args: argparse.Namespace, runs: list[Run]) -> dict:
+    sides: dict[str, list[Run]] = {}
+    for run in runs:
+        sides.setdefault(run.side, []).append(run)
+    finals = [r.checkpoints[-1]["val_loss"] for r in sides.get("nanogpt", []) if r.checkpoints]
+    levels = {}
+    if args.reported != "none":
+        levels["reported"] = float(args.reported or args.target)
+    if finals:
+        levels["nanogpt_final_common"] = statistics.median(finals)
+    table = {}
+    for side, members in sides.items():
+        row = {}
+        for label, level in levels.items():
+            times = [seconds_to(r, level) for r in members]
+            reached = sorted(t for t in times if t is not None)
+            row[label] = {
+                "level": level,
+                "seconds": times,
+                "median": statistics.median(reached) if len(reached) == len(times) else None,
+                "min": reached[0] if reached else None,
+                "max": reached[-1] if reached else None,
+                "reached": f"{len(reached)}/{len(times)}",
+            }
+        row["final_val_loss"] = [
+            r.checkpoints[-1].get("val_loss") if r.checkpoints else None for r in members
+        ]
+        row["eval_share"] = [round(r.eval_seconds / r.wall, 4) if r.wall else None for r in members]
+        row["seconds_to_first_step"] = [r.first_step for r in members]
+        table[side] = row
+    base = table.get("nanogpt", {})
+    for row in table.values():
+        for label in levels:
+            ours, theirs = row[label]["median"], base.get(label, {}).get("median")
+            row[label]["ratio_vs_nanogpt"] = round(theirs / ours, 2) if ours and theirs else None
+    return {"levels": levels, "sides": table}
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Race on {result['machine']}: {result['text']}, Tessera recipe {result['recipe']}, "
+        f"{result['repeats']} repeats; every loss by the common evaluator on the whole "
+        "validation split.",
+        "",
+        "| side | level | median s | min-max s | reached | ratio vs nanoGPT | final val (common) "
+        "| eval share | first step s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    for side, row in result["sides"].items():
+        for label, level in result["levels"].items():
+            cell = row[label]
+            span = f"{cell['min']}-{cell['max']}" if cell["min"] is not None else "-"
+            lines.append(
+                f"| {side} | {label} {level} | {cell['median']} | {span} | {cell['reached']} | "
+                f"{cell['ratio_vs_nanogpt']} | {row['final_val_loss']} | {row['eval_share']} | "
+                f"{row['seconds_to_first_step']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def cpu_env(args: argparse.Namespace, cwd: Path) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return race(
-        True,
-        command,
-        copy,
-        NANOGPT_EVAL,
-        3,
-        args.target,
-        args.limit,
-        args.logs / "nanogpt.log",
-        env,
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    if args.machine == "cpu":
+        env.update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", CUDA_VISIBLE_DEVICES="")
+    return env
 
 
-def run_tessera(args: argparse.Namespace, work: Path, variant: str) -> dict:
-    text = str(Path(args.text).resolve())
-    command = [
-        sys.executable,
-        "-m",
-        "tessera.cli",
-        "train",
-        str(ROOT / "recipes" / "shakespeare-char.yaml"),
-        f"run_dir={work}",
-        f"name=tessera-{variant}",
-        *tessera_overrides(args.machine, text, variant),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    return race(
-        args.stop_tessera,
-        command,
-        ROOT,
-        TESSERA_EVAL,
-        2,
-        args.target,
-        args.limit,
-        args.logs / f"tessera-{variant}.log",
-        env,
-    )
+def core_slots(count: int) -> list[list[str]]:
+    """`taskset` prefixes giving each of `count` runs its own 2 cores (none when too few)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 * count or not shutil.which("taskset"):
+        print(f"note: {len(cores)} cores for {count} runs: not pinned", flush=True)
+        return [[]]
+    return [["taskset", "-c", f"{cores[2 * i]},{cores[2 * i + 1]}"] for i in range(count)]
+
+
+def run_in_budget(args: argparse.Namespace, jobs: list, start) -> None:
+    """Jobs one after another; with `--budget`, a job whose side took longer than the budget
+    left (judged by that side's slowest run so far) is skipped, and said so."""
+    began, took = time.time(), {}
+    for item in enumerate(jobs):
+        run = item[1][0]
+        left = args.budget - (time.time() - began) if args.budget else None
+        if left is not None and took.get(run.side, 0.0) > left:
+            print(f"  {run.name}: skipped, {left:.0f} s of the budget left", flush=True)
+            run.skipped = True
+            continue
+        start(item)
+        took[run.side] = max(took.get(run.side, 0.0), run.wall)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--machine", choices=["cpu", "gpu"], required=True)
-    parser.add_argument("--nanogpt", required=True, help="the peer's folder")
-    parser.add_argument("--text", required=True, help="tinyshakespeare input.txt")
-    parser.add_argument("--target", type=float, required=True)
-    parser.add_argument("--limit", type=float, default=900.0, help="seconds per run")
-    parser.add_argument("--runs", default="nanogpt,tessera-a", help="which runs, in order")
-    parser.add_argument("--logs", type=Path, default=Path("race-logs"))
-    parser.add_argument("--out", type=Path, default=None)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("machine", choices=["cpu", "gpu"])
+    parser.add_argument("--nanogpt", required=True, type=Path, help="the peer's folder")
+    parser.add_argument("--text", required=True, type=Path, help="input.txt (or a .jsonl)")
+    parser.add_argument("--recipe", default=None, help="Tessera's recipe (default per machine)")
+    parser.add_argument("--extra", action="append", default=[], help="NAME=RECIPE[;key=value...]")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sides", default="nanogpt,tessera", help="which sides repeat")
+    parser.add_argument("--target", type=float, default=None, help="nanoGPT's stop (gpu)")
+    parser.add_argument("--limit", type=float, default=None, help="seconds per run")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--reported", default=None, help="the level nanoGPT reports, or none")
     parser.add_argument(
-        "--stop-tessera",
-        action="store_true",
-        help="stop Tessera runs at the target too (saves GPU time; no exported model)",
+        "--budget", type=float, default=None, help="gpu: seconds for all runs; later runs skip"
     )
-    parser.add_argument("--work", default=None, help="keep run folders here (default: temp)")
-    parser.add_argument(
-        "--parallel",
-        action="store_true",
-        help="run all at once (on a machine loaded by others, both then share its load)",
-    )
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat, on CPU")
     args = parser.parse_args()
-    args.logs.mkdir(parents=True, exist_ok=True)
-    results = {"machine": args.machine, "target": args.target}
-    with tempfile.TemporaryDirectory() as scratch:
-        tmp = args.work or scratch
+    if args.smoke:
+        args.repeats, args.machine = 1, "cpu"
+    args.target = args.target or NANOGPT_REPORTED[args.machine]
+    args.limit = args.limit or (150 if args.smoke else 400 if args.machine == "cpu" else 150)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="race-"))
+    text = plain_text(args.text, work)
+    recipe = args.recipe or RECIPES[args.machine]
+    jobs: list[tuple[Run, object]] = []
+    for repeat in range(args.repeats):
+        for side in args.sides.split(","):
+            run = Run(side, f"{side}-{repeat}", work / f"{side}-{repeat}")
+            jobs.append((run, (recipe, [])))
+    for spec in args.extra:
+        name, _, rest = spec.partition("=")
+        extra_recipe, *overrides = rest.split(";")
+        jobs.append(
+            (
+                Run(f"tessera-{name}", f"tessera-{name}", work / f"tessera-{name}"),
+                (extra_recipe, overrides),
+            )
+        )
+    runs = [run for run, _ in jobs]
+    slots = core_slots(len(runs)) if args.machine == "cpu" else [[]]
 
-        def one(run: str) -> dict:
-            if run == "nanogpt":
-                return run_nanogpt(args, Path(tmp))
-            return run_tessera(args, Path(tmp), run.split("-", 1)[1])
-
-        runs = args.runs.split(",")
-        if args.parallel:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(runs)) as pool:
-                for run, result in zip(runs, pool.map(one, runs)):
-                    results[run] = result
+    def start(item: tuple[int, tuple[Run, tuple]]) -> None:
+        index, (run, (chosen, overrides)) = item
+        prefix = slots[index % len(slots)] if args.machine == "cpu" else []
+        env = cpu_env(args, ROOT)
+        if run.side == "nanogpt":
+            run_nanogpt(args, run, text, env, prefix)
         else:
-            for run in runs:
-                print(f"{run}:", flush=True)
-                results[run] = one(run)
+            run_tessera(args, run, chosen, overrides, text, env, prefix)
+        print(f"  {run.name}: {run.wall:.1f} s, {len(run.checkpoints)} checkpoints", flush=True)
+
+    if args.machine == "cpu":
+        with ThreadPoolExecutor(len(runs)) as pool:
+            list(pool.map(start, enumerate(jobs)))
+    else:
+        run_in_budget(args, jobs, start)
+    runs = [run for run in runs if not run.skipped]
+    check = next((r for r in runs if r.side == "nanogpt" and r.checkpoints), None)
+    conversion = (
+        nanogpt_reference_loss(
+            args.nanogpt, Path(check.checkpoints[-1]["path"]), text.read_text(encoding="utf-8")
+        )
+        if check
+        else None
+    )
+    score_all(args, runs, text, slots)
+    result = {
+        "machine": args.machine,
+        "text": str(args.text),
+        "recipe": recipe,
+        "repeats": args.repeats,
+        "nanogpt_conversion_check": conversion,
+        **summarise(args, runs),
+        "runs": {run.name: run.summary() for run in runs},
+    }
+    (args.out / "race.json").write_text(json.dumps(result, indent=1))
+    (args.out / "race.md").write_text(markdown(result))
     for run in runs:
-        history = results[run]["history"]
-        results[run]["seconds_to"] = {
-            str(level): next((h["seconds"] for h in history if h["val_loss"] <= level), None)
-            for level in LEVELS
-        }
-    base = results.get("nanogpt", {}).get("seconds_to_target")
-    for value in results.values():
-        if isinstance(value, dict) and value.get("seconds_to_target") and base:
-            value["speedup_vs_nanogpt"] = round(base / value["seconds_to_target"], 2)
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+        shutil.copy(run.folder / "log.txt", args.out / f"{run.name}.log")
+    print(markdown(result))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
