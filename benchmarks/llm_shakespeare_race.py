@@ -16,13 +16,18 @@ validation split: the time to a loss is the time of the first checkpoint at or b
   `--budget S` skips the runs that would not fit in S seconds (judged by the slowest run of
   the same side so far), and says so.
 
+Start-up (`seconds_to_first_step`): Tessera's `training ...` line, printed as its loop starts;
+nanoGPT's `iter 0` line, printed after its first step and its evaluation at step 0 (so its
+number is a little late: an upper bound).
+
 Levels: `reported` (nanoGPT's reported loss; `--reported none` for another text, where that
 number means nothing) and `nanogpt_final_common`, the median common-evaluator loss of
 nanoGPT's last checkpoints (on `gpu` its best: it stops after reaching the target).
 
     python benchmarks/llm_shakespeare_race.py cpu --nanogpt PEER --text input.txt --out DIR
     python benchmarks/llm_shakespeare_race.py gpu --nanogpt PEER --text input.txt --out DIR
-    python benchmarks/llm_shakespeare_race.py cpu ... --smoke     # tiny shapes, < 1 minute
+    python benchmarks/llm_shakespeare_race.py cpu ... --smoke     # tiny shapes on the CPU
+    python benchmarks/llm_shakespeare_race.py gpu ... --smoke     # the gpu path, on the CPU
 
 `--extra "NAME=RECIPE[;key=value...]"` adds Tessera variants (one run each) for ablations; a
 `.jsonl` text (e.g. LAMBADA) is joined into plain text first.
@@ -84,6 +89,7 @@ SMOKE_TESSERA = [
     "data.seq_len=32",
     "data.batch_size=4",
     "data.eval_max_sequences=8",
+    "precision=fp32",
 ]
 
 
@@ -229,7 +235,7 @@ def run_tessera(
                 {"step": int(found[1]), "seconds": round(now, 2), "val_loss": float(found[2])}
             )
             run.eval_seconds += float(found[3])
-        if run.first_step is None and line.startswith("[batch"):
+        if run.first_step is None and line.startswith("training "):  # the loop starts
             run.first_step = round(now, 2)
         return False
 
@@ -272,7 +278,7 @@ def score_all(
             str(ROOT / "benchmarks" / "lm_scoring.py"),
         ]
         command += [c["path"] for c in checkpoints] + ["--text", str(text)]
-        command += ["--device", "cuda" if args.machine == "gpu" else "cpu"]
+        command += ["--device", "cuda" if args.machine == "gpu" and not args.smoke else "cpu"]
         command += ["--nanogpt"] if group[0].side == "nanogpt" else []
         command += ["--limit", "4096"] if args.smoke else []
         result = subprocess.run(command, capture_output=True, text=True, env=cpu_env(args, ROOT))
@@ -399,10 +405,10 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=None, help="gpu: seconds for all runs; later runs skip"
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat, on CPU")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat, all on CPU")
     args = parser.parse_args()
     if args.smoke:
-        args.repeats, args.machine = 1, "cpu"
+        args.repeats = 1
     args.target = args.target or NANOGPT_REPORTED[args.machine]
     args.limit = args.limit or (150 if args.smoke else 400 if args.machine == "cpu" else 150)
     args.out.mkdir(parents=True, exist_ok=True)
