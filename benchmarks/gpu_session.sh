@@ -2,7 +2,9 @@
 # Every GPU benchmark of benchmarks/results/{llm,time_to_accuracy}.md in a few device calls.
 #
 #   OUT=results-dir bash benchmarks/gpu_session.sh llm      # MFU vs transformers, generation, 2:4
-#   OUT=results-dir bash benchmarks/gpu_session.sh race     # nanoGPT vs Tessera to val loss 1.47
+#   OUT=results-dir bash benchmarks/gpu_session.sh race     # GPU only: nanoGPT vs Tessera to 1.47
+#   OUT=results-dir bash benchmarks/gpu_session.sh speedrace  # the GPU race x3 and, meanwhile,
+#                   # the CPU races x3 (Tiny Shakespeare, then kjv.txt), one evaluator (~400 s)
 #   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision-race  # fast vs baseline recipe to 93%
@@ -17,14 +19,17 @@
 #                typing-inspection, zstandard), installed with --no-deps; for `serve` also
 #                fastapi, starlette, uvicorn, opentelemetry-api (and httptools, optional:
 #                uvicorn's faster HTTP parser)
-#   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt
+#   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt;
+#                for speedrace also kjv.txt, the second text: the King James Bible (public
+#                domain; Debian package bible-kjv-text 4.38), its first 1,115,394 characters
+#                (as many as Tiny Shakespeare): bible -l9999 gen1:1-rev22:21 | head -c 1115394
 #   .gpu_data/fashion-mnist/   the four Fashion-MNIST IDX files
 #   .gpu_data/eval/            ../shared/data/eval/*.jsonl (eval part; with lm-eval's wheels
 #                in .whl/: lm_eval datasets dill multiprocess requests urllib3 certifi idna
 #                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision|vision-race|serve|eval|estimate}
+part=${1:?usage: gpu_session.sh llm|race|speedrace|gen|vision|vision-race|serve|eval|estimate}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -48,12 +53,11 @@ llm)
     echo "sparsity exit $?"; tail -12 "$OUT/sparsity.log"
     ;;
 race)
-    timeout 570 $PY benchmarks/llm_shakespeare_race.py --machine gpu --nanogpt .peers/nanoGPT \
-        --text .peers/input.txt --target 1.47 --limit "${RACE_LIMIT:-150}" --stop-tessera \
-        --runs "${RACE_RUNS:-nanogpt,tessera-h,tessera-i,tessera-j}" --logs "$OUT" --out "$OUT/race.json" \
-        >"$OUT/race.log" 2>&1
-    echo "race exit $?"; grep -E '^  [a-z]' "$OUT/race.log" | tail -40
-    grep -E 'seconds_to_target|speedup' "$OUT/race.json"
+    timeout "${RACE_TIMEOUT:-380}" $PY benchmarks/llm_shakespeare_race.py gpu --nanogpt .peers/nanoGPT \
+        --text .peers/input.txt --repeats "${RACE_REPEATS:-3}" --budget "${RACE_BUDGET:-330}" \
+        --out /tmp/race-gpu >"$OUT/race-gpu.log" 2>&1
+    echo "race exit $?"; cp /tmp/race-gpu/race.json /tmp/race-gpu/race.md "$OUT/" 2>/dev/null
+    cat "$OUT/race.md"; grep -E 'skipped|note' "$OUT/race-gpu.log"
     ;;
 gen)
     timeout 120 $PY benchmarks/llm_generation.py --preset gpt-125m --vocab 50304 --new 128 --bf16 \
@@ -95,8 +99,40 @@ estimate)
     echo "estimate exit $?"; cp /tmp/estimate/*.md /tmp/estimate/*.json "$OUT/" 2>/dev/null
     tail -30 "$OUT/estimate.log" | cut -c1-300
     ;;
+speedrace)
+    # The GPU race (x3, alternating sides, runs that no longer fit in RACE_BUDGET seconds
+    # skipped) on cores 12-15; meanwhile the CPU races on cores 0-11, each run on its own 2
+    # cores with no GPU visible: Tiny Shakespeare x3, then the second text x3. Every checkpoint
+    # of both sides is scored by benchmarks/lm_scoring.py on the whole validation split.
+    R=benchmarks/llm_shakespeare_race.py; N=.peers/nanoGPT; REPEATS=${RACE_REPEATS:-3}
+    $PY -c "import xxhash" || echo "xxhash missing (the text cache needs it): carry its wheel in .whl/"
+    (
+        taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/input.txt \
+            --repeats "$REPEATS" --limit 160 --out /tmp/race-cpu >"$OUT/race-cpu.log" 2>&1
+        echo "cpu race exit $?" | tee -a "$OUT/race-cpu.log"
+        if [ -f .peers/kjv.txt ]; then
+            taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/kjv.txt \
+                --reported none --repeats "$REPEATS" --limit 160 --out /tmp/race-kjv \
+                >>"$OUT/race-cpu.log" 2>&1
+            echo "kjv race exit $?" | tee -a "$OUT/race-cpu.log"
+        else
+            echo "kjv race skipped: no .peers/kjv.txt" | tee -a "$OUT/race-cpu.log"
+        fi
+    ) &
+    taskset -c 12-15 timeout 380 $PY $R gpu --nanogpt $N --text .peers/input.txt \
+        --repeats "$REPEATS" --budget "${RACE_BUDGET:-330}" --limit 150 --out /tmp/race-gpu \
+        >"$OUT/race-gpu.log" 2>&1
+    echo "gpu race exit $?"
+    wait
+    : >"$OUT/race.md"
+    for name in gpu cpu kjv; do
+        cp /tmp/race-$name/race.json "$OUT/race-$name.json" 2>/dev/null
+        cat /tmp/race-$name/race.md >>"$OUT/race.md" 2>/dev/null && echo >>"$OUT/race.md"
+    done
+    cat "$OUT/race.md"; grep -hE 'exit|skipped|note' "$OUT/race-gpu.log" "$OUT/race-cpu.log"
+    ;;
 *)
-    echo "unknown part: $part (llm, race, gen, vision, vision-race, serve, eval or estimate)" >&2
+    echo "unknown part: $part (llm, race, speedrace, gen, vision, vision-race, serve, eval or estimate)" >&2
     exit 2
     ;;
 esac
