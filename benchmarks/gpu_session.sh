@@ -108,19 +108,19 @@ speedrace)
     $PY -c "import xxhash" || echo "xxhash missing (the text cache needs it): carry its wheel in .whl/"
     (
         taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/input.txt \
-            --repeats "$REPEATS" --limit 160 --out /tmp/race-cpu >"$OUT/race-cpu.log" 2>&1
+            --repeats "$REPEATS" --limit 150 --out /tmp/race-cpu >"$OUT/race-cpu.log" 2>&1
         echo "cpu race exit $?" | tee -a "$OUT/race-cpu.log"
         if [ -f .peers/kjv.txt ]; then
             taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/kjv.txt \
-                --reported none --repeats "$REPEATS" --limit 160 --out /tmp/race-kjv \
+                --reported none --repeats "$REPEATS" --limit 150 --out /tmp/race-kjv \
                 >>"$OUT/race-cpu.log" 2>&1
             echo "kjv race exit $?" | tee -a "$OUT/race-cpu.log"
         else
             echo "kjv race skipped: no .peers/kjv.txt" | tee -a "$OUT/race-cpu.log"
         fi
     ) &
-    taskset -c 12-15 timeout 380 $PY $R gpu --nanogpt $N --text .peers/input.txt \
-        --repeats "$REPEATS" --budget "${RACE_BUDGET:-330}" --limit 150 --out /tmp/race-gpu \
+    taskset -c 12-15 timeout 370 $PY $R gpu --nanogpt $N --text .peers/input.txt \
+        --repeats "$REPEATS" --budget "${RACE_BUDGET:-320}" --limit 150 --out /tmp/race-gpu \
         >"$OUT/race-gpu.log" 2>&1
     echo "gpu race exit $?"
     wait
