@@ -45,7 +45,9 @@ class GPT(TrainableModel):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         if config.position == "rope":
-            cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+            cos, sin = rope_tables(
+                config.head_dim, config.max_seq_len, config.rope_theta, config.rope_scaling
+            )
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         if config.position == "alibi":
@@ -116,6 +118,16 @@ class GPT(TrainableModel):
         mask: torch.Tensor | None,
         cache: Any,
     ) -> torch.Tensor:
+        return self.lm_head(self._features(input_ids, positions, mask, cache))
+
+    def _features(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: Any,
+    ) -> torch.Tensor:
+        """The final normed hidden states [B, T, d_model] (what the output layer reads)."""
         x = self.embed(input_ids)
         if self.config.position == "learned":
             x = x + self.pos_embed(positions)
@@ -125,7 +137,7 @@ class GPT(TrainableModel):
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
         for block in self.blocks:
             x = block(x, rope, mask, cache)
-        return self.lm_head(self.norm(x))
+        return self.norm(x)
 
     def _check_length(self, end: int, cache: KVCache | None) -> None:
         if end > self.config.max_seq_len:
@@ -185,11 +197,40 @@ class GPT(TrainableModel):
 
     # -- the TrainableModel interface ---------------------------------------------------------
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+        """Logits [B, T, vocab]; `{"features": [B, T, d]}` when `loss_chunk_tokens` is set
+        (the loss applies the output layer chunk by chunk). A `segment_ids` entry [B, T + 1]
+        marks packed documents, which then attend only to themselves."""
         ids = _input_ids(batch)
         if not self._vocab_checked and not torch.compiler.is_compiling():
             self._check_vocab(ids)  # one host sync, on the first batch only
-        return self.run(ids[:, :-1])
+        segments = batch.get("segment_ids") if isinstance(batch, dict) else None
+        if segments is None and self.config.loss_chunk_tokens is None:
+            return self.run(ids[:, :-1])
+        features = self.packed_features(ids[:, :-1], None if segments is None else segments[:, :-1])
+        if self.config.loss_chunk_tokens is None:
+            return self.lm_head(features)
+        return {"features": features}
+
+    def packed_features(
+        self, input_ids: torch.Tensor, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final hidden states [B, T, d] of rows that may hold several documents each."""
+        length = input_ids.shape[1]
+        self._check_length(length, None)
+        if segment_ids is None:
+            positions = torch.arange(length, device=input_ids.device).unsqueeze(0)
+            return self._features(
+                input_ids, positions, self._attention_mask(length, 0, None, input_ids.device), None
+            )
+        from tessera.models.gpt.documents import document_mask, document_positions
+
+        positions, mask = document_positions(segment_ids), document_mask(segment_ids)
+        if self.config.position == "alibi":
+            index = torch.arange(length, device=input_ids.device, dtype=torch.float32)
+            bias = self.alibi.view(1, -1, 1, 1) * (index.view(1, -1) - index.view(-1, 1))
+            mask = bias.masked_fill(~mask, float("-inf"))
+        return self._features(input_ids, positions, mask, None)
 
     def _check_vocab(self, ids: torch.Tensor) -> None:
         largest = int(ids.max())
@@ -201,16 +242,27 @@ class GPT(TrainableModel):
             )
         self._vocab_checked = True
 
-    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = _targets(batch)
+        if isinstance(outputs, dict):  # features: the output layer runs chunk by chunk
+            from tessera.models.gpt.losses import linear_cross_entropy
+
+            chunk = self.config.loss_chunk_tokens or targets.numel()
+            return linear_cross_entropy(outputs["features"], self.lm_head.weight, targets, chunk)
         return F.cross_entropy(outputs.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-token negative log-likelihood and which tokens count, for the LM metrics."""
-        logits = self(batch)
+        outputs = self(batch)
         targets = _targets(batch)
+        if isinstance(outputs, dict):
+            from tessera.models.gpt.losses import token_logprobs
+
+            chunk = self.config.loss_chunk_tokens
+            nll = -token_logprobs(outputs["features"], self.lm_head.weight, targets, chunk)
+            return {"nll": nll, "mask": targets != -100}
         nll = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
+            outputs.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
         )
         return {"nll": nll.view_as(targets), "mask": targets != -100}
 
