@@ -28,6 +28,12 @@ EXPORT_FORMAT = "tessera-gpt"
 class GPT(TrainableModel):
     """A GPT-2 or Llama/MPT style language model built from a `GPTConfig`."""
 
+    # A chat template (`tessera.serve.chat_template.ChatTemplate`) the model was given, and,
+    # for a model imported from Hugging Face, that folder's config and tokenizer files
+    # (`hf_import`), which export writes back. Both travel in the exported config.json.
+    chat_template: Any = None
+    hf_origin: dict[str, Any] | None = None
+
     def __init__(self, config: GPTConfig, tokenizer: Any = None) -> None:
         super().__init__()
         if config.vocab_size is None:
@@ -299,7 +305,12 @@ class GPT(TrainableModel):
     def export_config(self) -> dict[str, Any]:
         shape = self.config.model_dump(exclude={"preset", "tokenizer"})
         tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
-        return {"format": EXPORT_FORMAT, "version": 1, "model": shape, "tokenizer": tokenizer}
+        exported = {"format": EXPORT_FORMAT, "version": 1, "model": shape, "tokenizer": tokenizer}
+        if self.chat_template is not None:
+            exported["chat_template"] = self.chat_template.to_dict()
+        if self.hf_origin is not None:
+            exported["hf_origin"] = self.hf_origin
+        return exported
 
 
 def _input_ids(batch: Any) -> torch.Tensor:
