@@ -53,6 +53,10 @@ def compare_logits(model: object, folder: object) -> float:
     from tessera.models.hf_folder import from_folder
 
     hf_model = from_folder(AutoModelForCausalLM, folder, "--check", dtype=torch.float32).eval()
+    stored = getattr(torch, (getattr(model, "hf_origin", None) or {}).get("dtype", "float32"))
+    if stored != torch.float32:  # an imported model exports in its checkpoint's dtype
+        for parameter in model.parameters():
+            parameter.data = parameter.data.to(stored).float()
     length = min(64, model.config.max_seq_len)
     ids = torch.randint(
         0, model.config.vocab_size, (2, length), generator=torch.Generator().manual_seed(0)
