@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from llm_support import FAMILIES, hf_logits, make_hf_folder, read_config
+from llm_support import FAMILIES, hf_logits, read_config
 from safetensors.torch import load_file
 
 from tessera.core.errors import UserError
@@ -30,18 +30,10 @@ CONVERSATION = [
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def folders(hf_folder) -> dict[str, Path]:
     """One folder per family: llama sharded and stored in bfloat16, the others in float32."""
-    root = tmp_path_factory.mktemp("hf")
-    return {
-        family: make_hf_folder(
-            root / family,
-            family,
-            dtype=torch.bfloat16 if family == "llama" else torch.float32,
-            shard=family == "llama",
-        )
-        for family in FAMILIES
-    }
+    options = {"llama": {"dtype": torch.bfloat16, "shard": True}}
+    return {family: hf_folder(family, **options.get(family, {})) for family in FAMILIES}
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
