@@ -187,3 +187,12 @@ def test_sequence_longer_than_the_positions_allow_is_refused(folders: dict[str, 
         import_hf(folders["gpt2"], overrides={"max_seq_len": 128})
     with pytest.raises(UserError, match=r"model.max_seq_len: 64 is above the sliding window of 48"):
         import_hf(folders["mistral"], overrides={"max_seq_len": 64})
+
+
+def test_serving_loads_a_hugging_face_folder(folders: dict[str, Path]) -> None:
+    from tessera.serve.chat_template import find_template
+    from tessera.serve.loading import load_model
+
+    model, folder = load_model(None, str(folders["qwen2"]), device="cpu")
+    assert model.config.qkv_bias and model.tokenizer.eos_id is not None
+    assert find_template(folder).generation_prompt == "<|im_start|>assistant\n"
