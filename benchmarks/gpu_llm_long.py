@@ -4,9 +4,11 @@
 One sequence per step, bf16 autocast, fused AdamW, per-block compile, RoPE base 500k, the
 output layer + cross-entropy 8,192 tokens at a time, and activation checkpointing `selective`
 (and `full` at the longest length, the fallback when selective does not fit). FLOPs count the
-attention term at the full length (PaLM's convention, as gpu_llm_mfu.py).
+attention term at the full length (PaLM's convention, as gpu_llm_mfu.py). long.json and long.md
+are rewritten after every row, so a run stopped by a time limit keeps what it measured.
 
-    python benchmarks/gpu_llm_long.py --out results/          # one H200: ~4 minutes
+    python benchmarks/gpu_llm_long.py --out results/          # one H200: ~2 minutes
+    python benchmarks/gpu_llm_long.py --runs 32768:full --out results/
     python benchmarks/gpu_llm_long.py --smoke                 # CPU check of the script
 """
 
@@ -22,16 +24,35 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_llm_mfu import DEVICE, PEAK, environment, reset_memory, time_steps
+from gpu_llm_mfu import (
+    DEVICE,
+    PEAK,
+    environment,
+    peak_memory_gib,
+    reset_memory,
+    save_results,
+    time_steps,
+)
 
 from tessera.models.gpt import GPT, GPTConfig
 from tessera.parallel.blocks import apply_activation_checkpointing
 
-RUNS = [(8192, "selective"), (16384, "selective"), (32768, "selective"), (32768, "full")]
-SMOKE_RUNS = [(128, "selective"), (256, "full")]
+RUNS = "8192:selective,16384:selective,32768:selective,32768:full"
+SMOKE_RUNS = "128:selective,256:full"
 
 
-def one(seq: int, mode: str, smoke: bool, steps: int) -> dict:
+def parse_runs(text: str) -> list[tuple[int, str]]:
+    """'8192:selective,32768:full' -> [(8192, 'selective'), (32768, 'full')]."""
+    runs = []
+    for item in filter(None, text.split(",")):
+        seq, _, mode = item.partition(":")
+        if not seq.isdigit() or mode not in ("selective", "full"):
+            raise SystemExit(f"--runs item {item!r}: expected LENGTH:selective or LENGTH:full")
+        runs.append((int(seq), mode))
+    return runs
+
+
+def one(seq: int, mode: str, smoke: bool, steps: int, warmup: int) -> dict:
     if smoke:
         config = GPTConfig(
             n_layer=2,
@@ -54,7 +75,8 @@ def one(seq: int, mode: str, smoke: bool, steps: int) -> dict:
             loss_chunk_tokens=8192,
         )
     torch.manual_seed(0)
-    model = GPT(config).to(DEVICE)
+    with torch.device(DEVICE):
+        model = GPT(config)
     apply_activation_checkpointing(model, mode=mode)
     if DEVICE == "cuda":
         for block in model.blocks:
@@ -70,7 +92,7 @@ def one(seq: int, mode: str, smoke: bool, steps: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     reset_memory()
-    seconds = time_steps(step, steps, warmup=2)
+    seconds = time_steps(step, steps, warmup=warmup)
     tokens = seq / seconds
     row = {
         "seq": seq,
@@ -79,9 +101,7 @@ def one(seq: int, mode: str, smoke: bool, steps: int) -> dict:
         "tokens_per_s": round(tokens),
         "mfu": round(config.flops_per_token(seq) * tokens / PEAK, 4),
         "step_s": round(seconds, 3),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
-        if DEVICE == "cuda"
-        else 0.0,
+        "peak_memory_gib": peak_memory_gib(),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -92,19 +112,27 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--runs", default=None, help=f"LENGTH:MODE list (default {RUNS})")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     info = environment()
     print(json.dumps(info), flush=True)
-    rows = []
-    for seq, mode in SMOKE_RUNS if args.smoke else RUNS:
+    rows: list[dict] = []
+    steps, warmup = (2, 1) if args.smoke else (args.steps, args.warmup)
+    for seq, mode in parse_runs(args.runs or (SMOKE_RUNS if args.smoke else RUNS)):
         try:
-            rows.append(one(seq, mode, args.smoke, 2 if args.smoke else args.steps))
+            rows.append(one(seq, mode, args.smoke, steps, warmup))
         except Exception as error:  # out of memory at one length must not end the run
             rows.append({"seq": seq, "checkpointing": mode, "error": repr(error)[:300]})
             print(json.dumps(rows[-1]), flush=True)
         reset_memory()
+        save_results(args.out, "long", {"info": info, "rows": rows}, table(rows))
+    print("\n" + table(rows))
+
+
+def table(rows: list[dict]) -> str:
     lines = [
         "| seq | checkpointing | tokens/s | MFU | step s | peak GiB |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -119,13 +147,7 @@ def main() -> None:
                 f"| {r['seq']:,} | {r['checkpointing']} | {r['tokens_per_s']:,} | "
                 f"{100 * r['mfu']:.1f}% | {r['step_s']} | {r['peak_memory_gib']} |"
             )
-    text = "\n".join(lines)
-    print("\n" + text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "long.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
-        (out / "long.md").write_text(f"{json.dumps(info)}\n\n{text}\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ change is worth:
     selective   selective activation checkpointing
     fp8         torchao float8 training of the blocks' linear layers (skipped without torchao)
 
+transformers (bf16) is timed right after the first variant, and with FP8 after the last, so a
+run cut short by a time limit still holds the comparison; mfu.json and mfu.md are rewritten
+after every row for the same reason.
+
     python benchmarks/gpu_llm_mfu.py --sizes gpt-125m,gpt-350m,gpt-1b \\
-        --variants base,cudnn+fused-ce+batch2x --fp8 --out results/
+        --variants base,fused-ce,cudnn+fused-ce --fp8 cudnn+fused-ce --out results/
     python benchmarks/gpu_llm_mfu.py --smoke          # CPU check of the script (tiny shapes)
 """
 
@@ -28,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -135,12 +141,11 @@ def measure(
     reset_memory()
     seconds = time_steps(step, steps, warmup)
     tokens = row["batch"] * row["seq"] / seconds
-    memory = torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
     row.update(
         tokens_per_s=round(tokens),
         mfu=round(flops_per_token * tokens / PEAK, 4),
         step_ms=round(1000 * seconds, 1),
-        peak_memory_gib=round(memory, 1),
+        peak_memory_gib=peak_memory_gib(),
     )
     print(json.dumps(row), flush=True)
     return row
@@ -149,7 +154,8 @@ def measure(
 def tessera_model(config: GPTConfig, options: set[str]) -> GPT:
     from tessera.parallel.blocks import apply_activation_checkpointing
 
-    model = GPT(config).to(DEVICE)
+    with torch.device(DEVICE):  # initialised where it trains: seconds saved per 1B model
+        model = GPT(config)
     if "fp8" in options:
         from tessera.algorithms.float8 import convert_to_float8
 
@@ -198,58 +204,70 @@ def fp8_available() -> str | None:
     return None
 
 
-def bench_size(name: str, args: argparse.Namespace) -> list[dict]:
-    seq = SEQ if name != "smoke" else 64
-    rows = []
-    variants = [v for v in args.variants.split(",") if v]
-    if args.fp8:
-        variants += [v + "+fp8" for v in variants if "fp8" not in v]
-    skip_fp8 = fp8_available() if any("fp8" in v for v in variants) else None
+def plan(variants: list[str], with_fp8: list[str], hf: bool, fp8_ok: bool) -> list[tuple]:
+    """The order of the runs of one size: each variant, its +fp8 run right after it;
+    transformers in bf16 after the first run and in FP8 after the first FP8 run."""
+    runs: list[tuple] = []
     for variant in variants:
-        options = parse_variant(variant)
-        if "fp8" in options and skip_fp8:
-            print(
-                json.dumps(
-                    {"library": "tessera", "size": name, "variant": variant, "skipped": skip_fp8}
-                )
-            )
+        runs.append(("tessera", variant))
+        if variant in with_fp8 and "fp8" not in variant:
+            runs.append(("tessera", variant + "+fp8"))
+    if hf:
+        runs.insert(1, ("transformers", False))
+        fp8_runs = [i for i, (_, v) in enumerate(runs) if isinstance(v, str) and "fp8" in v]
+        if fp8_runs and fp8_ok:
+            runs.insert(fp8_runs[0] + 1, ("transformers", True))
+    return runs
+
+
+def bench_size(name: str, args: argparse.Namespace, rows: list[dict], save) -> None:
+    """Appends each measured row of size `name` to `rows`, calling `save()` after each."""
+    seq = SEQ if name != "smoke" else 64
+    variants = [v for v in args.variants.split(",") if v]
+    for variant in variants:
+        parse_variant(variant)
+    with_fp8 = variants if args.fp8 == "all" else [v for v in args.fp8.split(",") if v]
+    skip_fp8 = fp8_available() if with_fp8 or any("fp8" in v for v in variants) else None
+    for library, variant in plan(variants, with_fp8, not args.no_hf, not skip_fp8):
+        if library == "transformers":
+            rows += bench_hf(name, seq, variant, args)
+        elif "fp8" in parse_variant(variant) and skip_fp8:
+            skipped = {"library": library, "size": name, "variant": variant, "skipped": skip_fp8}
+            print(json.dumps(skipped), flush=True)
             continue
-        batch = BATCH[name] * (2 if "batch2x" in options else 1)
-        extra = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
-        config = shape(name, seq, **extra)
-        torch.manual_seed(0)
-        data = {"input_ids": torch.randint(0, config.vocab_size, (batch, seq + 1), device=DEVICE)}
-        try:
-            model = tessera_model(config, options)
-            row = _row("tessera", name, variant, config, batch, seq)
-            rows.append(
-                measure(
-                    row,
-                    model,
-                    lambda m, data=data: m.loss(m(data), data),
-                    config.flops_per_token(seq),
-                    args.steps,
-                    args.warmup,
-                    options,
-                )
+        else:
+            rows += bench_tessera(name, seq, variant, args)
+        save()
+
+
+def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -> list[dict]:
+    options = parse_variant(variant)
+    batch = BATCH[name] * (2 if "batch2x" in options else 1)
+    extra = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
+    config = shape(name, seq, **extra)
+    torch.manual_seed(0)
+    data = {"input_ids": torch.randint(0, config.vocab_size, (batch, seq + 1), device=DEVICE)}
+    try:
+        model = tessera_model(config, options)
+        row = _row("tessera", name, variant, config, batch, seq)
+        result = [
+            measure(
+                row,
+                model,
+                lambda m: m.loss(m(data), data),
+                config.flops_per_token(seq),
+                args.steps,
+                args.warmup,
+                options,
             )
-        except Exception as error:  # one variant failing (out of memory) must not end the run
-            print(
-                json.dumps(
-                    {
-                        "library": "tessera",
-                        "size": name,
-                        "variant": variant,
-                        "error": repr(error)[:300],
-                    }
-                )
-            )
-        model = None
-        reset_memory()
-    if not args.no_hf:
-        for fp8 in (False, True) if args.fp8 and not skip_fp8 else (False,):
-            rows += bench_hf(name, seq, fp8, args)
-    return rows
+        ]
+    except Exception as error:  # one variant failing (out of memory) must not end the run
+        failed = {"library": "tessera", "size": name, "variant": variant}
+        print(json.dumps({**failed, "error": repr(error)[:300]}), flush=True)
+        result = []
+    model = None
+    reset_memory()
+    return result
 
 
 def bench_hf(name: str, seq: int, fp8: bool, args: argparse.Namespace) -> list[dict]:
@@ -276,6 +294,11 @@ def bench_hf(name: str, seq: int, fp8: bool, args: argparse.Namespace) -> list[d
     model = None
     reset_memory()
     return result
+
+
+def peak_memory_gib() -> float:
+    """The most GPU memory allocated since the last `reset_memory()` (0 on a CPU)."""
+    return round(torch.cuda.max_memory_allocated() / 2**30, 1) if DEVICE == "cuda" else 0.0
 
 
 def reset_memory() -> None:
@@ -344,14 +367,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def save_results(out: str | Path | None, stem: str, payload: dict, text: str) -> None:
+    """Writes `stem`.json and `stem`.md into `out` (each through a temporary file and a rename,
+    so a run stopped by a time limit leaves the last complete rows, never a torn file)."""
+    if not out:
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in (
+        (f"{stem}.json", json.dumps(payload, indent=1)),
+        (f"{stem}.md", f"{json.dumps(payload.get('info', {}))}\n\n{text}\n"),
+    ):
+        temporary = folder / f".{name}.tmp"
+        temporary.write_text(content)
+        os.replace(temporary, folder / name)
+
+
 def environment() -> dict[str, Any]:
     info: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
         "torch": torch.__version__,
     }
-    for package in ("transformers", "torchao", "peft"):
-        with contextlib.suppress(ImportError):
-            info[package] = __import__(package).__version__
+    for package in ("transformers", "torchao", "peft"):  # versions without importing them
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info[package] = importlib.metadata.version(package)
     return info
 
 
@@ -362,7 +401,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="gpt-125m,gpt-350m,gpt-1b")
     parser.add_argument("--variants", default="base,cudnn+fused-ce,cudnn+fused-ce+batch2x")
     parser.add_argument(
-        "--fp8", action="store_true", help="also each variant with fp8, and transformers with fp8"
+        "--fp8", default="", help="variants to run again with +fp8 ('all': each); transformers too"
     )
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
@@ -376,20 +415,18 @@ def main() -> None:
     info = environment()
     print(json.dumps(info), flush=True)
     rows: list[dict] = []
+    generation: list[dict] = []
+
+    def save() -> None:
+        payload = {"info": info, "training": rows, "generation": generation}
+        save_results(args.out, "mfu", payload, table(rows))
+
     for name in args.sizes.split(","):
-        rows += bench_size(name, args)
-    generation = (
-        [] if args.no_generation else bench_generation("smoke" if args.smoke else "gpt-125m")
-    )
-    text = table(rows)
-    print("\n" + text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "mfu.json").write_text(
-            json.dumps({"info": info, "training": rows, "generation": generation}, indent=1)
-        )
-        (out / "mfu.md").write_text(f"{json.dumps(info)}\n\n{text}\n")
+        bench_size(name, args, rows, save)
+    if not args.no_generation:
+        generation += bench_generation("smoke" if args.smoke else "gpt-125m")
+    save()
+    print("\n" + table(rows))
 
 
 if __name__ == "__main__":
