@@ -2,6 +2,7 @@
 # Every GPU benchmark of benchmarks/results/{llm,time_to_accuracy}.md in a few device calls.
 #
 #   OUT=results-dir bash benchmarks/gpu_session.sh llm      # MFU vs transformers, generation, 2:4
+#   OUT=results-dir bash benchmarks/gpu_session.sh llm16    # issue 16: MFU variants, 8k-32k, FP8, fine-tuning
 #   OUT=results-dir bash benchmarks/gpu_session.sh race     # nanoGPT vs Tessera to val loss 1.47
 #   OUT=results-dir bash benchmarks/gpu_session.sh gen      # generation speed of the 125M shape
 #   OUT=results-dir bash benchmarks/gpu_session.sh vision   # Fashion-MNIST ladder + ablation
@@ -14,7 +15,9 @@
 #
 # Expects beside the repository root (ignored by git, carried to the GPU machine):
 #   .whl/        wheels the GPU image lacks (pydantic, pydantic-core, annotated-types,
-#                typing-inspection, zstandard), installed with --no-deps; for `serve` also
+#                typing-inspection, zstandard), installed with --no-deps; for `llm16` also
+#                torchao-0.17.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl
+#                (needs torch >= 2.11; without it the FP8 rows say why they are missing); for `serve` also
 #                fastapi, starlette, uvicorn, opentelemetry-api (and httptools, optional:
 #                uvicorn's faster HTTP parser)
 #   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt
@@ -24,7 +27,7 @@
 #                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|gen|vision|vision-race|serve|eval|estimate}
+part=${1:?usage: gpu_session.sh llm|llm16|race|gen|vision|vision-race|serve|eval|estimate}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -42,10 +45,43 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transform
 
 case $part in
 llm)
-    timeout 360 $PY benchmarks/gpu_llm_mfu.py --steps 8 --out "$OUT/mfu.json" >"$OUT/mfu.log" 2>&1
+    timeout 360 $PY benchmarks/gpu_llm_mfu.py --steps 8 --variants base --out "$OUT" >"$OUT/mfu.log" 2>&1
     echo "mfu exit $?"; grep -E '^\||error' "$OUT/mfu.log"; grep kv_cache "$OUT/mfu.log"
     timeout 90 $PY benchmarks/sparsity_2to4.py --output "$OUT/sparsity_2to4.json" >"$OUT/sparsity.log" 2>&1
     echo "sparsity exit $?"; tail -12 "$OUT/sparsity.log"
+    ;;
+llm16)
+    # One device call of at most ~540 s; each phase has its own cap (LLM16_CAPS: seconds for
+    # mfu-1b, mfu-small, long, fp8, finetune), its scripts rewrite their JSON after every row,
+    # and each phase's JSON is copied into $OUT and its table appended to llm16.md as it ends,
+    # so a slow phase loses only its own last rows. 8 files come back: gpu-llm16.txt, llm16.log,
+    # llm16.md, mfu-1b.json, mfu-small.json, long.json, fp8_loss.json, finetune.json.
+    read -r cap_1b cap_small cap_long cap_fp8 cap_ft <<<"${LLM16_CAPS:-185 60 105 75 100}"
+    best=${MFU_BEST:-cudnn+fused-ce+batch2x}
+    work=/tmp/llm16
+    export PYTHONUNBUFFERED=1
+    : >"$OUT/llm16.md"
+    phase() {  # phase NAME CAP JSON-STEM COMMAND...: run it capped, then keep what it wrote
+        local name=$1 cap=$2 stem=$3 start=$SECONDS
+        shift 3
+        echo "== $name (cap ${cap}s)" >>"$OUT/llm16.log"
+        timeout -k 10 "$cap" "$@" --out "$work/$name" >>"$OUT/llm16.log" 2>&1
+        local code=$?
+        echo "$name exit $code after $((SECONDS - start))s" | tee -a "$OUT/llm16.log"
+        cp "$work/$name/$stem.json" "$OUT/$name.json" 2>/dev/null
+        { echo "## $name (exit $code, $((SECONDS - start)) s)"; echo
+          tail -n +3 "$work/$name/$stem.md" 2>/dev/null; echo; } >>"$OUT/llm16.md"
+    }
+    phase mfu-1b "$cap_1b" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-1b --steps 5 --warmup 2 \
+        --variants "${MFU_VARIANTS:-base,$best,cudnn+fused-ce,fused-ce}" --fp8 "$best" --no-generation
+    phase mfu-small "$cap_small" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-125m,gpt-350m \
+        --steps 5 --warmup 2 --variants "$best" --fp8 "$best" --no-hf --no-generation
+    phase long "$cap_long" long $PY benchmarks/gpu_llm_long.py --steps 3 --warmup 1 \
+        --runs "${LONG_RUNS:-32768:selective,16384:selective,8192:selective,32768:full}"
+    phase fp8_loss "$cap_fp8" fp8_loss $PY benchmarks/gpu_llm_fp8_loss.py --text .peers/input.txt \
+        --steps "${FP8_STEPS:-200}"
+    phase finetune "$cap_ft" finetune $PY benchmarks/gpu_llm_finetune.py --steps 4
+    cat "$OUT/llm16.md"
     ;;
 race)
     timeout 570 $PY benchmarks/llm_shakespeare_race.py --machine gpu --nanogpt .peers/nanoGPT \
@@ -96,7 +132,7 @@ estimate)
     tail -30 "$OUT/estimate.log" | cut -c1-300
     ;;
 *)
-    echo "unknown part: $part (llm, race, gen, vision, vision-race, serve, eval or estimate)" >&2
+    echo "unknown part: $part (llm, llm16, race, gen, vision, vision-race, serve, eval or estimate)" >&2
     exit 2
     ;;
 esac
