@@ -178,7 +178,8 @@ def hf_model(config: GPTConfig, fp8: bool) -> torch.nn.Module:
 
     hf = hf_config(config, eos_id=None)
     hf._attn_implementation = "sdpa"
-    model = transformers.AutoModelForCausalLM.from_config(hf).to(DEVICE)
+    with torch.device(DEVICE):
+        model = transformers.AutoModelForCausalLM.from_config(hf)
     if fp8:
         from tessera.algorithms.float8 import convert_to_float8
 

@@ -36,6 +36,10 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 if [ ! -d /tmp/site ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
         .whl/*.whl $(ls .whl-eval/*.whl 2>/dev/null) 2>&1 | tail -2
+elif [ "$part" = llm16 ] && [ ! -d /tmp/site/torchao ] && ls .whl/torchao-*.whl >/dev/null 2>&1; then
+    # a machine still warm from another part: add torchao beside what is there
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .whl/torchao-*.whl 2>&1 | tail -2
 fi
 export PYTHONPATH=/tmp/site:$PYTHONPATH
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
