@@ -56,7 +56,7 @@ llm)
     ;;
 llm16)
     # One device call of at most ~540 s; each phase has its own cap (LLM16_CAPS: seconds for
-    # mfu-1b, mfu-small, long, fp8, finetune), its scripts rewrite their JSON after every row,
+    # mfu-1b, mfu-small, long, fp8, finetune; 0 skips a phase), its scripts rewrite their JSON after every row,
     # and each phase's JSON is copied into $OUT and its table appended to llm16.md as it ends,
     # so a slow phase loses only its own last rows. 8 files come back: gpu-llm16.txt, llm16.log,
     # llm16.md, mfu-1b.json, mfu-small.json, long.json, fp8_loss.json, finetune.json.
@@ -68,6 +68,7 @@ llm16)
     phase() {  # phase NAME CAP JSON-STEM COMMAND...: run it capped, then keep what it wrote
         local name=$1 cap=$2 stem=$3 start=$SECONDS
         shift 3
+        if [ "$cap" -le 0 ]; then echo "$name skipped (cap 0)" | tee -a "$OUT/llm16.log"; return; fi
         echo "== $name (cap ${cap}s)" >>"$OUT/llm16.log"
         timeout -k 10 "$cap" "$@" --out "$work/$name" >>"$OUT/llm16.log" 2>&1
         local code=$?
