@@ -2,6 +2,7 @@
 # Every GPU benchmark of benchmarks/results/{llm,time_to_accuracy}.md in a few device calls.
 #
 #   OUT=results-dir bash benchmarks/gpu_session.sh llm      # MFU vs transformers, generation, 2:4
+#   OUT=results-dir bash benchmarks/gpu_session.sh llm16    # issue 16: MFU variants, 8k-32k, FP8, fine-tuning
 #   OUT=results-dir bash benchmarks/gpu_session.sh race     # GPU only: nanoGPT vs Tessera to 1.47
 #   OUT=results-dir bash benchmarks/gpu_session.sh speedrace  # the GPU race x3 and, meanwhile,
 #                   # the CPU races x3 (Tiny Shakespeare, then kjv.txt), one evaluator (~400 s)
@@ -16,7 +17,9 @@
 #
 # Expects beside the repository root (ignored by git, carried to the GPU machine):
 #   .whl/        wheels the GPU image lacks (pydantic, pydantic-core, annotated-types,
-#                typing-inspection, zstandard), installed with --no-deps; for `serve` also
+#                typing-inspection, zstandard), installed with --no-deps; for `llm16` also
+#                torchao-0.17.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl
+#                (needs torch >= 2.11; without it the FP8 rows say why they are missing); for `serve` also
 #                fastapi, starlette, uvicorn, opentelemetry-api (and httptools, optional:
 #                uvicorn's faster HTTP parser)
 #   .peers/      an unmodified copy of ../shared/peers/nanoGPT and tinyshakespeare's input.txt;
@@ -29,7 +32,7 @@
 #                charset_normalizer sacrebleu portalocker tabulate colorama lxml)
 # Each part bounds its pieces with `timeout`, so a slow piece cannot take the others' time.
 set -u
-part=${1:?usage: gpu_session.sh llm|race|speedrace|gen|vision|vision-race|serve|eval|estimate}
+part=${1:?usage: gpu_session.sh llm|llm16|race|speedrace|gen|vision|vision-race|serve|eval|estimate}
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -38,6 +41,10 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 if [ ! -d /tmp/site ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
         .whl/*.whl $(ls .whl-eval/*.whl 2>/dev/null) 2>&1 | tail -2
+elif [ "$part" = llm16 ] && [ ! -d /tmp/site/torchao ] && ls .whl/torchao-*.whl >/dev/null 2>&1; then
+    # a machine still warm from another part: add torchao beside what is there
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .whl/torchao-*.whl 2>&1 | tail -2
 fi
 export PYTHONPATH=/tmp/site:$PYTHONPATH
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
@@ -47,10 +54,44 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transform
 
 case $part in
 llm)
-    timeout 360 $PY benchmarks/gpu_llm_mfu.py --steps 8 --out "$OUT/mfu.json" >"$OUT/mfu.log" 2>&1
+    timeout 360 $PY benchmarks/gpu_llm_mfu.py --steps 8 --variants base --out "$OUT" >"$OUT/mfu.log" 2>&1
     echo "mfu exit $?"; grep -E '^\||error' "$OUT/mfu.log"; grep kv_cache "$OUT/mfu.log"
     timeout 90 $PY benchmarks/sparsity_2to4.py --output "$OUT/sparsity_2to4.json" >"$OUT/sparsity.log" 2>&1
     echo "sparsity exit $?"; tail -12 "$OUT/sparsity.log"
+    ;;
+llm16)
+    # One device call of at most ~540 s; each phase has its own cap (LLM16_CAPS: seconds for
+    # mfu-1b, mfu-small, long, fp8, finetune; 0 skips a phase), its scripts rewrite their JSON after every row,
+    # and each phase's JSON is copied into $OUT and its table appended to llm16.md as it ends,
+    # so a slow phase loses only its own last rows. 8 files come back: gpu-llm16.txt, llm16.log,
+    # llm16.md, mfu-1b.json, mfu-small.json, long.json, fp8_loss.json, finetune.json.
+    read -r cap_1b cap_small cap_long cap_fp8 cap_ft <<<"${LLM16_CAPS:-185 60 105 75 100}"
+    best=${MFU_BEST:-cudnn+fused-ce+batch2x}
+    work=/tmp/llm16
+    export PYTHONUNBUFFERED=1
+    : >"$OUT/llm16.md"
+    phase() {  # phase NAME CAP JSON-STEM COMMAND...: run it capped, then keep what it wrote
+        local name=$1 cap=$2 stem=$3 start=$SECONDS
+        shift 3
+        if [ "$cap" -le 0 ]; then echo "$name skipped (cap 0)" | tee -a "$OUT/llm16.log"; return; fi
+        echo "== $name (cap ${cap}s)" >>"$OUT/llm16.log"
+        timeout -k 10 "$cap" "$@" --out "$work/$name" >>"$OUT/llm16.log" 2>&1
+        local code=$?
+        echo "$name exit $code after $((SECONDS - start))s" | tee -a "$OUT/llm16.log"
+        cp "$work/$name/$stem.json" "$OUT/$name.json" 2>/dev/null
+        { echo "## $name (exit $code, $((SECONDS - start)) s)"; echo
+          tail -n +3 "$work/$name/$stem.md" 2>/dev/null; echo; } >>"$OUT/llm16.md"
+    }
+    phase mfu-1b "$cap_1b" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-1b --steps 5 --warmup 2 \
+        --variants "${MFU_VARIANTS:-base,$best,cudnn+fused-ce,fused-ce}" --fp8 "$best" --no-generation
+    phase mfu-small "$cap_small" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-125m,gpt-350m \
+        --steps 5 --warmup 2 --variants "$best" --fp8 "$best" --no-hf --no-generation
+    phase long "$cap_long" long $PY benchmarks/gpu_llm_long.py --steps 3 --warmup 1 \
+        --runs "${LONG_RUNS:-32768:selective,16384:selective,8192:selective,32768:full}"
+    phase fp8_loss "$cap_fp8" fp8_loss $PY benchmarks/gpu_llm_fp8_loss.py --text .peers/input.txt \
+        --steps "${FP8_STEPS:-200}"
+    phase finetune "$cap_ft" finetune $PY benchmarks/gpu_llm_finetune.py --steps 4
+    cat "$OUT/llm16.md"
     ;;
 race)
     timeout "${RACE_TIMEOUT:-380}" $PY benchmarks/llm_shakespeare_race.py gpu --nanogpt .peers/nanoGPT \
@@ -132,7 +173,7 @@ speedrace)
     cat "$OUT/race.md"; grep -hE 'exit|skipped|note' "$OUT/race-gpu.log" "$OUT/race-cpu.log"
     ;;
 *)
-    echo "unknown part: $part (llm, race, speedrace, gen, vision, vision-race, serve, eval or estimate)" >&2
+    echo "unknown part: $part (llm, llm16, race, speedrace, gen, vision, vision-race, serve, eval or estimate)" >&2
     exit 2
     ;;
 esac

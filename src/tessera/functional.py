@@ -32,6 +32,7 @@ _MODULES = {
     "ema": ["swap_weights", "update_ema"],
     "factorize": ["apply_factorization"],
     "flip_tta": ["flip_tta_outputs"],
+    "float8": ["convert_to_float8", "fp8_unavailable_reason"],
     "fused_optimizer": ["use_fused_kernels"],
     "gated_linear_units": ["apply_gated_linear_units"],
     "horizontal_flip": ["flip_batch", "image_coins"],

@@ -92,7 +92,7 @@ def test_a_run_without_a_final_model_names_the_checkpoint_to_export(tmp_path: Pa
     assert main(["generate", str(sharded)]) == 2
     assert f"tessera consolidate {sharded / 'checkpoints' / 'ep1-ba20'}" in capsys.readouterr().err
     assert main(["generate", "--hf", str(tmp_path)]) == 2
-    assert "no Hugging Face importer yet" in capsys.readouterr().err
+    assert f"{tmp_path / 'config.json'}: missing" in capsys.readouterr().err  # not an HF folder
 
 
 def test_batch_mode_writes_one_result_per_request_in_order(

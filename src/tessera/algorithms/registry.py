@@ -39,6 +39,7 @@ _BUILTINS = {
     "ema": "ema:EMA",
     "factorize": "factorize:Factorize",
     "flip_tta": "flip_tta:FlipTTA",
+    "float8": "float8:Float8",
     "fused_optimizer": "fused_optimizer:FusedOptimizer",
     "horizontal_flip": "horizontal_flip:HorizontalFlip",
     "ghost_batchnorm": "ghost_batchnorm:GhostBatchNormAlgorithm",

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = Path(args.recipe) if args.recipe else None
     config, model, weights = build_trained_model(Path(args.checkpoint), recipe, args.overrides)
     device = start(device=config.device).device
-    data = build_data(config)
+    data = build_data(config, model=model)
     evaluator = Evaluator(data.eval, device=device, precision=config.precision)
     results = evaluator.evaluate(model.to(device))
     print(json.dumps({"checkpoint": str(weights), "eval": results}))

@@ -27,11 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_hf(args: argparse.Namespace) -> int:
     from tessera.models.gpt.checkpoint import load_gpt
-    from tessera.models.gpt.hf_export import export_hf, target_architecture
+    from tessera.models.gpt.hf_export import architecture_name, export_hf
 
     model = load_gpt(args.checkpoint)
     out = export_hf(model, args.out, trained_from=args.checkpoint)
-    print(f"wrote {target_architecture(model.config)} model to {out}")
+    print(f"wrote {architecture_name(model)} model to {out}")
     if not (out / "README.md").is_file():
         print(
             "no training provenance found (train with `callbacks: {provenance: {}}`): no model card"
@@ -53,6 +53,10 @@ def compare_logits(model: object, folder: object) -> float:
     from tessera.models.hf_folder import from_folder
 
     hf_model = from_folder(AutoModelForCausalLM, folder, "--check", dtype=torch.float32).eval()
+    stored = getattr(torch, (getattr(model, "hf_origin", None) or {}).get("dtype", "float32"))
+    if stored != torch.float32:  # an imported model exports in its checkpoint's dtype
+        for parameter in model.parameters():
+            parameter.data = parameter.data.to(stored).float()
     length = min(64, model.config.max_seq_len)
     ids = torch.randint(
         0, model.config.vocab_size, (2, length), generator=torch.Generator().manual_seed(0)

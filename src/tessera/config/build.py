@@ -28,11 +28,17 @@ def build_model(config: RunConfig) -> TrainableModel:
 
 
 def build_data(
-    config: RunConfig, rank: int | None = None, world_size: int | None = None
+    config: RunConfig,
+    rank: int | None = None,
+    world_size: int | None = None,
+    model: TrainableModel | None = None,
 ) -> DataLoaders:
-    """The data for this process (`rank`/`world_size` override the detected ones, for tests)."""
+    """The data for this process (`rank`/`world_size` override the detected ones, for tests);
+    `model` is handed to data that takes its tokenizer or chat template from the model."""
     position = current_world(rank, world_size)
-    context = DataContext(seed=config.seed, rank=position.rank, world_size=position.size)
+    context = DataContext(
+        seed=config.seed, rank=position.rank, world_size=position.size, model=model
+    )
     return DATASETS.build(config.data.name, config.data, context=context)
 
 
@@ -53,7 +59,7 @@ def build_trainer(
     if config.run_dir is not None and current_world().rank == 0:
         write_resolved_config(config)
     model = build_model(config)
-    data = build_data(config, rank, world_size)
+    data = build_data(config, rank, world_size, model)
     algorithms = [ALGORITHMS.get(n).from_config(c) for n, c in config.algorithms.items()]
     check_conflicts(algorithms)
     folder = RunFolder(_run_root(config)) if config.run_dir is not None else None

@@ -29,6 +29,7 @@ class DataContext:
     seed: int = 0
     rank: int = 0
     world_size: int = 1
+    model: Any = None  # the run's model, for data that uses its tokenizer or chat template
 
 
 DATASETS = Registry(
@@ -37,6 +38,8 @@ DATASETS = Registry(
     {
         "fashion_mnist": "tessera.data.vision:build_fashion_mnist",
         "text": "tessera.data.text.registration:build_text",
+        "chat": "tessera.data.text.chat_data:build_chat",
+        "preference": "tessera.data.text.preference:build_preference",
     },
 )
 

@@ -15,6 +15,7 @@ MODELS = Registry(
     {
         "resnet": "tessera.models.vision:build_resnet",
         "gpt": "tessera.models.gpt.registration:build_gpt",
+        "dpo": "tessera.models.gpt.dpo:build_dpo",
     },
 )
 

@@ -34,22 +34,64 @@ def find_blocks(model: nn.Module, wrap: Sequence[str] | None = None) -> list[nn.
     return blocks
 
 
-def checkpoint_activations(block: nn.Module) -> None:
-    """Recompute `block`'s activations in backward instead of storing them (saves memory)."""
+MODES = ("full", "selective")
+
+
+def _saved_by_selective() -> set[Any]:
+    """The operators whose outputs selective checkpointing keeps: matrix products and
+    attention (expensive to recompute); everything else (norms, activations, rotary
+    positions, residual adds: cheap, memory-bound) is recomputed in backward."""
+    aten = torch.ops.aten
+    names = (
+        "mm",
+        "addmm",
+        "bmm",
+        "_scaled_mm",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
+    return {getattr(aten, name).default for name in names if hasattr(aten, name)}
+
+
+def _selective_context() -> Any:
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+    saved = _saved_by_selective()
+
+    def policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+        if op in saved:
+            return CheckpointPolicy.MUST_SAVE
+        return CheckpointPolicy.PREFER_RECOMPUTE
+
+    return create_selective_checkpoint_contexts(policy)
+
+
+def checkpoint_activations(block: nn.Module, mode: str = "full") -> None:
+    """Recompute `block`'s activations in backward instead of storing them (saves memory):
+    all of them (`full`), or all but the outputs of matrix products and attention
+    (`selective`: most of full's saving on the cheap operations, little recompute)."""
     from torch.utils.checkpoint import checkpoint
 
+    if mode not in MODES:
+        raise ConfigError(f"activation_checkpointing: {mode!r}; accepted: true, false, {MODES}")
     forward = block.forward
+    extra = {"context_fn": _selective_context} if mode == "selective" else {}
 
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
         if not torch.is_grad_enabled():
             return forward(*args, **kwargs)
-        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, **extra, **kwargs)
 
     block.forward = checkpointed  # type: ignore[method-assign]
 
 
-def apply_activation_checkpointing(model: nn.Module, wrap: Sequence[str] | None = None) -> int:
-    """Checkpoint every repeated block of `model`; returns how many (an error if none)."""
+def apply_activation_checkpointing(
+    model: nn.Module, wrap: Sequence[str] | None = None, mode: str = "full"
+) -> int:
+    """Checkpoint every repeated block of `model` (`mode` full or selective); returns how many
+    (an error if none)."""
     blocks = find_blocks(model, wrap)
     if not blocks:
         raise ConfigError(
@@ -58,7 +100,7 @@ def apply_activation_checkpointing(model: nn.Module, wrap: Sequence[str] | None 
             "switch activation_checkpointing off"
         )
     for block in blocks:
-        checkpoint_activations(block)
+        checkpoint_activations(block, mode)
     return len(blocks)
 
 

@@ -1,7 +1,8 @@
 """`parallelize`: the one place where a model is prepared for scale, in one documented order.
 
 1. model surgery: done before, by the methods that change modules (at the INIT event);
-2. activation checkpointing of the repeated blocks (recompute in backward, save memory);
+2. activation checkpointing of the repeated blocks (recompute in backward, save memory:
+   `full`, or `selective`, which keeps matrix products' and attention's outputs);
 3. `torch.compile` (sees the final modules and the checkpointed blocks);
 4. the data-parallel engine: FSDP2 `fully_shard` (each block, then the root) or DDP.
 
@@ -56,7 +57,7 @@ def parallelize(
     model: nn.Module,
     parallelism: ParallelismConfig | None = None,
     *,
-    activation_checkpointing: bool = False,
+    activation_checkpointing: bool | str = False,
     compile: CompileConfig | None = None,
     info: ProcessInfo = SINGLE_PROCESS,
     optimizers: Sequence[torch.optim.Optimizer] = (),
@@ -64,7 +65,8 @@ def parallelize(
     """Apply steps 2-4 to `model` (in place where the engines allow); see the module doc."""
     parallelism = parallelism or ParallelismConfig()
     if activation_checkpointing:
-        apply_activation_checkpointing(model, parallelism.wrap)
+        mode = "full" if activation_checkpointing is True else str(activation_checkpointing)
+        apply_activation_checkpointing(model, parallelism.wrap, mode)
     if compile is not None:
         compile_model(model, compile)
     if info.backend is None:

@@ -72,6 +72,11 @@ def load_template(path: str | Path) -> ChatTemplate:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise UserError(f"chat template {path}: not readable JSON ({error}).") from None
+    return template_from_dict(data, str(path))
+
+
+def template_from_dict(data: Any, path: str) -> ChatTemplate:
+    """A template from its `to_dict()` form (`path` names where it came from in errors)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(
             f'chat template {path}: expected a JSON object with "format": "{FORMAT}" '
@@ -102,11 +107,25 @@ def load_template(path: str | Path) -> ChatTemplate:
 
 
 def find_template(model_folder: str | Path | None) -> ChatTemplate:
-    """The template saved beside the model, or the default."""
-    if model_folder is not None:
-        path = Path(model_folder) / TEMPLATE_NAME
-        if path.is_file():
-            return load_template(path)
+    """The template saved beside the model (chat_template.json, or the one an exported model's
+    config.json carries), a Hugging Face folder's (recognised by
+    `tessera.models.gpt.hf_chat`), or the default."""
+    if model_folder is None:
+        return DEFAULT_TEMPLATE
+    folder = Path(model_folder)
+    if (folder / TEMPLATE_NAME).is_file():
+        return load_template(folder / TEMPLATE_NAME)
+    config = folder / "config.json"
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        saved = {}
+    if isinstance(saved, dict) and saved.get("chat_template"):
+        return template_from_dict(saved["chat_template"], str(config))
+    if (folder / "tokenizer_config.json").is_file() or (folder / "chat_template.jinja").is_file():
+        from tessera.models.gpt.hf_chat import hf_chat_template
+
+        return hf_chat_template(folder)
     return DEFAULT_TEMPLATE
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tessera.core.component import ComponentConfig
 from tessera.core.precision import Precision
@@ -61,10 +61,17 @@ class TrainerSettings(ComponentConfig):
     parallelism: ParallelismConfig = Field(
         default_factory=ParallelismConfig, description="multi-process settings"
     )
-    activation_checkpointing: bool = Field(
-        False, description="recompute each repeated block's activations in backward"
+    activation_checkpointing: bool | Literal["full", "selective"] = Field(
+        False,
+        description="recompute each repeated block's activations in backward: true or full "
+        "(all of them), selective (all but matrix products' and attention's outputs), false",
     )
     compile: CompileConfig | None = Field(None, description="torch.compile (null: off)")
+
+    @field_validator("activation_checkpointing")
+    @classmethod
+    def _full_when_true(cls, value: bool | str) -> bool | str:
+        return "full" if value is True else value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainerSettings:

@@ -93,7 +93,7 @@ class Trainer:
         scale_schedule_ratio: float = _D["scale_schedule_ratio"],
         profile: bool = _D["profile"],
         parallelism: ParallelismConfig | dict[str, Any] | None = None,
-        activation_checkpointing: bool = _D["activation_checkpointing"],
+        activation_checkpointing: bool | str = _D["activation_checkpointing"],
         compile: CompileConfig | dict[str, Any] | None = _D["compile"],
     ) -> None:
         settings = build_config(

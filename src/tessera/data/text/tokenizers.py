@@ -110,9 +110,10 @@ class BPETokenizer(Tokenizer):
 
     kind = "bpe"
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, eos_token: str | None = None) -> None:
         self.backend = backend
-        self.eos_id = backend.token_to_id(EOS_TOKEN)
+        self.eos_token = eos_token  # None: Tessera's own end-of-text token
+        self.eos_id = backend.token_to_id(eos_token or EOS_TOKEN)
 
     @classmethod
     def train(
@@ -147,7 +148,10 @@ class BPETokenizer(Tokenizer):
         return self.backend.decode(list(ids), skip_special_tokens=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "bpe", "tokenizer": json.loads(self.backend.to_str())}
+        data = {"kind": "bpe", "tokenizer": json.loads(self.backend.to_str())}
+        if self.eos_token is not None:
+            data["eos_token"] = self.eos_token
+        return data
 
 
 def _tokenizers() -> Any:
@@ -170,7 +174,7 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return ByteTokenizer()
     if kind == "bpe":
         backend = _tokenizers().Tokenizer.from_str(json.dumps(data["tokenizer"]))
-        return BPETokenizer(backend)
+        return BPETokenizer(backend, data.get("eos_token"))
     raise ConfigError(f"tokenizer kind {kind!r} is unknown; accepted: 'char', 'byte', 'bpe'.")
 
 

@@ -86,7 +86,18 @@ def load_gpt(
     model = GPT(config, tokenizer=tokenizer)
     state = _strip_prefixes(read_model_file(folder / WEIGHTS_NAME))
     load_network_weights(model, state, str(folder / WEIGHTS_NAME))
+    attach_extras(model, data, folder)
     return model.to(device).eval()
+
+
+def attach_extras(model: GPT, data: dict[str, Any], folder: Path) -> None:
+    """The chat template and Hugging Face origin an export's config.json carries."""
+    if data.get("chat_template"):
+        from tessera.serve.chat_template import template_from_dict
+
+        model.chat_template = template_from_dict(data["chat_template"], str(folder / CONFIG_NAME))
+    if data.get("hf_origin"):
+        model.hf_origin = data["hf_origin"]
 
 
 # Fields older exports carry that no longer shape the model (activation checkpointing is now a

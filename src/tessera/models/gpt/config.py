@@ -18,6 +18,7 @@ Position = Literal["learned", "rope", "alibi", "none"]
 Norm = Literal["layernorm", "rmsnorm"]
 MLPKind = Literal["gelu", "swiglu", "relu2"]
 Init = Literal["gpt2", "normal", "small"]
+RopeScalingKind = Literal["linear", "llama3"]
 
 _GPT2_STYLE: dict[str, Any] = {
     "position": "learned",
@@ -92,6 +93,35 @@ def describe_errors(error: Any, schema: type[BaseModel]) -> str:
     return "; ".join(parts)
 
 
+class RopeScaling(BaseModel):
+    """Stretch RoPE's frequencies to reach past the context a model was trained at.
+
+    `linear` divides every frequency by `factor` (position interpolation); `llama3` divides
+    only the low frequencies (wavelengths longer than `original_max_seq_len / low_freq_factor`)
+    and blends smoothly up to `original_max_seq_len / high_freq_factor` (Llama 3.1's scheme).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: RopeScalingKind = Field(description="linear or llama3")
+    factor: float = Field(gt=0, description="how many times longer the new context is")
+    low_freq_factor: float = Field(1.0, gt=0, description="llama3: low-frequency boundary")
+    high_freq_factor: float = Field(4.0, gt=0, description="llama3: high-frequency boundary")
+    original_max_seq_len: int | None = Field(
+        None, gt=0, description="llama3: the context the frequencies were trained at"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RopeScaling:
+        if self.kind == "llama3":
+            if self.original_max_seq_len is None:
+                raise ValueError("model.rope_scaling: kind llama3 needs original_max_seq_len")
+            if self.high_freq_factor <= self.low_freq_factor:
+                raise ValueError(
+                    "model.rope_scaling: high_freq_factor must be larger than low_freq_factor"
+                )
+        return self
+
+
 class GPTConfig(BaseModel):
     """Shape and options of a decoder-only transformer."""
 
@@ -150,6 +180,21 @@ class GPTConfig(BaseModel):
         description="Sliding-window attention through FlexAttention (Hopper GPUs): a token "
         "sees itself and the previous attention_window - 1 tokens.",
     )
+    qkv_bias: bool | None = Field(
+        None, description="biases on the query/key/value projection only (Qwen2); None = bias"
+    )
+    gelu_approximate: Literal["none", "tanh"] = Field(
+        "none", description="GELU as erf (none) or its tanh approximation (GPT-2's gelu_new)"
+    )
+    rope_scaling: RopeScaling | None = Field(
+        None, description="stretch RoPE to a longer context (linear or llama3)"
+    )
+    loss_chunk_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="compute the output layer and cross-entropy this many tokens at a time, so "
+        "a long sequence's logits never exist at once (None: all at once)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -170,6 +215,8 @@ class GPTConfig(BaseModel):
             problems.append(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         elif self.position == "rope" and self.head_dim % 2:
             problems.append(f"RoPE needs an even head size, got d_model/n_head = {self.head_dim}")
+        if self.rope_scaling is not None and self.position != "rope":
+            problems.append(f"rope_scaling needs position 'rope', not {self.position!r}")
         if self.n_head % self.kv_heads:
             problems.append(
                 f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})"
@@ -185,6 +232,11 @@ class GPTConfig(BaseModel):
             problems.append(
                 f"attention_window needs dropout 0 (got {self.dropout}): FlexAttention has "
                 "no attention dropout"
+            )
+        if self.logit_softcap is not None and self.loss_chunk_tokens is not None:
+            problems.append(
+                "logit_softcap does not combine with loss_chunk_tokens (the chunked loss "
+                "applies the output layer itself, uncapped); leave one of them out"
             )
         if problems:
             raise ConfigError("model: " + "; ".join(problems) + ".")
@@ -236,6 +288,10 @@ class GPTConfig(BaseModel):
         return self.n_kv_head or self.n_head
 
     @property
+    def qkv_has_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
     def hidden_dim(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
@@ -248,7 +304,7 @@ class GPTConfig(BaseModel):
         """Parameters of one transformer block."""
         d, hd = self.d_model, self.head_dim
         qkv_out = (self.n_head + 2 * self.kv_heads) * hd
-        attn = d * qkv_out + d * d + ((qkv_out + d) if self.bias else 0)
+        attn = d * qkv_out + d * d + (qkv_out if self.qkv_has_bias else 0) + (d if self.bias else 0)
         up = 2 if self.mlp == "swiglu" else 1
         mlp = up * d * self.hidden_dim + self.hidden_dim * d
         if self.bias:

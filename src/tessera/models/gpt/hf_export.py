@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from tessera.core.errors import ConfigError, UserError
-from tessera.models.gpt.config import GPTConfig
+from tessera.models.gpt.config import GPTConfig, RopeScaling
 from tessera.models.gpt.model import GPT
 
 
@@ -46,6 +46,49 @@ def target_architecture(config: GPTConfig) -> str:
         f"norm={config.norm!r}, mlp={config.mlp!r}; export supports GPT-2 style "
         "(learned, layernorm, gelu) and Llama style (rope, rmsnorm, swiglu)."
     )
+
+
+def architecture_name(model: GPT) -> str:
+    """The Hugging Face class export writes: the imported one, else GPT-2 or Llama."""
+    if model.hf_origin:
+        return str(model.hf_origin["architecture"])
+    return {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}[
+        target_architecture(model.config)
+    ]
+
+
+def origin_config(model: GPT) -> dict[str, Any]:
+    """An imported model's config.json, updated with what a run may have changed (context
+    length, RoPE settings), in the style (transformers 4 or 5 keys) it came in."""
+    from tessera.models.gpt.hf_import import architecture_of, gpt_fields, rope_settings
+
+    config, hf = model.config, dict(model.hf_origin["config"])  # type: ignore[index]
+    where = Path("config.json")
+    imported = gpt_fields(hf, architecture_of(hf, where), where)
+    if hf.get("model_type") == "gpt2":
+        return hf  # learned positions: nothing a run can change
+    if config.max_seq_len != imported["max_seq_len"]:
+        hf["max_position_embeddings"] = config.max_seq_len
+    theta, old = rope_settings(hf, where)
+    if (theta, RopeScaling.model_validate(old) if old else None) == (
+        config.rope_theta,
+        config.rope_scaling,
+    ):
+        return hf
+    scaling = config.rope_scaling.model_dump() if config.rope_scaling else None
+    params: dict[str, Any] = {"rope_type": "default"}
+    if scaling is not None:
+        params = {"rope_type": scaling["kind"], "factor": scaling["factor"]}
+        if scaling["kind"] == "llama3":
+            params["low_freq_factor"] = scaling["low_freq_factor"]
+            params["high_freq_factor"] = scaling["high_freq_factor"]
+            params["original_max_position_embeddings"] = scaling["original_max_seq_len"]
+    if "rope_parameters" in hf:  # transformers 5
+        hf["rope_parameters"] = {**params, "rope_theta": config.rope_theta}
+    else:
+        hf["rope_theta"] = config.rope_theta
+        hf["rope_scaling"] = None if scaling is None else params
+    return hf
 
 
 def _transformers() -> Any:
@@ -100,71 +143,37 @@ def hf_config(config: GPTConfig, eos_id: int | None) -> Any:
 
 
 def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """Our weights under the mapped architecture's names and layouts."""
+    """Our weights under the mapped architecture's names and layouts (`hf_mapping`'s table),
+    in the dtype of the checkpoint a model was imported from, else float32."""
+    from tessera.models.gpt.hf_mapping import ARCHITECTURES, BY_NAME, expected_rows, to_theirs
+
     config = model.config
-    ours = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
-    if target_architecture(config) == "gpt2":
-        return _gpt2_weights(config, ours)
-    return _llama_weights(config, ours)
-
-
-def _gpt2_weights(config: GPTConfig, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    def bias_or_zeros(key: str, size: int) -> torch.Tensor:
-        return ours[key] if key in ours else torch.zeros(size)
-
-    out = {
-        "transformer.wte.weight": ours["embed.weight"],
-        "transformer.wpe.weight": ours["pos_embed.weight"],
-    }
-    d, hidden = config.d_model, config.hidden_dim
-    layers = [("norm1", "ln_1"), ("norm2", "ln_2")]
-    linears = [("attn.qkv", "attn.c_attn", 3 * d), ("attn.proj", "attn.c_proj", d)]
-    linears += [("mlp.up", "mlp.c_fc", hidden), ("mlp.down", "mlp.c_proj", d)]
-    for i in range(config.n_layer):
-        src, dst = f"blocks.{i}.", f"transformer.h.{i}."
-        for ours_name, hf_name in layers:
-            out[dst + hf_name + ".weight"] = ours[src + ours_name + ".weight"]
-            out[dst + hf_name + ".bias"] = bias_or_zeros(src + ours_name + ".bias", d)
-        for ours_name, hf_name, size in linears:  # GPT-2's Conv1D stores weights transposed
-            out[dst + hf_name + ".weight"] = ours[src + ours_name + ".weight"].t().contiguous()
-            out[dst + hf_name + ".bias"] = bias_or_zeros(src + ours_name + ".bias", size)
-    out["transformer.ln_f.weight"] = ours["norm.weight"]
-    out["transformer.ln_f.bias"] = bias_or_zeros("norm.bias", d)
-    if not config.tie_embeddings:
-        out["lm_head.weight"] = ours["lm_head.weight"]
+    origin = model.hf_origin
+    arch = ARCHITECTURES[origin["architecture"]] if origin else BY_NAME[target_architecture(config)]
+    dtype = getattr(torch, origin["dtype"]) if origin else torch.float32
+    ours = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for name, row in expected_rows(arch, config):
+        for hf_name, tensor in to_theirs(row, config, ours[name]).items():
+            out[hf_name] = tensor.to(dtype).contiguous()
+    if arch.name == "gpt2":  # GPT-2 always has biases: a model without them exports zeros
+        out.update(_zero_biases(arch, config, out, dtype))
     return out
 
 
-def _llama_weights(config: GPTConfig, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {
-        "model.embed_tokens.weight": ours["embed.weight"],
-        "model.norm.weight": ours["norm.weight"],
-    }
-    q_size = config.n_head * config.head_dim
-    kv_size = config.kv_heads * config.head_dim
-    hidden = config.hidden_dim
-    for i in range(config.n_layer):
-        src, dst = f"blocks.{i}.", f"model.layers.{i}."
-        out[dst + "input_layernorm.weight"] = ours[src + "norm1.weight"]
-        out[dst + "post_attention_layernorm.weight"] = ours[src + "norm2.weight"]
-        pieces = {
-            "self_attn.q_proj": ("attn.qkv", 0, q_size),
-            "self_attn.k_proj": ("attn.qkv", q_size, q_size + kv_size),
-            "self_attn.v_proj": ("attn.qkv", q_size + kv_size, q_size + 2 * kv_size),
-            "self_attn.o_proj": ("attn.proj", None, None),
-            "mlp.gate_proj": ("mlp.up", 0, hidden),
-            "mlp.up_proj": ("mlp.up", hidden, 2 * hidden),
-            "mlp.down_proj": ("mlp.down", None, None),
-        }
-        for hf_name, (ours_name, lo, hi) in pieces.items():
-            for kind in ("weight", "bias"):
-                key = f"{src}{ours_name}.{kind}"
-                if key in ours:
-                    tensor = ours[key] if lo is None else ours[key][lo:hi]
-                    out[f"{dst}{hf_name}.{kind}"] = tensor.contiguous()
-    if not config.tie_embeddings:
-        out["lm_head.weight"] = ours["lm_head.weight"]
-    return out
+def _zero_biases(
+    arch: Any, config: GPTConfig, out: dict[str, torch.Tensor], dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    from tessera.models.gpt.hf_mapping import expected_rows
+
+    with_biases = config.model_copy(update={"bias": True, "qkv_bias": None})
+    zeros = {}
+    for _, row in expected_rows(arch, with_biases):
+        for hf_name in row.theirs:
+            if row.bias and hf_name not in out:
+                weight = out[hf_name.removesuffix("bias") + "weight"]  # Conv1D: [in, out]
+                zeros[hf_name] = torch.zeros(weight.shape[-1], dtype=dtype)
+    return zeros
 
 
 def hf_tokenizer(tokenizer: Any) -> Any:
@@ -226,16 +235,21 @@ def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None =
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    config = hf_config(model.config, getattr(model.tokenizer, "eos_id", None))
+    origin = model.hf_origin
     weights = hf_state_dict(model)
-    tokenizer = hf_tokenizer(model.tokenizer)
+    if origin is None:
+        config = hf_config(model.config, getattr(model.tokenizer, "eos_id", None))
+        tokenizer = hf_tokenizer(model.tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
         staging_path = Path(staging)
-        config.save_pretrained(staging_path)
         save_file(weights, str(staging_path / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging_path)
+        if origin is not None:
+            _write_origin_files(model, staging_path)
+        else:
+            config.save_pretrained(staging_path)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging_path)
         for item in staging_path.iterdir():
             if item.is_file():
                 os.replace(item, out / item.name)
@@ -246,3 +260,18 @@ def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None =
 
         write_model_card(out, trained_from)
     return out
+
+
+def _write_origin_files(model: GPT, folder: Path) -> None:
+    """config.json, tokenizer.json and the original tokenizer/generation files of an imported
+    model (no `transformers` needed)."""
+    import json
+
+    origin = model.hf_origin or {}
+    (folder / "config.json").write_text(json.dumps(origin_config(model), indent=2) + "\n")
+    backend = getattr(model.tokenizer, "backend", None)
+    if backend is not None:
+        backend.save(str(folder / "tokenizer.json"))
+    for name, content in origin.get("files", {}).items():
+        text = content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+        (folder / name).write_text(text, encoding="utf-8")

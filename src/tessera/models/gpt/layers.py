@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tessera.models.gpt.cache import KVCache
-from tessera.models.gpt.config import GPTConfig
+from tessera.models.gpt.config import GPTConfig, RopeScaling
 
 
 class RMSNorm(nn.Module):
@@ -38,12 +38,33 @@ def make_norm(config: GPTConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
 
 
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    head_dim: int, max_len: int, theta: float, scaling: RopeScaling | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables [max_len, head_dim] in the half-split layout (Llama's `rotate_half`)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    if scaling is not None:
+        inv_freq = scaled_frequencies(inv_freq, scaling)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().float(), angles.sin().float()
+
+
+def scaled_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
+    """RoPE frequencies stretched for a longer context (see `RopeScaling`)."""
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    original = float(scaling.original_max_seq_len or 0)
+    wavelength = 2 * math.pi / inv_freq
+    long_wave = original / scaling.low_freq_factor  # slower than this: fully stretched
+    short_wave = original / scaling.high_freq_factor  # faster than this: unchanged
+    blend = (original / wavelength - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    blended = (1 - blend) * inv_freq / scaling.factor + blend * inv_freq
+    stretched = torch.where(wavelength > long_wave, inv_freq / scaling.factor, inv_freq)
+    between = (wavelength <= long_wave) & (wavelength >= short_wave)
+    return torch.where(between, blended, stretched)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -88,7 +109,7 @@ class Attention(nn.Module):
         self.layer_index = layer_index
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         qkv_out = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.qkv = nn.Linear(config.d_model, qkv_out, bias=config.bias)
+        self.qkv = nn.Linear(config.d_model, qkv_out, bias=config.qkv_has_bias)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.dropout = config.dropout
         self.use_rope = config.position == "rope"
@@ -152,6 +173,7 @@ class MLP(nn.Module):
         hidden = config.hidden_dim
         self.up = nn.Linear(config.d_model, hidden * (2 if self.swiglu else 1), bias=config.bias)
         self.down = nn.Linear(hidden, config.d_model, bias=config.bias)
+        self.gelu_approximate = config.gelu_approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.swiglu:
@@ -159,7 +181,7 @@ class MLP(nn.Module):
             return self.down(F.silu(gate) * up)
         if self.relu2:
             return self.down(F.relu(self.up(x)).square())
-        return self.down(F.gelu(self.up(x)))
+        return self.down(F.gelu(self.up(x), approximate=self.gelu_approximate))
 
 
 class Block(nn.Module):

@@ -8,8 +8,10 @@ writes: the exported model is a plain GPT that loads anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+from collections.abc import Iterator
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +36,8 @@ class LoRAConfig(BaseModel):
 class LoRALinear(nn.Module):
     """A frozen `nn.Linear` plus a trainable low-rank update."""
 
+    enabled = True  # False: the base layer alone (`adapters_disabled`)
+
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
         super().__init__()
         self.base = base
@@ -46,6 +50,8 @@ class LoRALinear(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return self.base(x)
         update = self.drop(x) @ self.lora_a.t().to(x.dtype) @ self.lora_b.t().to(x.dtype)
         return self.base(x) + update * self.scale
 
@@ -78,6 +84,20 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> int:
     if config.train_embeddings:
         model.embed.weight.requires_grad_(True)
     return wrapped
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Inside, every LoRA layer computes its frozen base alone: the model before fine-tuning
+    (DPO's reference model at no extra memory)."""
+    adapters = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    for adapter in adapters:
+        adapter.enabled = False
+    try:
+        yield
+    finally:
+        for adapter in adapters:
+            adapter.enabled = True
 
 
 def has_lora(model: nn.Module) -> bool:

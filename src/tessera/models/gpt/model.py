@@ -36,6 +36,12 @@ ZERO_INIT = ("attn.proj.weight", "mlp.down.weight", "lm_head.weight")
 class GPT(TrainableModel):
     """A GPT-2 or Llama/MPT style language model built from a `GPTConfig`."""
 
+    # A chat template (`tessera.serve.chat_template.ChatTemplate`) the model was given, and,
+    # for a model imported from Hugging Face, that folder's config and tokenizer files
+    # (`hf_import`), which export writes back. Both travel in the exported config.json.
+    chat_template: Any = None
+    hf_origin: dict[str, Any] | None = None
+
     def __init__(self, config: GPTConfig, tokenizer: Any = None) -> None:
         super().__init__()
         if config.vocab_size is None:
@@ -60,7 +66,9 @@ class GPT(TrainableModel):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         if config.position == "rope":
-            cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+            cos, sin = rope_tables(
+                config.head_dim, config.max_seq_len, config.rope_theta, config.rope_scaling
+            )
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         if config.position == "alibi":
@@ -135,6 +143,16 @@ class GPT(TrainableModel):
         mask: torch.Tensor | None,
         cache: Any,
     ) -> torch.Tensor:
+        return self.soft_cap(self.lm_head(self._features(input_ids, positions, mask, cache)))
+
+    def _features(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: Any,
+    ) -> torch.Tensor:
+        """The final normed hidden states [B, T, d_model] (what the output layer reads)."""
         x = self.embed(input_ids)
         if self.config.position == "learned":
             x = x + self.pos_embed(positions)
@@ -152,7 +170,7 @@ class GPT(TrainableModel):
             x = block(x, rope, mask, cache, None if table is None else tables[table])
             if index < half:
                 skips.append(x)
-        return self.soft_cap(self.lm_head(self.norm(x)))
+        return self.norm(x)
 
     def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
         """`logit_softcap` c: logits squashed smoothly into (-c, c) as c·tanh(logits/c)."""
@@ -230,11 +248,40 @@ class GPT(TrainableModel):
 
     # -- the TrainableModel interface ---------------------------------------------------------
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+        """Logits [B, T, vocab]; `{"features": [B, T, d]}` when `loss_chunk_tokens` is set
+        (the loss applies the output layer chunk by chunk). A `segment_ids` entry [B, T + 1]
+        marks packed documents, which then attend only to themselves."""
         ids = _input_ids(batch)
         if not self._vocab_checked and not torch.compiler.is_compiling():
             self._check_vocab(ids)  # one host sync, on the first batch only
-        return self.run(ids[:, :-1])
+        segments = batch.get("segment_ids") if isinstance(batch, dict) else None
+        if segments is None and self.config.loss_chunk_tokens is None:
+            return self.run(ids[:, :-1])
+        features = self.packed_features(ids[:, :-1], None if segments is None else segments[:, :-1])
+        if self.config.loss_chunk_tokens is None:
+            return self.soft_cap(self.lm_head(features))
+        return {"features": features}
+
+    def packed_features(
+        self, input_ids: torch.Tensor, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final hidden states [B, T, d] of rows that may hold several documents each."""
+        length = input_ids.shape[1]
+        self._check_length(length, None)
+        if segment_ids is None:
+            positions = torch.arange(length, device=input_ids.device).unsqueeze(0)
+            return self._features(
+                input_ids, positions, self._attention_mask(length, 0, None, input_ids.device), None
+            )
+        from tessera.models.gpt.documents import document_mask, document_positions
+
+        positions, mask = document_positions(segment_ids), document_mask(segment_ids)
+        if self.config.position == "alibi":
+            index = torch.arange(length, device=input_ids.device, dtype=torch.float32)
+            bias = self.alibi.view(1, -1, 1, 1) * (index.view(1, -1) - index.view(-1, 1))
+            mask = bias.masked_fill(~mask, float("-inf"))
+        return self._features(input_ids, positions, mask, None)
 
     def _check_vocab(self, ids: torch.Tensor) -> None:
         largest = int(ids.max())
@@ -246,16 +293,27 @@ class GPT(TrainableModel):
             )
         self._vocab_checked = True
 
-    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = _targets(batch)
+        if isinstance(outputs, dict):  # features: the output layer runs chunk by chunk
+            from tessera.models.gpt.losses import linear_cross_entropy
+
+            chunk = self.config.loss_chunk_tokens or targets.numel()
+            return linear_cross_entropy(outputs["features"], self.lm_head.weight, targets, chunk)
         return F.cross_entropy(outputs.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-token negative log-likelihood and which tokens count, for the LM metrics."""
-        logits = self(batch)
+        outputs = self(batch)
         targets = _targets(batch)
+        if isinstance(outputs, dict):
+            from tessera.models.gpt.losses import token_logprobs
+
+            chunk = self.config.loss_chunk_tokens
+            nll = -token_logprobs(outputs["features"], self.lm_head.weight, targets, chunk)
+            return {"nll": nll, "mask": targets != -100}
         nll = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
+            outputs.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
         )
         return {"nll": nll.view_as(targets), "mask": targets != -100}
 
@@ -292,7 +350,12 @@ class GPT(TrainableModel):
     def export_config(self) -> dict[str, Any]:
         shape = self.config.model_dump(exclude={"preset", "tokenizer"})
         tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
-        return {"format": EXPORT_FORMAT, "version": 1, "model": shape, "tokenizer": tokenizer}
+        exported = {"format": EXPORT_FORMAT, "version": 1, "model": shape, "tokenizer": tokenizer}
+        if self.chat_template is not None:
+            exported["chat_template"] = self.chat_template.to_dict()
+        if self.hf_origin is not None:
+            exported["hf_origin"] = self.hf_origin
+        return exported
 
 
 def _input_ids(batch: Any) -> torch.Tensor:

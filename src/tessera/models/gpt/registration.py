@@ -17,7 +17,9 @@ from tessera.models.gpt.lora import LoRAConfig, apply_lora
 from tessera.models.gpt.model import GPT
 
 # Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
-TRAINING_OPTIONS = ("dropout",)
+TRAINING_OPTIONS = ("dropout", "loss_chunk_tokens")
+# Context-extension options a run may set on a RoPE model it starts from.
+CONTEXT_OPTIONS = ("max_seq_len", "rope_theta", "rope_scaling")
 _RECIPE_ONLY = {"name", "preset", "init_from", "lora"}  # recipe fields that are not GPTConfig's
 _NOT_SHAPE = _RECIPE_ONLY | {"tokenizer", "init", "init_std"}
 
@@ -26,7 +28,11 @@ class GPTRecipeConfig(GPTConfig):
     """`GPTConfig` plus the registry's `name`, a checkpoint to start from, and LoRA."""
 
     name: str = "gpt"
-    init_from: str | None = Field(None, description="exported model (run folder) to start from")
+    init_from: str | None = Field(
+        None,
+        description="exported model (run folder) to start from, or hf:PATH for a local Hugging "
+        "Face folder (GPT-2, Llama, Mistral, Qwen2)",
+    )
     lora: LoRAConfig | None = Field(None, description="train LoRA adapters only")
 
 
@@ -51,15 +57,19 @@ def build_gpt(config: GPTRecipeConfig) -> GPT:
 
 def _from_checkpoint(config: GPTRecipeConfig) -> GPT:
     from tessera.models.gpt.checkpoint import find_checkpoint, load_gpt, read_export_config
+    from tessera.models.gpt.hf_import import PREFIX, hf_gpt_config, import_hf
 
-    saved: dict[str, Any] = read_export_config(find_checkpoint(str(config.init_from)))["model"]
+    source = str(config.init_from)
+    from_hf = source.startswith(PREFIX)
+    if from_hf:
+        saved: dict[str, Any] = hf_gpt_config(source).model_dump()
+    else:
+        saved = read_export_config(find_checkpoint(source))["model"]
     # Shape fields left at their defaults mean "the checkpoint's"; any other value must match.
-    shape_fields = set(GPTConfig.model_fields) - _NOT_SHAPE - set(TRAINING_OPTIONS)
+    changeable = set(TRAINING_OPTIONS) | set(CONTEXT_OPTIONS)
+    shape_fields = set(GPTConfig.model_fields) - _NOT_SHAPE - changeable
     mismatched = [
-        f
-        for f in sorted(shape_fields)
-        if getattr(config, f) != GPTConfig.model_fields[f].default
-        and getattr(config, f) != saved.get(f)
+        f for f in sorted(shape_fields) if _given(config, f) and getattr(config, f) != saved.get(f)
     ]
     if mismatched:
         details = ", ".join(
@@ -71,5 +81,30 @@ def _from_checkpoint(config: GPTRecipeConfig) -> GPT:
             "from a matching checkpoint."
         )
     overrides = {f: getattr(config, f) for f in TRAINING_OPTIONS}  # this run's, always
-    model = load_gpt(str(config.init_from), overrides=overrides)
+    context = {f: _dumped(getattr(config, f)) for f in CONTEXT_OPTIONS if _given(config, f)}
+    if context and not from_hf:
+        _check_context(config, saved, context)
+    if from_hf:
+        model = import_hf(source, overrides={**overrides, **context})
+    else:
+        model = load_gpt(source, overrides={**overrides, **context})
     return model.train()
+
+
+def _given(config: GPTRecipeConfig, field: str) -> bool:
+    return getattr(config, field) != GPTConfig.model_fields[field].default
+
+
+def _dumped(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+def _check_context(config: GPTRecipeConfig, saved: dict[str, Any], context: dict[str, Any]) -> None:
+    """Learned position tables have a fixed number of rows: a longer context is refused."""
+    wanted = context.get("max_seq_len")
+    if saved.get("position") == "learned" and wanted is not None and wanted != saved["max_seq_len"]:
+        raise ConfigError(
+            f"model.max_seq_len: {wanted} is not possible for {config.init_from}: its learned "
+            f"positions have exactly {saved['max_seq_len']} rows; leave max_seq_len out "
+            "(shorter sequences are fine)."
+        )
