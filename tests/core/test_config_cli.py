@@ -172,8 +172,10 @@ def test_missing_data_says_where_it_looked(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "data.path /nonexistent/fmnist does not exist" in result.stderr
-    assert "dataset-fashion-mnist" in result.stderr
+    message = result.stderr
+    assert message.startswith("error: data.path: ") and "/nonexistent/fmnist" in message
+    assert "which does not exist" in message and "data root" in message
+    assert "tessera data download fashion-mnist" in result.stderr
 
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys, fashion_mnist_dir):

@@ -104,7 +104,8 @@ def _missing(
         state = "which lacks them" if Path(folder).expanduser().is_dir() else "which does not exist"
         return DataError(
             f"{entry.title}: {names} not found; looked in {where}, {state}. Point it at a folder "
-            f"holding {names}, or leave it out to use the data root ({data_root()})."
+            f"holding {names}, or leave it out to use the data root ({data_root()})"
+            + (f", where `tessera data download {entry.name}` puts it." if downloadable else ".")
         )
     root = data_root()
     hint = ""

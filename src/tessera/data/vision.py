@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tessera.core.errors import DataError
 from tessera.core.registry import builder
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
@@ -27,7 +28,10 @@ class FashionMNISTConfig(BaseModel):
 
 @builder(FashionMNISTConfig)
 def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> DataLoaders:
-    train = FashionMNIST("train", config.path)
+    try:
+        train = FashionMNIST("train", config.path)
+    except DataError as error:  # the recipe's field, when the folder came from it
+        raise (DataError(f"data.path: {error}") if config.path is not None else error) from None
     if config.train_subset is not None:
         train.images = train.images[: config.train_subset]
         train.labels = train.labels[: config.train_subset]
