@@ -42,10 +42,10 @@ from tessera.core.precision import Precision, autocast, check_precision, make_gr
 from tessera.core.resumable import resumable_part
 from tessera.core.state import State
 from tessera.core.time import Time
-from tessera.optim import OptimizerConfig, SchedulerConfig
 from tessera.parallel.config import CompileConfig, ParallelismConfig
 from tessera.parallel.parallelize import parallelize
 from tessera.parallel.process_group import start, stop
+from tessera.trainer import assembly
 from tessera.trainer.resume import starting_point
 from tessera.trainer.rollback import RollbackHandler
 from tessera.trainer.run_folder import RunFolder
@@ -142,15 +142,15 @@ class Trainer:
         world.barrier()
         model = model.to(device)
         ratio = settings.scale_schedule_ratio
-        optimizer_list = _optimizers(optimizers, model)
-        scheduler_list = _schedulers(schedulers, optimizer_list, ratio)
-        eval_sets = _as_eval_dict(eval_data)
+        optimizer_list = assembly.optimizers(optimizers, model)
+        scheduler_list = assembly.schedulers(schedulers, optimizer_list, ratio)
+        eval_sets = assembly.as_eval_dict(eval_data)
         run_dir_path = self.folder.root if self.folder else None
         if callbacks is None:
-            callbacks = _registered("callbacks", DEFAULT_CALLBACKS)
+            callbacks = assembly.registered("callbacks", DEFAULT_CALLBACKS)
         if loggers is None:
             spec = {k: v for k, v in DEFAULT_LOGGERS.items() if run_dir_path or k != "jsonl"}
-            loggers = _registered("loggers", spec, run_dir=run_dir_path)
+            loggers = assembly.registered("loggers", spec, run_dir=run_dir_path)
 
         self.state = state = State(
             model=model,
@@ -162,9 +162,9 @@ class Trainer:
             scaler=make_grad_scaler(settings.precision, device),
             train_dataloader=train_data,
             eval_dataloaders=eval_sets,
-            batches_per_epoch=_length(train_data),
-            samples_per_batch=_batch_size(train_data, self.process.world_size),
-            microbatch_size=_fixed_microbatch(settings.device_train_microbatch_size),
+            batches_per_epoch=assembly.length(train_data),
+            samples_per_batch=assembly.batch_size(train_data, self.process.world_size),
+            microbatch_size=assembly.fixed_microbatch(settings.device_train_microbatch_size),
             seed=settings.seed,
             run_name=settings.name,
             run_dir=run_dir_path,
@@ -173,7 +173,9 @@ class Trainer:
         )
         self.auto_microbatch = settings.device_train_microbatch_size == "auto"
         sharded = strategy == "fsdp" and self.process.backend is not None
-        self.checkpointer = checkpointer or self._default_checkpointer(sharded)
+        self.checkpointer = checkpointer or assembly.default_checkpointer(
+            self.folder, settings, sharded
+        )
         self.evaluator = Evaluator(
             eval_sets,
             device=device,
@@ -210,17 +212,6 @@ class Trainer:
         self._resume()
 
     # -- assembly ----------------------------------------------------------------------------
-
-    def _default_checkpointer(self, sharded: bool) -> Checkpointer | None:
-        if self.folder is None:
-            return None
-        keep_last = self.settings.keep_last
-        if sharded:
-            from tessera.parallel.sharded_checkpointer import ShardedCheckpointer
-
-            async_save = self.settings.parallelism.async_checkpoint
-            return ShardedCheckpointer(self.folder.checkpoints, keep_last, async_save)
-        return FileCheckpointer(self.folder.checkpoints, keep_last)
 
     def _resume(self) -> None:
         """Continue from where `autoresume` and `load_path` say (`tessera.trainer.resume`)."""
@@ -433,57 +424,3 @@ class Trainer:
         results = self.evaluator.evaluate(self.state.model, self.state, self._fire)
         self.logger.log_metrics(metric_names(results), step=self.state.timestamp.batch)
         return results
-
-
-def _registered(kind: str, spec: dict[str, Any], **context: Any) -> list[Any]:
-    if kind == "callbacks":
-        from tessera.callbacks.registry import CALLBACKS as registry
-    else:
-        from tessera.loggers.registry import LOGGERS as registry
-    return registry.build_mapping(spec, **context)
-
-
-def _optimizers(given: Any, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
-    """Optimizer objects as given, or built from a config (the default config when None)."""
-    if isinstance(given, torch.optim.Optimizer):
-        return [given]
-    if given is None or isinstance(given, (dict, OptimizerConfig)):
-        config = build_config(OptimizerConfig, given or {}, "optimizer")
-        return config.build_all(model)  # type: ignore[attr-defined]
-    return list(given)
-
-
-def _schedulers(given: Any, optimizers: list[torch.optim.Optimizer], ratio: float) -> list[Any]:
-    """Schedulers as given (stretched by `ratio` where they allow), or built from a config."""
-    if given is None or isinstance(given, (dict, SchedulerConfig)):
-        config = build_config(SchedulerConfig, given or {}, "scheduler")
-        return [config.build(optimizer, ratio) for optimizer in optimizers]  # type: ignore[attr-defined]
-    schedulers = list(given) if isinstance(given, (list, tuple)) else [given]
-    if ratio != 1.0:
-        for scheduler in schedulers:
-            schedule = getattr(scheduler, "schedule", None)
-            if schedule is not None and hasattr(schedule, "scaled"):
-                scheduler.schedule = schedule.scaled(ratio)
-    return schedulers
-
-
-def _as_eval_dict(data: Any) -> dict[str, Iterable[Any]]:
-    if data is None:
-        return {}
-    return dict(data) if isinstance(data, dict) else {"eval": data}
-
-
-def _fixed_microbatch(value: int | str | None) -> int | None:
-    return value if isinstance(value, int) else None
-
-
-def _length(loader: Iterable[Any]) -> int | None:
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _batch_size(loader: Iterable[Any], world_size: int) -> int | None:
-    batch_size = getattr(loader, "batch_size", None)
-    return batch_size * world_size if isinstance(batch_size, int) else None
