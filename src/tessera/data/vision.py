@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import DataError
 from tessera.core.registry import builder
 from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
@@ -11,10 +12,9 @@ from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 from tessera.data.sampler import make_dataloader
 
 
-class FashionMNISTConfig(BaseModel):
+class FashionMNISTConfig(ComponentConfig):
     """Fashion-MNIST read from its IDX files; test split used for evaluation."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = "fashion_mnist"
     path: str | None = Field(None, description="folder with the four IDX(.gz) files")
     batch_size: int = Field(128, ge=1, description="global training batch size")
