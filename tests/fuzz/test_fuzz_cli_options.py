@@ -77,7 +77,16 @@ def _good_numbers(number: Number) -> list[str]:
     return texts
 
 
+# Bad values for each `parsed_by(target)` option type; a new target must be added here.
+PARSED_BAD = {
+    "tessera.data.writer:parse_compression": ["zstd:99", "zstd:0", "zstd:x", "gzip", "zstd\u200b"],
+    "tessera.data.writer:parse_size": ["0", "-1MiB", "64parsecs", "1e400", "x", "64MiB\u200b"],
+}
+
+
 def _bad_values(action: argparse.Action) -> list[str]:
+    if hasattr(action.type, "target"):
+        return PARSED_BAD.get(action.type.target, [])
     if isinstance(action.type, Number):
         return _bad_numbers(action.type)
     if action.type is device:
@@ -96,6 +105,11 @@ def test_no_option_takes_a_bare_int_or_float():
     """A number option declares its range (tessera.cli.options), or the fuzzer cannot test it."""
     bare = [_id(p, a) for p, a in OPTIONS if a.type in (int, float)]
     assert not bare, f"use a tessera.cli.options.Number for: {', '.join(bare)}"
+
+
+def test_every_parsed_option_has_bad_values():
+    missing = [_id(p, a) for p, a in OPTIONS if hasattr(a.type, "target") and not _bad_values(a)]
+    assert not missing, f"add bad values to PARSED_BAD for: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize(

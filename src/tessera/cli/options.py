@@ -108,4 +108,5 @@ def parsed_by(target: str) -> Callable[[str], Any]:
         return text
 
     parse.__name__ = target.rpartition(":")[2]
+    parse.target = target  # type: ignore[attr-defined]  # the fuzzer's bad values are by target
     return parse
