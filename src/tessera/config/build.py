@@ -58,6 +58,8 @@ def build_trainer(
 
     model = build_model(config)
     data = build_data(config, rank, world_size, model)
+    if data.inputs:
+        model.inputs = data.inputs  # into final/config.json (TrainableModel.exported_config)
     algorithms = [ALGORITHMS.get(n).from_config(c) for n, c in config.algorithms.items()]
     check_conflicts(algorithms)
     folder = RunFolder(_run_root(config)) if config.run_dir is not None else None

@@ -58,7 +58,7 @@ def write_model_folder(
 def export_model(model: TrainableModel, folder: str | Path) -> Path:
     """Write the bare network's weights and its config; returns the folder."""
     tensors = untied_tensors(model.network().state_dict())
-    return write_model_folder(tensors, model.export_config(), folder)
+    return write_model_folder(tensors, model.exported_config(), folder)
 
 
 def read_model_file(path: str | Path) -> dict[str, torch.Tensor]:

@@ -58,6 +58,12 @@ class TrainableModel(nn.Module):
         """The bare network whose weights are exported (what users load elsewhere)."""
         return self
 
+    def exported_config(self) -> dict[str, Any]:
+        """What final/config.json holds: `export_config()`, plus `inputs` when the run's data
+        said how it prepares each input (`DataLoaders.inputs`), so the model stands alone."""
+        inputs = getattr(self, "inputs", None)
+        return {**self.export_config(), "inputs": inputs} if inputs else self.export_config()
+
     def export_config(self) -> dict[str, Any]:
         """A JSON-able description that, with the weights, rebuilds the network without Tessera."""
         return {}
