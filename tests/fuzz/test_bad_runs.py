@@ -90,3 +90,10 @@ def test_a_run_folder_whose_final_is_a_file_is_refused(run, tmp_path):
     (tmp_path / "tiny" / "final").write_text("not a folder")
     refused(run_cli(["train", str(other)]), str(tmp_path / "tiny" / "final"), "not a folder")
     assert (tmp_path / "tiny" / "final").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("override", ["a..b=1", ".=1", "=1", "model.=1", ".seed=1", "seed"])
+def test_a_malformed_override_is_refused_quoting_it(tmp_path, override):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    refused(run_cli(["config", "show", str(recipe), override]), repr(override).strip("'"))
