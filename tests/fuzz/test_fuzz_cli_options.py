@@ -80,7 +80,7 @@ def _good_numbers(number: Number) -> list[str]:
 # Bad values for each `parsed_by(target)` option type; a new target must be added here.
 PARSED_BAD = {
     "tessera.data.writer:parse_compression": ["zstd:99", "zstd:0", "zstd:x", "gzip", "zstd\u200b"],
-    "tessera.data.writer:parse_size": ["0", "-1MiB", "64parsecs", "1e400", "x", "64MiB\u200b"],
+    "tessera.data.convert:parse_shard_size": ["0", "-1MiB", "64parsecs", "x", "auto\u200b"],
 }
 
 
