@@ -17,11 +17,10 @@ import enum
 import io
 import math
 import traceback
-import types
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types as at
 from pydantic import BaseModel
@@ -31,6 +30,7 @@ from tessera.cli.main import main
 from tessera.config.yaml_values import read_yaml
 from tessera.core.time import Time
 from tessera.core.values import MAX_INT
+from tessera.core.values import type_alternatives as members
 
 # A minimal valid run: every section below is laid over it.
 BASE_RUN: dict[str, Any] = {
@@ -148,15 +148,6 @@ def example_options(schema: type[BaseModel]) -> dict[str, Any]:
 
 
 # -- types ------------------------------------------------------------------------------------
-
-
-def members(annotation: Any) -> list[Any]:
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return members(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return [m for arg in get_args(annotation) for m in members(arg)]
-    return [annotation]
 
 
 def _bounds(annotation: Any, metadata: list[Any]) -> list[Any]:
@@ -353,38 +344,30 @@ def _field_cases(
     return made
 
 
+# Each bound: its attribute, whether a value on it is accepted, and the direction of the value
+# tried next to it (outside an inclusive bound, inside an exclusive one).
+SIDES = {
+    at.Ge: ("ge", True, -1),
+    at.Gt: ("gt", False, 1),
+    at.Le: ("le", True, 1),
+    at.Lt: ("lt", False, -1),
+}
+
+
 def _range_cases(key: str, annotation: Any, metadata: list[Any], numbers: list[Any]) -> list[Case]:
     integer = int in numbers and float not in numbers
     made = []
     for bound in _bounds(annotation, metadata):
-        if isinstance(bound, at.Ge):
-            limit = bound.ge
-            outside = limit - 1 if integer else math.nextafter(limit, -math.inf)
-            made += [
-                Case(key, _text(limit), True, f"on ge={limit}"),
-                Case(key, _text(outside), False, f"below ge={limit}"),
-            ]
-        elif isinstance(bound, at.Gt):
-            limit = bound.gt
-            inside = limit + 1 if integer else math.nextafter(limit, math.inf)
-            made += [
-                Case(key, _text(limit), False, f"on gt={limit}"),
-                Case(key, _text(inside), True, f"just above gt={limit}"),
-            ]
-        elif isinstance(bound, at.Le):
-            limit = bound.le
-            outside = limit + 1 if integer else math.nextafter(limit, math.inf)
-            made += [
-                Case(key, _text(limit), True, f"on le={limit}"),
-                Case(key, _text(outside), False, f"above le={limit}"),
-            ]
-        elif isinstance(bound, at.Lt):
-            limit = bound.lt
-            inside = limit - 1 if integer else math.nextafter(limit, -math.inf)
-            made += [
-                Case(key, _text(limit), False, f"on lt={limit}"),
-                Case(key, _text(inside), True, f"just below lt={limit}"),
-            ]
+        if type(bound) not in SIDES:
+            continue
+        name, inclusive, step = SIDES[type(bound)]
+        limit = getattr(bound, name)
+        beside = limit + step if integer else math.nextafter(limit, step * math.inf)
+        where = "beyond" if inclusive else "just inside"
+        made += [
+            Case(key, _text(limit), inclusive, f"on {name}={limit}"),
+            Case(key, _text(beside), not inclusive, f"{where} {name}={limit}"),
+        ]
     return made
 
 

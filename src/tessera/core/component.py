@@ -39,20 +39,21 @@ class ComponentConfig(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.__pydantic_fields__.get(info.field_name or "")
-        problem = bool_for_number(value, field.annotation) if field is not None else None
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _checked(cls, value, info, bool_for_number)
 
     @field_validator("*", mode="after")
     @classmethod
     def _usable_scalars(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.__pydantic_fields__.get(info.field_name or "")
-        problem = unusable_scalar(value, field.annotation) if field is not None else None
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _checked(cls, value, info, unusable_scalar)
+
+
+def _checked(schema: type[BaseModel], value: Any, info: ValidationInfo, problem_of: Any) -> Any:
+    """`value`, or a ValueError saying `problem_of(value, the field's type)`."""
+    field = schema.__pydantic_fields__.get(info.field_name or "")
+    problem = problem_of(value, field.annotation) if field is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def validation_problems(

@@ -146,7 +146,7 @@ def _walk(value: Any, shape: _Shape, check: Check) -> str | None:
 
 @functools.lru_cache(maxsize=4096)
 def _shape_of(annotations: tuple[Any, ...]) -> _Shape:
-    alternatives = tuple(m for a in annotations for m in _alternatives(a))
+    alternatives = tuple(m for a in annotations for m in type_alternatives(a))
     numbers = any(member in (int, float) for member in alternatives)
     return _Shape(
         alternatives,
@@ -162,13 +162,13 @@ def _shape(annotation: Any) -> _Shape:
         return _shape_of.__wrapped__((annotation,))
 
 
-def _alternatives(annotation: Any) -> list[Any]:
+def type_alternatives(annotation: Any) -> list[Any]:
     """The alternatives of a (possibly annotated, optional or union) type."""
     origin = get_origin(annotation)
     if origin is Annotated:
-        return _alternatives(get_args(annotation)[0])
+        return type_alternatives(get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        return [member for arg in get_args(annotation) for member in _alternatives(arg)]
+        return [member for arg in get_args(annotation) for member in type_alternatives(arg)]
     return [annotation]
 
 
