@@ -7,6 +7,8 @@ import io
 import re
 
 import pytest
+import torch
+import torch.distributed as dist
 from cb_support import (
     BATCH,
     BatchClock,
@@ -18,9 +20,13 @@ from cb_support import (
     train_loader,
 )
 from rich.console import Console
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from tessera.core.callback import Callback
+from tessera.core.model import model_name
 from tessera.loggers.progress import ProgressBarLogger
+from tessera.models import ModuleWithLoss
 
 
 def test_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
@@ -139,3 +145,25 @@ def test_a_whole_run_bar_counts_in_the_duration_unit(tmp_path):
     # Rich redraws on its own clock, so only the last frame (drawn on stop) is certain.
     assert bars and "100.0%" in bars[-1] and "loss " in bars[-1]
     assert f"training finished at epoch 0 batch 12 ({12 * BATCH} samples)" in buffer.getvalue()
+
+
+class Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(images.flatten(1))
+
+
+def test_the_start_line_names_the_model_not_its_wrappers(tmp_path, capsys):
+    model = ModuleWithLoss(Classifier())
+    make_trainer(tmp_path, "1ba", model=model, loggers=[ProgressBarLogger()], evaluate=False).fit()
+    start = next(line for line in capsys.readouterr().out.splitlines() if "parameters)" in line)
+    assert start.startswith("training Classifier (7,850 parameters)"), start
+    assert model_name(Pixels()) == "Pixels"  # an adapter subclass is named by its own class
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        assert model_name(DistributedDataParallel(model)) == "Classifier"
+    finally:
+        dist.destroy_process_group()

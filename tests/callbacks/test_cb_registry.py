@@ -148,7 +148,7 @@ def test_unknown_name_suggests_the_closest():
         ),
         (
             {"threshold_stopping": {"monitor": "eval/accuracy", "threshold": True}},
-            r"callbacks\.threshold_stopping\.threshold: True is not accepted: is true/false",
+            r"callbacks\.threshold_stopping\.threshold: True is not accepted: true/false",
         ),
         (
             {"threshold_stopping": {"monitor": "eval/accuracy", "threshold": float("nan")}},

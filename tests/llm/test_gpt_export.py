@@ -90,11 +90,21 @@ def test_transformers_reproduces_our_logits_on_real_text(style: str, tmp_path: P
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-4)
 
 
-def test_export_command_and_unsupported_architectures(tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
+def test_export_command_and_unsupported_architectures(tmp_path: Path, capsys) -> None:
+    transformers = pytest.importorskip("transformers")
     save_gpt(perturbed_model("gpt2"), tmp_path / "final")
     assert main(["export", "hf", str(tmp_path / "final"), str(tmp_path / "hf"), "--check"]) == 0
     assert (tmp_path / "hf" / "model.safetensors").is_file()
+    # The note about positions is printed, and true: 129 tokens fail in transformers, and the
+    # tokenizer's truncation cuts a long text to the 128 the model has.
+    assert "128 learned positions" in capsys.readouterr().out
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert tokenizer.model_max_length == 128
+    ids = tokenizer(SHAKESPEARE.read_text()[:1000], truncation=True, return_tensors="pt")
+    assert ids["input_ids"].shape == (1, 128)
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    with pytest.raises(IndexError):
+        hf_model(torch.zeros(1, 129, dtype=torch.long))
     alibi = GPT(
         GPTConfig(vocab_size=65, max_seq_len=32, n_layer=1, n_head=2, d_model=16, position="alibi")
     )

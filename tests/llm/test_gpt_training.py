@@ -37,6 +37,10 @@ def test_char_recipe_learns_and_generates(tmp_path: Path, capsys: pytest.Capture
     assert results["loss"] < 2.75, results
     assert results["bits_per_char"] == pytest.approx(results["loss"] / math.log(2))
     assert results["perplexity"] == pytest.approx(math.exp(results["loss"]), rel=1e-6)
+    # `tessera eval` loads the run's final model (the tied head is stored once) and agrees.
+    assert main(["eval", str(tmp_path / "char"), "data.eval_max_sequences=256"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["eval"]["eval"]["loss"] == pytest.approx(results["loss"], abs=1e-5)
 
     code = main(
         [

@@ -22,6 +22,7 @@ from tessera.core.algorithm import Algorithm
 from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
+from tessera.core.model import model_name
 
 if TYPE_CHECKING:
     from tessera.core.logger import Logger
@@ -50,7 +51,7 @@ def find_gpt(model: nn.Module, method: str) -> Any:
             return module
     raise ConfigError(
         f"algorithm '{method}' needs a transformer with attention (a Tessera GPT model); "
-        f"{type(model).__name__} has no attention blocks it can change"
+        f"{model_name(model)} has no attention blocks it can change"
     )
 
 

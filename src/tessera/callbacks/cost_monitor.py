@@ -34,9 +34,7 @@ if TYPE_CHECKING:
 
 
 class CostMonitorConfig(ComponentConfig):
-    price_per_gpu_hour: float = Field(
-        ..., ge=0, allow_inf_nan=False, description="dollars per GPU hour", examples=[2.5]
-    )
+    price_per_gpu_hour: float = Field(..., ge=0, description="dollars per GPU hour", examples=[2.5])
     gpus: int | None = Field(None, ge=1, description="devices paid for (default: world size)")
     log_interval: LogInterval = Field("10ba", description="how often to log cost/*")
 

@@ -11,7 +11,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator
+from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator
 
 from tessera.core.callback import Callback
 from tessera.core.component import ComponentConfig
@@ -58,12 +58,6 @@ def _patience(value: Any) -> int | Time:
     return patience
 
 
-def _refuse_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("is true/false, not a number")
-    return value
-
-
 # An evaluation metric's name, checked for its form here and against the run at INIT.
 Monitor = Annotated[str, AfterValidator(_monitor)]
 # A number of evaluations (int) or a training time; written back as given.
@@ -72,7 +66,6 @@ Patience = Annotated[
     PlainValidator(_patience, json_schema_input_type=int | str),
     PlainSerializer(lambda value: value if isinstance(value, int) else str(value)),
 ]
-Number = Annotated[float, BeforeValidator(_refuse_bool), Field(allow_inf_nan=False)]
 Mode = Literal["max", "min"]
 MONITOR_HELP = "evaluation metric: 'metrics/<label>/<metric>' or '<label>/<metric>'"
 
@@ -141,7 +134,7 @@ class EarlyStopperConfig(ComponentConfig):
         3,
         description="evaluations without improvement, or training time since the best ('2ep')",
     )
-    min_delta: Number = Field(0.0, ge=0, description="smallest change that counts as a gain")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as a gain")
 
 
 class EarlyStopper(_MonitorsEvaluation):
@@ -212,7 +205,7 @@ class EarlyStopper(_MonitorsEvaluation):
 
 class ThresholdStopperConfig(ComponentConfig):
     monitor: Monitor = Field(..., description=MONITOR_HELP, examples=["metrics/eval/accuracy"])
-    threshold: Number = Field(..., description="the target value of the metric", examples=[0.9])
+    threshold: float = Field(..., description="the target value of the metric", examples=[0.9])
     mode: Mode = Field("max", description="'max': reach at least the target; 'min': at most")
     stop: bool = Field(True, description="stop the run when reached (false: only record it)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tessera.cli.options import COUNT, SEED, SHARE, TEMPERATURE
 from tessera.cli.serve import add_engine_options
 
 
@@ -22,11 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", nargs="?", help="run folder or folder with model.safetensors")
     parser.add_argument("--system", default=None, help="a system message to start with")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="longest reply")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k best")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
-    parser.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=200, help="longest reply")
+    parser.add_argument("--temperature", type=TEMPERATURE, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-k", type=COUNT, default=None, help="sample among the k best")
+    parser.add_argument("--top-p", type=SHARE, default=None, help="nucleus sampling mass")
+    parser.add_argument("--seed", type=SEED, default=None, help="seed for sampling")
     add_engine_options(parser)
     parser.set_defaults(func=run)
 

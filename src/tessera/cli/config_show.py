@@ -22,5 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from tessera.config import load_config
 
     config = load_config(args.recipe, args.overrides)
-    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    print(yaml.dump(config.model_dump(mode="json"), Dumper=dumper, sort_keys=False), end="")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tessera.cli.options import PORT
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "loss, eval, throughput and cost curves of a run, refreshing while it is live. Bound "
         "to 127.0.0.1 unless --host says otherwise. See docs/runs.md.",
     )
-    parser.add_argument("--port", type=int, default=8050, help="port (8050; 0 picks a free one)")
+    parser.add_argument("--port", type=PORT, default=8050, help="port (8050; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument(
         "--token", default=None, help="require ?token=TOKEN (or 'Authorization: Bearer TOKEN')"

@@ -9,6 +9,7 @@ import argparse
 import json
 from typing import Any
 
+from tessera.cli.options import parsed_by
 from tessera.core.errors import UserError
 
 SOURCE_KINDS = ("images", "jsonl", "csv", "text", "fashion-mnist")
@@ -43,9 +44,15 @@ def add_parser(subparsers: Any) -> None:
     convert.add_argument("kind", choices=SOURCE_KINDS, help="what the source is")
     convert.add_argument("source", help="input file or folder (fashion-mnist: also the name)")
     convert.add_argument("out", help="output folder or URL (s3://bucket/path, gs://...)")
-    convert.add_argument("--compression", default="zstd", help="zstd, zstd:<level> or none")
+    convert.add_argument(
+        "--compression",
+        type=parsed_by("tessera.data.writer:parse_compression"),
+        default="zstd",
+        help="zstd, zstd:<level> (1-22) or none",
+    )
     convert.add_argument(
         "--shard-size",
+        type=parsed_by("tessera.data.convert:parse_shard_size"),
         default="auto",
         help="max uncompressed shard size (default auto: about 64 shards, 256 KiB to 64 MiB each)",
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tessera.cli.options import Number
+
 
 def add_parser(subparsers: Any) -> None:
     from tessera.cli.data import _storage_argument, data_subparsers
@@ -31,8 +33,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--pii", choices=["off", "count", "redact", "remove"], default=None, help="personal data"
     )
-    parser.add_argument("--threshold", type=float, default=None, help="near-duplicate Jaccard")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes")
+    parser.add_argument(
+        "--threshold", type=Number(float, gt=0, lt=1), default=None, help="near-duplicate Jaccard"
+    )
+    parser.add_argument(
+        "--workers", type=Number(int, ge=1, le=1024), default=None, help="worker processes"
+    )
     parser.add_argument("--format", choices=["auto", "text", "jsonl", "parquet"], default=None)
     parser.add_argument("--text-field", default=None, help="JSONL/Parquet field (default text)")
     parser.add_argument(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tessera.cli.options import COUNT, SEED, Number
+
 
 def add_parser(subparsers: Any) -> None:
     from tessera.cli.data import data_subparsers
@@ -29,16 +31,18 @@ def add_parser(subparsers: Any) -> None:
         required=True,
         help="tokenizer JSON file, 'byte', or 'char' (learn the characters of the inputs)",
     )
-    tokenize.add_argument("--seq-len", type=int, required=True, help="tokens per sequence")
+    tokenize.add_argument("--seq-len", type=COUNT, required=True, help="tokens per sequence")
     tokenize.add_argument(
         "--mode", choices=["concat", "pad"], default="concat", help="pack documents or pad each"
     )
-    tokenize.add_argument("--val-fraction", type=float, default=0.1, help="held-out share")
+    tokenize.add_argument(
+        "--val-fraction", type=Number(float, ge=0, lt=1), default=0.1, help="held-out share"
+    )
     tokenize.add_argument("--text-field", default="text", help="JSONL field with the text")
     tokenize.add_argument("--prompt-field", default=None, help="JSONL field of prompts (no loss)")
     tokenize.add_argument("--response-field", default=None, help="JSONL field of responses")
     tokenize.add_argument("--lines", action="store_true", help="each text line is a document")
-    tokenize.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    tokenize.add_argument("--seed", type=SEED, default=0, help="seed of the train/val split")
     tokenize.add_argument(
         "--format",
         choices=["tokens", "shards"],
@@ -61,8 +65,8 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("inputs", nargs="+", help="text files")
     train.add_argument("--out", required=True, help="tokenizer JSON file to write")
     train.add_argument("--kind", choices=["bpe", "char"], default="bpe")
-    train.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary size")
-    train.add_argument("--min-frequency", type=int, default=2, help="BPE: rarest merge kept")
+    train.add_argument("--vocab-size", type=COUNT, default=8192, help="BPE vocabulary size")
+    train.add_argument("--min-frequency", type=COUNT, default=2, help="BPE: rarest merge kept")
     train.set_defaults(func=run_tokenizer_train)
 
 

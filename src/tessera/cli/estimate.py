@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tessera.cli.options import COUNT, PRICE
+
 DESCRIPTION = (
     "Estimate a run before it starts: `tessera estimate RECIPE [key=value ...]` gives wall time, "
     "GPU hours and dollars (low / expected / high) and the memory plan per GPU, from tables "
@@ -37,17 +39,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target == "frontier":
-        return _frontier(_frontier_parser().parse_args(args.rest))
-    if args.target == "serve":
-        return _serve(_serve_parser().parse_args(args.rest))
-    return _recipe(args.target, _recipe_parser().parse_args(args.rest))
+    if args.target in FORMS:
+        parser, handler = FORMS[args.target]
+        return handler(parser().parse_args(args.rest))
+    return _recipe(args.target, recipe_parser().parse_args(args.rest))
 
 
 # -- before a run ---------------------------------------------------------------------------
 
 
-def _recipe_parser() -> argparse.ArgumentParser:
+def recipe_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tessera estimate RECIPE", description=DESCRIPTION)
     parser.add_argument("overrides", nargs="*", help="key=value overrides, as for train")
     parser.add_argument(
@@ -56,11 +57,11 @@ def _recipe_parser() -> argparse.ArgumentParser:
         help="device from the table (h100, h200, a100-40gb, "
         "a100-80gb, l4, l40s, cpu); default: this machine's",
     )
-    parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (default 1)")
-    parser.add_argument("--price", type=float, default=None, help="dollars per GPU hour")
+    parser.add_argument("--gpus", type=COUNT, default=1, help="number of GPUs (default 1)")
+    parser.add_argument("--price", type=PRICE, default=None, help="dollars per GPU hour")
     parser.add_argument(
         "--probe",
-        type=int,
+        type=COUNT,
         default=None,
         metavar="N",
         help="measure N steps here (after one warm-up step) instead of the table",
@@ -146,7 +147,7 @@ def _frontier_parser() -> argparse.ArgumentParser:
         "accuracy, else eval loss); lower is better for loss/perplexity/bits",
     )
     parser.add_argument(
-        "--price", type=float, default=None, help="dollars per GPU hour for runs without cost.json"
+        "--price", type=PRICE, default=None, help="dollars per GPU hour for runs without cost.json"
     )
     parser.add_argument("--out", default=None, help="PNG to write (needs tessera-train[plot])")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the points")
@@ -179,27 +180,27 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gpu", default=None, help="device from the table (default: this machine's)"
     )
-    parser.add_argument("--price", type=float, required=True, help="dollars per GPU hour")
+    parser.add_argument("--price", type=PRICE, required=True, help="dollars per GPU hour")
     parser.add_argument(
         "--benchmark", default=None, help="serving benchmark JSON (tokens/s per concurrency)"
     )
     parser.add_argument("--probe", action="store_true", help="measure generation here")
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=COUNT,
         nargs="+",
         default=[1, 8, 32],
         help="concurrent sequences (default 1 8 32)",
     )
     parser.add_argument(
         "--training-cost",
-        type=float,
+        type=PRICE,
         default=None,
         help="dollars the training cost (default: the run's cost.json)",
     )
     parser.add_argument(
         "--revenue-per-million",
-        type=float,
+        type=PRICE,
         default=None,
         help="what a million tokens sells for: adds the pay-back point",
     )
@@ -278,3 +279,10 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
     text = json.dumps(data, indent=2, default=str) + "\n"
     atomic_write(Path(path), lambda file: file.write(text), mode="w")
+
+
+# The forms other than a recipe: `tessera estimate NAME ...` -> (its parser, its handler).
+FORMS: dict[str, tuple[Any, Any]] = {
+    "frontier": (_frontier_parser, _frontier),
+    "serve": (_serve_parser, _serve),
+}

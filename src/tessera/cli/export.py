@@ -27,11 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_hf(args: argparse.Namespace) -> int:
     from tessera.models.gpt.checkpoint import load_gpt
-    from tessera.models.gpt.hf_export import architecture_name, export_hf
+    from tessera.models.gpt.hf_export import architecture_name, export_hf, position_limit
 
     model = load_gpt(args.checkpoint)
     out = export_hf(model, args.out, trained_from=args.checkpoint)
     print(f"wrote {architecture_name(model)} model to {out}")
+    print(f"note: {position_limit(model.config)}")
     if not (out / "README.md").is_file():
         print(
             "no training provenance found (train with `callbacks: {provenance: {}}`): no model card"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from tessera.cli.options import COUNT, SEED, SHARE, TEMPERATURE
 from tessera.cli.serve import add_engine_options
 
 
@@ -22,14 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt", action="append", help="prompt text (repeat for a batch)")
     parser.add_argument("--input", default=None, help="JSONL file of requests (batch mode)")
     parser.add_argument("--output", default=None, help="JSONL file to write (batch mode)")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to add")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=200, help="tokens to add")
+    parser.add_argument("--temperature", type=TEMPERATURE, default=0.8, help="0 = greedy")
     parser.add_argument("--greedy", action="store_true", help="same as --temperature 0")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k best")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
+    parser.add_argument("--top-k", type=COUNT, default=None, help="sample among the k best")
+    parser.add_argument("--top-p", type=SHARE, default=None, help="nucleus sampling mass")
     parser.add_argument("--stop", action="append", default=[], help="stop at this text")
-    parser.add_argument("--num-samples", type=int, default=1, help="samples per prompt")
-    parser.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    parser.add_argument("--num-samples", type=COUNT, default=1, help="samples per prompt")
+    parser.add_argument("--seed", type=SEED, default=None, help="seed for sampling")
     parser.add_argument(
         "--no-cache", action="store_true", help="recompute (no KV cache, no engine)"
     )

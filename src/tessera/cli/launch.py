@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tessera.cli.options import COUNT, NON_NEGATIVE, PORT
 from tessera.core.errors import UserError
 
 
@@ -32,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_launch_options(parser: Any) -> None:
     watch = parser.add_argument_group("watchdog")
-    watch.add_argument("--retries", type=int, default=3, help="restarts after failures (3)")
+    watch.add_argument(
+        "--retries", type=NON_NEGATIVE, default=3, help="restarts after failures (3)"
+    )
     watch.add_argument(
         "--hang-timeout", default="30m", help="kill and restart after no new step for (30m; off)"
     )
@@ -49,26 +52,26 @@ def add_launch_options(parser: Any) -> None:
         help="do not keep a warm spare process for fast restarts",
     )
     here = parser.add_argument_group("this machine")
-    here.add_argument("--nproc", type=int, default=1, help="processes (one per GPU)")
+    here.add_argument("--nproc", type=COUNT, default=1, help="processes (one per GPU)")
     here.add_argument(
         "--detach", action="store_true", help="run the watchdog in the background and return"
     )
     backend = parser.add_argument_group("cluster back-ends")
     backend.add_argument("--slurm", action="store_true", help="submit as a SLURM batch job")
     backend.add_argument("--k8s", action="store_true", help="write (and apply) a JobSet")
-    backend.add_argument("--nodes", type=int, default=None, help="nodes")
-    backend.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per node")
+    backend.add_argument("--nodes", type=COUNT, default=None, help="nodes")
+    backend.add_argument("--gpus-per-node", type=NON_NEGATIVE, default=None, help="GPUs per node")
     backend.add_argument(
-        "--nproc-per-node", type=int, default=None, help="processes per node (default: GPUs)"
+        "--nproc-per-node", type=COUNT, default=None, help="processes per node (default: GPUs)"
     )
-    backend.add_argument("--port", type=int, default=None, help="rendezvous port on node 0")
+    backend.add_argument("--port", type=PORT, default=None, help="rendezvous port on node 0")
     backend.add_argument("--partition", default=None, help="SLURM partition")
     backend.add_argument("--time", default=None, help="SLURM time limit (e.g. 1-00:00)")
     backend.add_argument("--account", default=None, help="SLURM account")
     backend.add_argument(
         "--requeue", action="store_true", default=None, help="SLURM: requeue after node failure"
     )
-    backend.add_argument("--cpus-per-task", type=int, default=None, help="SLURM CPUs per node")
+    backend.add_argument("--cpus-per-task", type=COUNT, default=None, help="SLURM CPUs per node")
     backend.add_argument(
         "--sbatch-arg", dest="sbatch_args", action="append", default=None,
         help="extra #SBATCH line, e.g. --sbatch-arg=--qos=high (repeatable)",

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input (a `UserError`: printed as one paragraph, no 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
@@ -37,7 +38,10 @@ COMMAND_MODULES = [
 ]
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree, built once per process (a program calling `main` repeatedly
+    does not rebuild its hundreds of options each time)."""
     parser = argparse.ArgumentParser(
         prog="tessera",
         description="Train neural networks faster and cheaper, and own the result.",

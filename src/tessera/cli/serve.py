@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tessera.cli.options import COUNT, DTYPE_CHOICES, PORT, POSITIVE, SHARE, device
+
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Model and engine options shared by `serve`, `chat` and batch `generate`."""
@@ -11,17 +13,24 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--hf", default=None, metavar="PATH", help="serve an imported Hugging Face model"
     )
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best found)")
     group.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on GPU), float32, bfloat16, float16"
+        "--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default: best found)"
     )
-    group.add_argument("--max-batch", type=int, default=64, help="sequences decoded together")
     group.add_argument(
-        "--max-model-len", type=int, default=None, help="tokens per sequence (default: the model's)"
+        "--dtype", default="auto", choices=DTYPE_CHOICES, help="bf16 on GPU, else float32 (auto)"
     )
-    group.add_argument("--prefill-chunk", type=int, default=None, help="prompt tokens fed per step")
+    group.add_argument("--max-batch", type=COUNT, default=64, help="sequences decoded together")
     group.add_argument(
-        "--kv-memory-fraction", type=float, default=0.85, help="of free GPU memory for the KV cache"
+        "--max-model-len",
+        type=COUNT,
+        default=None,
+        help="tokens per sequence (default: the model's)",
+    )
+    group.add_argument(
+        "--prefill-chunk", type=COUNT, default=None, help="prompt tokens fed per step"
+    )
+    group.add_argument(
+        "--kv-memory-fraction", type=SHARE, default=0.85, help="of free GPU memory for the KV cache"
     )
     group.add_argument("--no-cuda-graphs", action="store_true", help="decode eagerly on GPU")
     group.add_argument(
@@ -71,20 +80,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
-    parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    parser.add_argument("--port", type=PORT, default=8000, help="port (0 = any free port)")
     parser.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1"
     )
     parser.add_argument(
         "--model-name", default=None, help="the name clients ask for (default: the folder's)"
     )
-    parser.add_argument("--max-queue", type=int, default=256, help="waiting requests before 429")
+    parser.add_argument("--max-queue", type=COUNT, default=256, help="waiting requests before 429")
     parser.add_argument(
-        "--max-prompt-tokens", type=int, default=None, help="longest prompt accepted"
+        "--max-prompt-tokens", type=COUNT, default=None, help="longest prompt accepted"
     )
-    parser.add_argument("--max-tokens", type=int, default=None, help="largest max_tokens accepted")
     parser.add_argument(
-        "--request-timeout", type=float, default=600.0, help="seconds a request may take"
+        "--max-tokens", type=COUNT, default=None, help="largest max_tokens accepted"
+    )
+    parser.add_argument(
+        "--request-timeout", type=POSITIVE, default=600.0, help="seconds a request may take"
     )
     add_engine_options(parser)
     parser.set_defaults(func=run)

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from tessera.cli.options import COUNT, NON_NEGATIVE, PORT, PRICE
 from tessera.core.errors import UserError
 
 
@@ -38,22 +39,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_cost_option(parser: Any) -> None:
     parser.add_argument(
         "--price",
-        type=float,
+        type=PRICE,
         help="dollars per GPU hour: show $ spent and projected beside the ETA, write cost.json "
         "(= callbacks.cost_monitor.price_per_gpu_hour=PRICE)",
     )
 
 
 def _add_scale_options(group: Any) -> None:
-    group.add_argument("--nproc", type=int, default=1, help="processes per node (one per GPU)")
+    group.add_argument("--nproc", type=COUNT, default=1, help="processes per node (one per GPU)")
     group.add_argument("--nnodes", default="1", help="nodes, or MIN:MAX for an elastic run")
-    group.add_argument("--node-rank", type=int, default=0, help="this node's rank (static)")
+    group.add_argument(
+        "--node-rank", type=NON_NEGATIVE, default=0, help="this node's rank (static)"
+    )
     group.add_argument("--master-addr", default=None, help="address of node 0 (static)")
-    group.add_argument("--master-port", type=int, default=None, help="port on node 0 (static)")
+    group.add_argument("--master-port", type=PORT, default=None, help="port on node 0 (static)")
     group.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT to meet at (elastic)")
     group.add_argument("--rdzv-id", default=None, help="job id shared by all nodes (elastic)")
     group.add_argument(
-        "--max-restarts", type=int, default=0, help="restart the group after failures (resumes)"
+        "--max-restarts",
+        type=NON_NEGATIVE,
+        default=0,
+        help="restart the group after failures (resumes)",
     )
 
 

@@ -56,10 +56,10 @@ def build_trainer(
     from tessera.core.engine import check_conflicts
     from tessera.loggers.registry import LOGGERS
 
-    if config.run_dir is not None and current_world().rank == 0:
-        write_resolved_config(config)
     model = build_model(config)
     data = build_data(config, rank, world_size, model)
+    if data.inputs:
+        model.inputs = data.inputs  # into final/config.json (TrainableModel.exported_config)
     algorithms = [ALGORITHMS.get(n).from_config(c) for n, c in config.algorithms.items()]
     check_conflicts(algorithms)
     folder = RunFolder(_run_root(config)) if config.run_dir is not None else None
@@ -77,6 +77,8 @@ def build_trainer(
         ],
         **settings_of(config),
     )
+    if config.run_dir is not None and current_world().rank == 0:
+        write_resolved_config(config)  # after a resume that fits: a refused one leaves it as it was
     trainer.logger.log_hyperparameters(config.model_dump(mode="json"))
     return trainer
 
@@ -115,8 +117,9 @@ def build_trained_model(
     with the weights of its final model or of a checkpoint; (config, model, weights file)."""
     from tessera.config import load_config
     from tessera.core.checkpointer import read_checkpoint
-    from tessera.core.errors import CheckpointError, ConfigError
+    from tessera.core.errors import ConfigError
     from tessera.core.export import load_network_weights, read_model_file
+    from tessera.core.state import load_model_state
 
     run_config, weights = locate_trained(path)
     recipe = recipe or run_config
@@ -129,10 +132,5 @@ def build_trained_model(
     if weights.suffix == ".safetensors":
         load_network_weights(model, read_model_file(weights), str(weights))
         return config, model, weights
-    try:
-        model.load_state_dict(read_checkpoint(weights)["model"])
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{weights} does not fit the recipe's model: {str(error).splitlines()[0]}"
-        ) from None
+    load_model_state(model, read_checkpoint(weights)["model"], str(weights))
     return config, model, weights

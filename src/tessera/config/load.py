@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel
 
 from tessera.config.schema import MOVED, RunConfig
+from tessera.config.yaml_values import read_yaml
 from tessera.core.component import validate_options
-from tessera.core.errors import ConfigError
+from tessera.core.errors import ConfigError, did_you_mean
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if "\x00" in text:
         raise ConfigError(f"recipe {path} holds NUL bytes: it is a binary file, not YAML")
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -51,17 +52,19 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     config = _deep_copy(config)
     for override in overrides:
         key, separator, text = override.partition("=")
-        if not separator or not key:
+        parts = key.split(".")
+        if not separator or not all(part.strip() for part in parts):
             raise ConfigError(
-                f"override {override!r} is not of the form key=value (e.g. max_duration=2ep, "
-                "model.width=32)"
+                f"override {override!r} is not of the form key=value with a dotted key of "
+                "non-empty names (e.g. max_duration=2ep, model.width=32)"
             )
         try:
-            value = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
-            value = text
+            value = read_yaml(text) if text else None
+        except yaml.YAMLError as error:
+            if "given twice" in str(getattr(error, "problem", "")):
+                raise ConfigError(f"override {override!r}: {error.problem}") from None
+            value = text  # not YAML: the text itself (a field that wants more refuses it)
         target = config
-        parts = key.split(".")
         for part in parts[:-1]:
             child = target.get(part)
             if child is None:
@@ -118,13 +121,29 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     named: dict[str, BaseModel] = {}
     for field, registry in (("model", MODELS), ("data", DATASETS)):
         values = raw.get(field)
-        if isinstance(values, dict) and isinstance(values.get("name"), str):
-            section, found = registry.validate(values["name"], values, field)
+        accepted = ", ".join(registry.names())
+        name = values.get("name") if isinstance(values, dict) else None
+        if isinstance(name, str) and name in registry:
+            section, found = registry.validate(name, values, field)
             problems += found
             if section is not None:
                 named[field] = section
+        elif isinstance(values, dict) and "name" not in values:
+            problems.append(f"{field}.name: required; accepted: {accepted}")
         elif isinstance(values, dict):
-            problems.append(f"{field}.name: required; accepted: {', '.join(registry.names())}")
+            kind = registry.kind.rstrip("s")
+            why = (
+                f"not a {kind} of this installation; {did_you_mean(name, registry.names())}"
+                if isinstance(name, str)
+                else f"not a name; accepted: {accepted}"
+            )
+            problems.append(f"{field}.name: {name!r} is not accepted: {why}")
+        elif field in raw:
+            problems.append(
+                f"{field}: {values!r} is not accepted: expected a mapping such as "
+                f"{{name: {registry.names()[0]}, ...}} (accepted names: "
+                f"{', '.join(registry.names())})"
+            )
     mappings: dict[str, dict[str, BaseModel]] = {}
     for field, registry in (
         ("algorithms", ALGORITHMS),

@@ -11,15 +11,49 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from tessera.core.errors import ConfigError, did_you_mean
+from tessera.core.values import bool_for_number, unusable_scalar
 
 
 class ComponentConfig(BaseModel):
-    """Base of every component's options: unknown keys refused, defaults and changes checked."""
+    """Base of every component's options: unknown keys refused, defaults and changes checked.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    What no option of any component accepts is refused here, once, for every field (nested
+    lists and mappings too): infinity and NaN (a field that wants them says
+    `Field(allow_inf_nan=True)`), true/false where a number goes, integers beyond 64 bits,
+    empty or blank strings, and strings holding control or invisible characters
+    (`tessera.core.values`).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        validate_default=True,
+        allow_inf_nan=False,
+        str_min_length=1,
+        coerce_numbers_to_str=True,  # `name: 2024` is the text "2024"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        return _checked(cls, value, info, bool_for_number)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _usable_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        return _checked(cls, value, info, unusable_scalar)
+
+
+def _checked(schema: type[BaseModel], value: Any, info: ValidationInfo, problem_of: Any) -> Any:
+    """`value`, or a ValueError saying `problem_of(value, the field's type)`."""
+    field = schema.__pydantic_fields__.get(info.field_name or "")
+    problem = problem_of(value, field.annotation) if field is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def validation_problems(
@@ -36,9 +70,15 @@ def validation_problems(
             names = list(parent.model_fields) if parent else []
             hint = did_you_mean(location[-1], names) if names else "it takes no options."
             lines.append(f"{field}: unknown key; {hint}")
+        elif kind == "missing" and location and location[-1].isdigit():  # a tuple too short
+            parent = field.rsplit(".", 1)[0]
+            lines.append(
+                f"{parent}: {problem.get('input')!r} is not accepted: it needs an item "
+                f"{location[-1]} (counting from 0)"
+            )
         elif kind == "missing":
             lines.append(f"{field}: required field is missing")
-        elif isinstance(problem.get("input"), dict) and kind == "value_error":
+        elif kind == "value_error" and schema_at(schema, location) is not None:
             # A check across fields (a model validator): its message names the fields.
             message = problem["msg"].removeprefix("Value error, ")
             where = field or prefix.rstrip(".")

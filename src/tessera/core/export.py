@@ -58,7 +58,7 @@ def write_model_folder(
 def export_model(model: TrainableModel, folder: str | Path) -> Path:
     """Write the bare network's weights and its config; returns the folder."""
     tensors = untied_tensors(model.network().state_dict())
-    return write_model_folder(tensors, model.export_config(), folder)
+    return write_model_folder(tensors, model.exported_config(), folder)
 
 
 def read_model_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -77,37 +77,49 @@ def read_model_file(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def misfit(
+    expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], source: str = "file"
+) -> str:
+    """Which tensors of `given` do not fit a model whose state is `expected` (names and both
+    shapes), or '' when they all fit. A name missing from `given` is fine when it shares
+    storage with one that is there (tied weights are stored once)."""
+    mismatched = [
+        f"{name}: {source} {tuple(tensor.shape)} vs model {tuple(expected[name].shape)}"
+        for name, tensor in given.items()
+        if name in expected
+        and hasattr(tensor, "shape")
+        and tuple(tensor.shape) != tuple(expected[name].shape)
+    ]
+    unexpected = sorted(set(given) - set(expected))
+    stored = {expected[name].data_ptr() for name in given if name in expected}
+    missing = sorted(
+        name for name in set(expected) - set(given) if expected[name].data_ptr() not in stored
+    )
+
+    def listed(names: list[str]) -> str:
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        return ", ".join(names[:5]) + more
+
+    return "; ".join(
+        part
+        for part in (
+            "shapes differ: " + listed(mismatched) if mismatched else "",
+            "missing: " + listed(missing) if missing else "",
+            "not in the model: " + listed(unexpected) if unexpected else "",
+        )
+        if part
+    )
+
+
 def load_network_weights(
     model: TrainableModel, tensors: dict[str, torch.Tensor], source: str
 ) -> None:
-    """Load exported tensors into the model's network, naming any tensor that does not fit.
-
-    Tied weights are stored once: a name missing from the file is fine when it shares storage
-    with one that is there."""
+    """Load exported tensors into the model's network, naming any tensor that does not fit."""
     from tessera.core.errors import CheckpointError
 
     network = model.network()
-    expected = network.state_dict()
-    mismatched = [
-        f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[name].shape)}"
-        for name, tensor in tensors.items()
-        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape)
-    ]
-    unexpected = sorted(set(tensors) - set(expected))
-    stored = {expected[name].data_ptr() for name in tensors if name in expected}
-    missing = sorted(
-        name for name in set(expected) - set(tensors) if expected[name].data_ptr() not in stored
-    )
-    if mismatched or unexpected or missing:
-        details = "; ".join(
-            part
-            for part in (
-                "shapes differ: " + ", ".join(mismatched[:5]) if mismatched else "",
-                "missing: " + ", ".join(missing[:5]) if missing else "",
-                "not in the model: " + ", ".join(unexpected[:5]) if unexpected else "",
-            )
-            if part
-        )
+    details = misfit(network.state_dict(), tensors)
+    if details:
         raise CheckpointError(
             f"{source} does not fit this model ({details}); use the configuration the model was "
             "trained with (the run folder's config.yaml)"

@@ -58,6 +58,16 @@ class TrainableModel(nn.Module):
         """The bare network whose weights are exported (what users load elsewhere)."""
         return self
 
+    def display_name(self) -> str:
+        """The name the console gives the model (`model_name`)."""
+        return type(self).__name__
+
+    def exported_config(self) -> dict[str, Any]:
+        """What final/config.json holds: `export_config()`, plus `inputs` when the run's data
+        said how it prepares each input (`DataLoaders.inputs`), so the model stands alone."""
+        inputs = getattr(self, "inputs", None)
+        return {**self.export_config(), "inputs": inputs} if inputs else self.export_config()
+
     def export_config(self) -> dict[str, Any]:
         """A JSON-able description that, with the weights, rebuilds the network without Tessera."""
         return {}
@@ -71,6 +81,15 @@ def unwrap(model: nn.Module) -> TrainableModel:
             raise TypeError(f"{type(model).__name__} wraps no TrainableModel")
         model = inner
     return model
+
+
+def model_name(model: nn.Module) -> str:
+    """The class a user knows the model by: the network inside the DDP/FSDP/compile wrappers and
+    the trainer's adapter (`ResNet`, not `DistributedDataParallel` or `ModuleWithLoss`)."""
+    try:
+        return unwrap(model).display_name()
+    except TypeError:  # a plain module: only the compile wrapper to look through
+        return type(getattr(model, "_orig_mod", model)).__name__
 
 
 def _first_tensor(batch: Any) -> torch.Tensor:

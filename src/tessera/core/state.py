@@ -17,6 +17,7 @@ from torch import nn
 
 from tessera.core.determinism import load_rng_state, rng_state
 from tessera.core.errors import CheckpointError, ConfigError
+from tessera.core.export import misfit
 from tessera.core.model import TrainableModel, unwrap
 from tessera.core.precision import Precision
 from tessera.core.resumable import resumable_part
@@ -124,15 +125,11 @@ class State:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        try:
-            self.unwrapped_model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise CheckpointError(
-                f"{source} does not fit this model: {str(error).splitlines()[0]} "
-                "(was it saved from a model of another shape?)"
-            ) from error
+        load_model_state(self.unwrapped_model, state["model"], source)
         # The clock first: time-aware schedulers recompute learning rates from it.
         self.timestamp = Timestamp.from_state_dict(state["timestamp"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            _check_same_optimizer(optimizer, saved, source)
         _load_each(self.optimizers, state["optimizers"], "optimizers", source)
         _load_each(self.schedulers, state["schedulers"], "schedulers", source)
         _load_each(self.algorithms, state["algorithms"], "algorithms", source)
@@ -243,6 +240,39 @@ class State:
                 "give the time in batches ('ba') or epochs ('ep') instead"
             )
         return self.samples_per_batch
+
+
+def load_model_state(model: torch.nn.Module, tensors: dict[str, Any], source: str) -> None:
+    """`model.load_state_dict(tensors)`, or a CheckpointError naming each tensor that does not
+    fit and both shapes (a resume into a model of another shape)."""
+    details = misfit(model.state_dict(), tensors, "checkpoint")
+    if details:
+        raise CheckpointError(
+            f"{source} does not fit this model ({details}); it was saved from a model of "
+            "another shape: resume with the model settings it was trained with, or start a new "
+            "run (another name, or autoresume=false)"
+        )
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise CheckpointError(f"{source} does not fit this model: {error}") from None
+
+
+def _check_same_optimizer(optimizer: Any, saved: Any, source: str) -> None:
+    """Refuse optimizer state saved by another kind of optimizer (SGD's into AdamW's): torch
+    would load it and fail at the first step, or quietly train with foreign settings."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not groups or not isinstance(groups[0], dict) or not optimizer.param_groups:
+        return
+    theirs = set(groups[0]) - {"params", "param_names"}
+    ours = set(optimizer.param_groups[0]) - {"params", "param_names"}
+    if theirs - ours and ours - theirs:  # a version of the same optimizer only adds settings
+        raise CheckpointError(
+            f"{source} holds the state of another optimizer (its settings: "
+            f"{', '.join(sorted(theirs - ours))}; this run's {type(optimizer).__name__} has "
+            f"{', '.join(sorted(ours - theirs))}); resume with the optimizer it was saved with, "
+            "or start a new run (another name, or autoresume=false)"
+        )
 
 
 def _load_each(objects: list[Any], states: list[Any], kind: str, source: str) -> None:

@@ -7,6 +7,7 @@ four units at once, in total and within the current epoch, and is part of every 
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 from tessera.core.errors import ConfigError
+from tessera.core.values import MAX_INT
 
 
 class TimeUnit(str, enum.Enum):
@@ -22,6 +24,13 @@ class TimeUnit(str, enum.Enum):
     SAMPLE = "sp"
     TOKEN = "tok"
     DURATION = "dur"
+
+    @property
+    def plural(self) -> str:
+        """How messages count this unit: 'epochs', 'batches', ..."""
+        return {"batch": "batches", "duration": "fractions of the run"}.get(
+            self.name.lower(), self.name.lower() + "s"
+        )
 
 
 _UNITS = ", ".join(f"'{u.value}'" for u in TimeUnit)
@@ -37,6 +46,13 @@ class Time:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unit", TimeUnit(self.unit))
+        if not math.isfinite(self.value):
+            raise ConfigError(f"a time must be a finite number, not {self.value}")
+        if self.value > MAX_INT:
+            raise ConfigError(
+                f"{self.value:.4g} {self.unit.plural} is more than a run can count (at most "
+                f"{MAX_INT})"
+            )
         if self.value < 0:
             raise ConfigError(f"time {self.value}{self.unit.value} is negative")
         if self.unit == TimeUnit.DURATION and self.value > 1:
@@ -44,10 +60,10 @@ class Time:
                 f"time '{self.value}dur' is more than the whole run; a 'dur' value is a "
                 "fraction of max_duration between 0 and 1"
             )
-        if self.unit != TimeUnit.DURATION and float(self.value) != int(self.value):
+        if self.unit != TimeUnit.DURATION and not float(self.value).is_integer():
             raise ConfigError(
                 f"time '{self.value}{self.unit.value}' must be a whole number of "
-                f"{self.unit.name.lower()}s; only 'dur' takes fractions"
+                f"{self.unit.plural}; only 'dur' takes fractions"
             )
 
     @classmethod
@@ -62,8 +78,8 @@ class Time:
         number, unit = match.groups()
         if unit not in {u.value for u in TimeUnit}:
             raise ConfigError(f"{field}: {text!r} has unit {unit!r}; accepted units are {_UNITS}")
-        value = float(number)
-        if unit != "dur" and value.is_integer():
+        value: float = int(number) if number.isdigit() else float(number)  # digits: exact
+        if unit != "dur" and math.isfinite(value) and float(value).is_integer():
             value = int(value)
         try:
             return cls(value, TimeUnit(unit))

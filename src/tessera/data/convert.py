@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.core.errors import DataError, did_you_mean
-from tessera.data.writer import ShardWriter
+from tessera.data.writer import ShardWriter, parse_size
 
 IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp"}
 Source = tuple[dict[str, str], int | None, Iterator[dict[str, Any]]]  # columns, count, samples
@@ -146,6 +146,11 @@ SOURCES = {
 
 AUTO_SHARDS = 64  # `shard_size="auto"`: enough shards for 8 ranks x 8 workers to each read one
 AUTO_LIMITS = (256 * 2**10, 64 * 2**20)  # ... but no shard under 256 KiB or over 64 MiB
+
+
+def parse_shard_size(value: str) -> int | str:
+    """`--shard-size`: 'auto' or a size such as '64MiB' (a DataError names what is accepted)."""
+    return "auto" if value == "auto" else parse_size(value, "shard size")
 
 
 def auto_shard_size(columns: dict[str, str], count: int | None, first: list[dict[str, Any]]) -> int:

@@ -20,6 +20,9 @@ from tessera.core.registry import Registry
 class DataLoaders:
     train: Iterable[Any]
     eval: dict[str, Iterable[Any]] = field(default_factory=dict)
+    # How each input was prepared (normalisation, shape, classes): written into the final
+    # model's config.json as "inputs", for those who feed the model outside Tessera.
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

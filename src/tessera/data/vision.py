@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import DataError
 from tessera.core.registry import builder
-from tessera.data.fashion_mnist import FashionMNIST, collate_ready_batch
+from tessera.data.fashion_mnist import CLASSES, MEAN, STD, FashionMNIST, collate_ready_batch
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 from tessera.data.sampler import make_dataloader
 
 
-class FashionMNISTConfig(BaseModel):
+class FashionMNISTConfig(ComponentConfig):
     """Fashion-MNIST read from its IDX files; test split used for evaluation."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = "fashion_mnist"
     path: str | None = Field(None, description="folder with the four IDX(.gz) files")
     batch_size: int = Field(128, ge=1, description="global training batch size")
@@ -24,6 +24,16 @@ class FashionMNISTConfig(BaseModel):
     drop_last: bool = False
     train_subset: int | None = Field(None, ge=1, description="train on the first N samples only")
     eval_subset: int | None = Field(None, ge=1, description="evaluate on the first N samples only")
+
+
+# What the model sees: x = (pixels * scale - mean) / std, each of mean/std per channel.
+INPUTS = {
+    "pixels": "uint8, shape (channels, 28, 28) as in the IDX files",
+    "scale": 1 / 255,
+    "mean": [MEAN],
+    "std": [STD],
+    "classes": list(CLASSES),
+}
 
 
 @builder(FashionMNISTConfig)
@@ -63,4 +73,5 @@ def build_fashion_mnist(config: FashionMNISTConfig, context: DataContext) -> Dat
                 **common,
             )
         },
+        inputs=INPUTS,
     )

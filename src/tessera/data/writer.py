@@ -39,7 +39,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "m
 _UNITS |= {"gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30}
 
 
-def parse_size(value: int | str, what: str) -> int:
+def parse_size(value: int | str, what: str = "size") -> int:
     """Bytes from an int or a string such as "64MiB", "500kb", "2GB"."""
     if isinstance(value, int) and value > 0:
         return value
@@ -57,7 +57,7 @@ def parse_compression(compression: str | None) -> tuple[str | None, int]:
     if compression in (None, "", "none"):
         return None, 0
     name, _, level = str(compression).partition(":")
-    if name != "zstd" or (level and not level.lstrip("-").isdigit()):
+    if name != "zstd" or (level and not (level.isdigit() and 1 <= int(level) <= 22)):
         raise DataError(
             f"Compression {compression!r} is not supported; use None, 'zstd' or 'zstd:<level>' "
             "(level 1-22, default 3)."

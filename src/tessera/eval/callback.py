@@ -30,21 +30,21 @@ if TYPE_CHECKING:
 
 
 class ICLEvaluationConfig(ComponentConfig):
-    tasks: list[str] = Field(
-        ..., min_length=1, description="task names or task YAML paths", examples=[["piqa"]]
+    tasks: Annotated[list[str], Field(min_length=1)] | str = Field(
+        ..., description="task names or task YAML paths (one, or a list)", examples=[["piqa"]]
     )
     interval: TimeValue = Field("1000ba", description="score the tasks every (Time)")
-    num_fewshot: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="few-shot counts (default: each task's own)"
+    num_fewshot: list[Annotated[int, Field(ge=0)]] | Annotated[int, Field(ge=0)] | None = Field(
+        None, description="few-shot counts, one or a list (default: each task's own)"
     )
     batch_size: int = Field(16, ge=1, description="examples per forward pass")
     limit: int | None = Field(None, ge=1, description="score the first N examples of each task")
     data_dir: str | None = Field(None, description="folder of the task files (default: search)")
 
-    @field_validator("tasks", "num_fewshot", mode="before")
+    @field_validator("tasks", "num_fewshot", mode="after")
     @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+    def _as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, int)) else value
 
 
 class ICLEvaluation(Callback):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tessera.cli.options import COUNT, DTYPE_CHOICES, device
 from tessera.core.errors import ConfigError
 
 
@@ -24,16 +25,20 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "--tasks", help="comma-separated task names or YAML files, or 'gauntlet' (every task)"
     )
     group.add_argument("--num-fewshot", help="shot counts, e.g. 0,5 (default: each task's)")
-    group.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
-    group.add_argument("--limit", type=int, help="only the first N examples of each task")
+    group.add_argument("--batch-size", type=COUNT, default=32, help="sequences per forward pass")
+    group.add_argument("--limit", type=COUNT, help="only the first N examples of each task")
     group.add_argument("--hf", help="a Hugging Face causal-LM folder to evaluate instead")
     group.add_argument("--tokenizer", help="tokenizer, for a model saved without one")
-    group.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU if there is one)")
-    group.add_argument("--dtype", default="auto", help="auto (bf16 on GPU), float32, bfloat16")
+    group.add_argument(
+        "--device", type=device, help="cpu, cuda, cuda:1 (default: a GPU if there is one)"
+    )
+    group.add_argument(
+        "--dtype", default="auto", choices=DTYPE_CHOICES, help="bf16 on GPU, else float32 (auto)"
+    )
     group.add_argument("--data-dir", help="folder holding the task JSONL files")
     group.add_argument("--out", help="folder for the results (default: the run folder)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
-    group.add_argument("--nproc", type=int, default=1, help="processes (one per GPU)")
+    group.add_argument("--nproc", type=COUNT, default=1, help="processes (one per GPU)")
 
 
 def parse_shots(text: str | None) -> list[int] | None:

@@ -22,6 +22,7 @@ from tessera.callbacks.log_schedule import LogIntervalConfig, LogSchedule
 from tessera.core.errors import ConfigError
 from tessera.core.event import Event
 from tessera.core.logger import LoggerDestination
+from tessera.core.model import model_name
 from tessera.core.time import TimeUnit
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class ProgressBarLogger(LoggerDestination):
         self._last_log = (self._fit_start, state.timestamp.sample, state.timestamp.token)
         parameters = sum(p.numel() for p in state.model.parameters())
         self._print(
-            f"training {type(state.model).__name__} ({parameters:,} parameters) from "
+            f"training {model_name(state.model)} ({parameters:,} parameters) from "
             f"{self._position_text(state)}, world size {state.world_size}"
         )
         if self.use_bar:

@@ -46,5 +46,9 @@ class ModuleWithLoss(TrainableModel):
     def network(self) -> nn.Module:
         return self.module
 
+    def display_name(self) -> str:
+        """The wrapped module's class (`ResNet`); a subclass is named by its own class."""
+        return type(self.module).__name__ if type(self) is ModuleWithLoss else type(self).__name__
+
     def export_config(self) -> dict[str, Any]:
         return dict(self._config)

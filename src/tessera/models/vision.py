@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import Field
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from tessera.core.component import ComponentConfig
 from tessera.core.registry import builder
 from tessera.models.module_with_loss import ModuleWithLoss
 from tessera.models.resnet import ResNet
 
 
-class ResNetConfig(BaseModel):
+class ResNetConfig(ComponentConfig):
     """A small ResNet classifier for low-resolution images."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = "resnet"
     num_classes: int = Field(10, ge=2, description="number of classes")
     in_channels: int = Field(1, ge=1, description="input image channels")
     width: int = Field(16, ge=1, description="channels of the first stage")
-    blocks_per_stage: list[int] = Field(default=[1, 1, 1], min_length=1)
+    blocks_per_stage: list[Annotated[int, Field(ge=1)]] = Field(
+        default=[1, 1, 1],
+        min_length=1,
+        max_length=8,
+        description="residual blocks in each stage; each stage halves the resolution and "
+        "doubles the channels",
+    )
 
 
 def classification_metrics(num_classes: int) -> dict[str, Metric]:

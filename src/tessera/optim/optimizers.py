@@ -143,7 +143,7 @@ class OptimizerConfig(ComponentConfig):
     momentum: float | None = Field(None, ge=0, lt=1, description="momentum (SGD family)")
     nesterov: bool | None = Field(None, description="Nesterov momentum (SGD family)")
     betas: tuple[float, float] | None = Field(None, description="Adam betas")
-    eps: float | None = Field(None, gt=0, allow_inf_nan=False, description="Adam epsilon")
+    eps: float | None = Field(None, gt=0, description="Adam epsilon")
     decay_norm_and_bias: bool = Field(False, description="also decay 1-D params (norms, biases)")
     foreach: bool | None = Field(None, description="use the multi-tensor (foreach) kernels")
     embed_lr: float | None = Field(

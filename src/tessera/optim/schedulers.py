@@ -282,18 +282,12 @@ class SchedulerConfig(ComponentConfig):
         None, description="warmup_stable_decay: length of the final decay (Time, default 0.2dur)"
     )
     t_max: TimeValue | None = Field(None, description="end of the decay (Time, default 1dur)")
-    alpha_f: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="final lr multiplier"
-    )
+    alpha_f: float | None = Field(None, ge=0, description="final lr multiplier")
     step_size: TimeValue | None = Field(None, description="step schedule: time between drops")
     milestones: list[TimeValue] | None = Field(None, description="multistep: drop times")
-    gamma: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="step/multistep: drop factor"
-    )
-    power: float | None = Field(None, gt=0, allow_inf_nan=False, description="polynomial: exponent")
-    factor: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="constant: lr multiplier"
-    )
+    gamma: float | None = Field(None, gt=0, description="step/multistep: drop factor")
+    power: float | None = Field(None, gt=0, description="polynomial: exponent")
+    factor: float | None = Field(None, gt=0, description="constant: lr multiplier")
 
     @model_validator(mode="after")
     def _fields_of_schedule(self) -> SchedulerConfig:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tessera.core.errors import ConfigError
+from tessera.core.model import model_name
 
 
 def find_blocks(model: nn.Module, wrap: Sequence[str] | None = None) -> list[nn.Module]:
@@ -95,7 +96,7 @@ def apply_activation_checkpointing(
     blocks = find_blocks(model, wrap)
     if not blocks:
         raise ConfigError(
-            f"activation_checkpointing: {type(model).__name__} has no repeated blocks (members "
+            f"activation_checkpointing: {model_name(model)} has no repeated blocks (members "
             "of an nn.ModuleList) to recompute; name the block classes in parallelism.wrap or "
             "switch activation_checkpointing off"
         )

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from tessera.core.errors import ConfigError
+from tessera.core.model import model_name
 from tessera.parallel.blocks import repeated_blocks
 from tessera.parallel.config import CompileConfig
 
@@ -32,7 +33,7 @@ def compile_model(model: nn.Module, config: CompileConfig | None = None) -> nn.M
     blocks = repeated_blocks(model)
     if not blocks:
         raise ConfigError(
-            f"compile.scope: 'blocks' found no repeated blocks in {type(model).__name__} (an "
+            f"compile.scope: 'blocks' found no repeated blocks in {model_name(model)} (an "
             "nn.ModuleList of two or more modules of one class); use scope: model"
         )
     for block in blocks:

@@ -78,7 +78,7 @@ def _train_state(state: State) -> dict[str, Any]:
         "world_size": state.world_size,
         "network_prefix": prefix,
         "tied": tied,
-        "export_config": json.dumps(state.unwrapped_model.export_config()),
+        "export_config": json.dumps(state.unwrapped_model.exported_config()),
     }
     return full
 
@@ -252,7 +252,7 @@ class ShardedCheckpointer(Checkpointer):
         if world.get_rank() != 0:
             return None
         tensors = _network_tensors(full, prefix, tied)
-        return write_model_folder(tensors, state.unwrapped_model.export_config(), folder)
+        return write_model_folder(tensors, state.unwrapped_model.exported_config(), folder)
 
     def close(self) -> None:
         # After an error other ranks may be gone: wait for our own writes, publish nothing.

@@ -48,6 +48,12 @@ class RunFolder:
                     f"{part} exists and is not a folder; the run needs it for its "
                     f"{part.name}: move the file away, or choose another name or run_dir"
                 )
+        for part in (self.config, self.root / "metrics.jsonl", self.checkpoints / "manifest.json"):
+            if part.is_dir():
+                raise UserError(
+                    f"{part} is a folder; the run writes its {part.name} file there: move the "
+                    "folder away, or choose another name or run_dir"
+                )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / ".write-test"

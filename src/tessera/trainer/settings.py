@@ -8,21 +8,21 @@ fail before anything is built.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from tessera.core.component import ComponentConfig
+from tessera.core.errors import ConfigError
 from tessera.core.precision import Precision
 from tessera.core.time import TimeValue
+from tessera.core.values import device_problem
 from tessera.parallel.config import CompileConfig, ParallelismConfig
 
 # The callbacks and loggers a run gets unless it says otherwise.
 DEFAULT_CALLBACKS: dict[str, dict[str, Any]] = {"speed_monitor": {}, "lr_monitor": {}}
 DEFAULT_LOGGERS: dict[str, dict[str, Any]] = {"progress": {}, "jsonl": {}}
 
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _MAX_SEED = 2**63 - 1
 _PARAM_DTYPE_PRECISION = {"bfloat16": Precision.AMP_BF16, "float16": Precision.AMP_FP16}
 
@@ -55,7 +55,7 @@ class TrainerSettings(ComponentConfig):
         None, description="samples per forward/backward; 'auto' halves on out-of-memory"
     )
     scale_schedule_ratio: float = Field(
-        1.0, gt=0, le=1e6, allow_inf_nan=False, description="stretch (>1) or shrink (<1) the run"
+        1.0, gt=0, le=1e6, description="stretch (>1) or shrink (<1) the run"
     )
     profile: bool = Field(False, description="time every hook at every event")
     parallelism: ParallelismConfig = Field(
@@ -83,10 +83,9 @@ class TrainerSettings(ComponentConfig):
     def cross_field_problems(self) -> list[str]:
         """Every check across fields, in one place (subclasses add theirs)."""
         problems = []
-        if self.device is not None and not _DEVICE.match(self.device):
-            problems.append(
-                f"device: {self.device!r} is not a device; use cpu, cuda, cuda:<index> or mps"
-            )
+        device = device_problem(self.device) if self.device is not None else None
+        if device:
+            problems.append(f"device: {self.device!r} is not accepted: {device}")
         dtype = self.parallelism.param_dtype
         needed = _PARAM_DTYPE_PRECISION.get(dtype or "")
         if needed is not None and self.precision != needed:
@@ -99,6 +98,11 @@ class TrainerSettings(ComponentConfig):
             problems.append(
                 f"parallelism.reduce_dtype: {reduce!r} must be float32 or the param_dtype"
             )
+        try:
+            self.max_duration * self.scale_schedule_ratio
+        except ConfigError as error:
+            ratio = self.scale_schedule_ratio
+            problems.append(f"scale_schedule_ratio: {ratio:g} makes max_duration {error}")
         if self.eval_interval.value == 0:
             problems.append("eval_interval: must be more than zero (leave out eval data for none)")
         if self.save_interval is not None and self.save_interval.value == 0:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError, DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
@@ -28,12 +29,13 @@ from tessera.data.text.packed import PackedChats, truncate
 log = logging.getLogger(__name__)
 
 
-class ChatDataConfig(BaseModel):
+class ChatDataConfig(ComponentConfig):
     """Chat conversations for supervised fine-tuning."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = "chat"
-    path: list[str] | str = Field(description="JSONL file(s), one conversation per line")
+    path: list[str] | str = Field(
+        description="JSONL file(s), one conversation per line", examples=["chats.jsonl"]
+    )
     messages_field: str = Field("messages", description="the field holding the message list")
     tokenizer: str = Field(FROM_MODEL, description="'model' (the model's) or a tokenizer spec")
     chat_template: str = Field(
@@ -41,7 +43,7 @@ class ChatDataConfig(BaseModel):
         description="'model' (the model's, else the default), 'default' ('role: content' "
         "lines) or a chat_template.json file",
     )
-    seq_len: int = Field(ge=1, description="tokens the model reads per row")
+    seq_len: int = Field(ge=1, description="tokens the model reads per row", examples=[512])
     packing: bool = Field(True, description="several conversations per row, masked apart")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="conversations held out")
     batch_size: int = Field(8, ge=1, description="global training batch size (rows)")

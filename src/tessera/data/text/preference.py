@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch.utils.data import Dataset
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError, DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
@@ -38,17 +39,18 @@ SIDES = ("chosen", "rejected")
 REFERENCE_FIELDS = ("reference_chosen_logp", "reference_rejected_logp")
 
 
-class PreferenceDataConfig(BaseModel):
+class PreferenceDataConfig(ComponentConfig):
     """Prompt / chosen / rejected records for preference tuning."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = "preference"
-    path: list[str] | str = Field(description="JSONL file(s), one preference pair per line")
+    path: list[str] | str = Field(
+        description="JSONL file(s), one preference pair per line", examples=["pairs.jsonl"]
+    )
     tokenizer: str = Field(FROM_MODEL, description="'model' (the model's) or a tokenizer spec")
     chat_template: str = Field(
         FROM_MODEL, description="'model', 'default' or a chat_template.json file"
     )
-    seq_len: int = Field(ge=1, description="tokens per row (prompt + answer)")
+    seq_len: int = Field(ge=1, description="tokens per row (prompt + answer)", examples=[512])
     val_fraction: float = Field(0.1, ge=0, lt=1, description="pairs held out")
     batch_size: int = Field(8, ge=1, description="global training batch size (pairs)")
     eval_batch_size: int = Field(8, ge=1, description="evaluation batch size per process")

@@ -14,8 +14,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError, DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
@@ -33,20 +34,20 @@ from tessera.data.text.token_file import TokenDataset
 from tessera.data.text.tokenizers import load_tokenizer
 
 
-class ShardMix(BaseModel):
+class ShardMix(ComponentConfig):
     """One data set of a mix (`shards: [{path: A, proportion: 0.7}, {path: B, ...}]`)."""
 
-    model_config = ConfigDict(extra="forbid")
     path: str = Field(description="folder/URL from `tessera data tokenize --format shards`")
     proportion: float | None = Field(None, ge=0, description="share of each epoch")
     repeat: float | None = Field(None, ge=0, description="multiple of its own size per epoch")
     choose: int | None = Field(None, ge=0, description="samples per epoch")
 
 
-class TextDataConfig(BaseModel):
+class TextDataConfig(ComponentConfig):
     """Packed token sequences for language-model training."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"path": "tokens/"}]})
+
     name: str = "text"
     path: str | None = Field(None, description="folder from `tessera data tokenize`")
     shards: str | list[ShardMix] | None = Field(

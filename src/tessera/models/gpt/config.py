@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError, UserError, did_you_mean
 
 Position = Literal["learned", "rope", "alibi", "none"]
@@ -86,14 +87,17 @@ def describe_errors(error: Any, schema: type[BaseModel]) -> str:
         if item["type"] == "extra_forbidden":
             hint = did_you_mean(str(where), schema.model_fields)
             parts.append(f"model.{where}: unknown option; {hint}")
-        elif item["type"] == "value_error":
+        elif item["type"] == "value_error" and not where:  # a check across fields
             parts.append(str(item["ctx"]["error"]))
+        elif item["type"] == "value_error":
+            problem = item["ctx"]["error"]
+            parts.append(f"model.{where}: {item.get('input')!r} is not accepted: {problem}")
         else:
             parts.append(f"model.{where}: {item['msg']} (got {item.get('input')!r})")
     return "; ".join(parts)
 
 
-class RopeScaling(BaseModel):
+class RopeScaling(ComponentConfig):
     """Stretch RoPE's frequencies to reach past the context a model was trained at.
 
     `linear` divides every frequency by `factor` (position interpolation); `llama3` divides
@@ -101,7 +105,6 @@ class RopeScaling(BaseModel):
     and blends smoothly up to `original_max_seq_len / high_freq_factor` (Llama 3.1's scheme).
     """
 
-    model_config = ConfigDict(extra="forbid")
     kind: RopeScalingKind = Field(description="linear or llama3")
     factor: float = Field(gt=0, description="how many times longer the new context is")
     low_freq_factor: float = Field(1.0, gt=0, description="llama3: low-frequency boundary")
@@ -122,10 +125,8 @@ class RopeScaling(BaseModel):
         return self
 
 
-class GPTConfig(BaseModel):
+class GPTConfig(ComponentConfig):
     """Shape and options of a decoder-only transformer."""
-
-    model_config = ConfigDict(extra="forbid")
 
     preset: str | None = Field(None, description="Start from a named shape; fields override it.")
     vocab_size: int | None = Field(
@@ -199,7 +200,7 @@ class GPTConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") is not None:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str):  # else: its type
             name = data["preset"]
             if name not in PRESETS:
                 raise ConfigError(

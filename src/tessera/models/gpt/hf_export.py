@@ -176,8 +176,10 @@ def _zero_biases(
     return zeros
 
 
-def hf_tokenizer(tokenizer: Any) -> Any:
-    """A `PreTrainedTokenizerFast` equivalent to ours, or None for tokenizers without one."""
+def hf_tokenizer(tokenizer: Any, max_length: int | None = None) -> Any:
+    """A `PreTrainedTokenizerFast` equivalent to ours, or None for tokenizers without one;
+    `max_length` (the model's positions) is what `truncation=True` cuts to, and longer
+    encodings make transformers warn before the model fails on them."""
     if tokenizer is None:
         return None
     tf = _transformers()
@@ -207,7 +209,8 @@ def hf_tokenizer(tokenizer: Any) -> Any:
     else:
         return None
     eos = "<|endoftext|>" if tokenizer.eos_id is not None else None
-    return tf.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos)
+    limit = {"model_max_length": max_length} if max_length else {}
+    return tf.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos, **limit)
 
 
 def _byte_alphabet() -> dict[int, str]:
@@ -222,6 +225,20 @@ def _byte_alphabet() -> dict[int, str]:
             table[byte] = chr(256 + extra)
             extra += 1
     return table
+
+
+def position_limit(config: GPTConfig) -> str:
+    """What an export's user must know about its length: the positions it was trained for."""
+    if config.position == "learned":
+        return (
+            f"the model has {config.max_seq_len} learned positions: transformers fails "
+            f"(IndexError) on inputs longer than {config.max_seq_len} tokens; tokenize with "
+            "truncation=True or keep the last tokens (the tokenizer's model_max_length is set)"
+        )
+    return (
+        f"the model was trained on at most {config.max_seq_len} tokens "
+        "(max_position_embeddings); longer inputs run but were never trained on"
+    )
 
 
 def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None = None) -> Path:
@@ -239,7 +256,7 @@ def export_hf(model: GPT, out_dir: str | Path, trained_from: str | Path | None =
     weights = hf_state_dict(model)
     if origin is None:
         config = hf_config(model.config, getattr(model.tokenizer, "eos_id", None))
-        tokenizer = hf_tokenizer(model.tokenizer)
+        tokenizer = hf_tokenizer(model.tokenizer, model.config.max_seq_len)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
         staging_path = Path(staging)

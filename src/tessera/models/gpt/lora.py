@@ -14,18 +14,18 @@ import math
 from collections.abc import Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
 
 TARGETS = ("attn.qkv", "attn.proj", "mlp.up", "mlp.down")
 
 
-class LoRAConfig(BaseModel):
+class LoRAConfig(ComponentConfig):
     """Which layers get adapters, and their size."""
 
-    model_config = ConfigDict(extra="forbid")
     rank: int = Field(8, ge=1, description="rank of each update")
     alpha: float = Field(16.0, gt=0, description="updates are scaled by alpha / rank")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input")
