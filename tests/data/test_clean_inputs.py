@@ -128,11 +128,11 @@ def test_previous_clean_is_refused_unless_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--threshold", "1.5"], "near.threshold: 1.5 is not accepted"),
+        (["--threshold", "1.5"], "--threshold: '1.5' is not accepted: must be less than 1"),
         (["--set", "near.num_perm=2"], "near.num_perm: 2 is not accepted"),
         (["--set", "quality.gopher_length.min_words=-3"], "quality.gopher_length.min_words"),
         (["--dedup", "exact,fuzzy"], "--dedup 'exact,fuzzy'"),
-        (["--workers", "0"], "workers: 0 is not accepted"),
+        (["--workers", "0"], "--workers: '0' is not accepted: must be at least 1"),
     ],
 )
 def test_bad_settings_exit_2(tmp_path, capsys, flags, message):

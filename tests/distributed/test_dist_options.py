@@ -34,7 +34,7 @@ def test_port_in_use_is_refused_before_starting(tmp_path, capsys):
 def test_process_counts_are_checked(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path)
     assert main(["train", str(recipe), "--nproc", "0"]) == 2
-    assert "--nproc: 0 is not a process count" in capsys.readouterr().err
+    assert "--nproc: '0' is not accepted: must be at least 1" in capsys.readouterr().err
     assert main(["train", str(recipe), "--nnodes", "2", "--nproc", "2"]) == 2
     assert "--rdzv-endpoint HOST:PORT" in capsys.readouterr().err
 

@@ -137,7 +137,7 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
     ("arguments", "message"),
     [
         (["--gpu", "h10"], "did you mean 'h100'"),
-        (["--price", "-1"], "is not a price"),
+        (["--price", "-1"], "--price: '-1' is not accepted: must be at least 0"),
         (["--gpus", "0"], "--gpus"),
     ],
 )

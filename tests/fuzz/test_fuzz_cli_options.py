@@ -150,5 +150,5 @@ def test_a_bad_option_value_is_refused_by_the_installed_command_too():
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert "argument --top-p: '2' is not accepted: at most 1" in result.stderr
+    assert "argument --top-p: '2' is not accepted: must be at most 1" in result.stderr
     assert "Traceback" not in result.stderr

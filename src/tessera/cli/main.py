@@ -55,13 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse printed its usage line and the refused option
+        return stop.code if isinstance(stop.code, int) else 2
     handler = getattr(args, "func", None)
     if handler is None:
         parser.print_help()
         return 2
     try:
         return int(handler(args) or 0)
+    except SystemExit as stop:  # a sub-command's own parser refused an option
+        return stop.code if isinstance(stop.code, int) else 2
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

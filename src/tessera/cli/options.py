@@ -1,10 +1,10 @@
 """What a command-line option accepts, declared where the option is added.
 
 Each option's `type=` is one of these: argparse calls it on the text given and, when it
-refuses, prints `argument --top-p: '1.5' is not accepted: at most 1` and exits 2, so a bad value
-stops the command before anything is loaded. A `Number` keeps its range in plain attributes
-(`ge`, `gt`, `le`, `lt`), so the tests generate each option's bad and boundary values from the
-parser itself (tests/fuzz/). Nothing heavy is imported here: `tessera --help` stays fast.
+refuses, prints `argument --top-p: '1.5' is not accepted: must be at most 1` and exits 2, so a
+bad value stops the command before anything is loaded. A `Number` keeps its range in plain
+attributes (`ge`, `gt`, `le`, `lt`), so the tests generate each option's bad and boundary values
+from the parser itself (tests/fuzz/). Nothing heavy is imported here: `tessera --help` stays fast.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ class Number:
         if not math.isfinite(value):
             raise _refused(text, "too large to be a finite number")
         for bound, holds, words in (
-            (self.ge, lambda b: value >= b, "at least"),
-            (self.gt, lambda b: value > b, "more than"),
-            (self.le, lambda b: value <= b, "at most"),
-            (self.lt, lambda b: value < b, "less than"),
+            (self.ge, lambda b: value >= b, "must be at least"),
+            (self.gt, lambda b: value > b, "must be more than"),
+            (self.le, lambda b: value <= b, "must be at most"),
+            (self.lt, lambda b: value < b, "must be less than"),
         ):
             if bound is not None and not holds(bound):
                 shown = f"{bound:g}" if self.kind is float else str(int(bound))

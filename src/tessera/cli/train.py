@@ -67,13 +67,18 @@ def _split_overrides(
     args: argparse.Namespace, add_options: Any = None, command: str = "tessera train"
 ) -> None:
     """Options written after the overrides (`RECIPE a=1 --nproc 2`) are options too."""
-    late = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    late = argparse.ArgumentParser(
+        prog=command, add_help=False, argument_default=argparse.SUPPRESS, exit_on_error=False
+    )
     if add_options is None:
         _add_scale_options(late)
         _add_cost_option(late)
     else:
         add_options(late)
-    found, rest = late.parse_known_args(args.overrides)
+    try:
+        found, rest = late.parse_known_args(args.overrides)
+    except argparse.ArgumentError as error:  # a refused value: the option and what it takes
+        raise UserError(f"{command}: {error}") from None
     for name, value in vars(found).items():
         setattr(args, name, value)
     unknown = [item for item in rest if "=" not in item or item.startswith("-")]

@@ -61,7 +61,7 @@ def validation_problems(
 ) -> list[str]:
     """One line per problem: the field's dotted path, the value given and what is accepted."""
     lines = []
-    for problem in error.errors():
+    for problem in _one_per_union(error.errors()):
         location = [str(part) for part in problem["loc"]]
         field = (prefix + ".".join(location)).rstrip(".")  # a model validator has no location
         kind = problem["type"]
@@ -89,6 +89,40 @@ def validation_problems(
             where = field or prefix.rstrip(".") or "value"
             lines.append(f"{where}: {problem.get('input')!r} is not accepted: {message}")
     return lines
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic names the alternative of a union it tried (`list[constrained-int]`, `int`)."""
+    text = str(part)
+    return any(mark in text for mark in "[]-") or text in _TYPE_TAGS
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "tuple", "none"}
+
+
+def _one_per_union(problems: list[Any]) -> list[Any]:
+    """A value that fits no alternative of a union is one problem, not one per alternative:
+    located at the field, with the given value and every alternative's complaint."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    out: list[Any] = []
+    for problem in problems:
+        loc = problem["loc"]
+        cut = next((i for i, part in enumerate(loc) if _is_union_tag(part)), None)
+        if cut is None:
+            out.append(problem)
+            continue
+        key = tuple(loc[:cut])
+        message = problem["msg"].removeprefix("Value error, ")
+        entry = merged.get(key)
+        if entry is None:
+            entry = {"loc": key, "type": "union", "msg": message, "input": problem.get("input")}
+            merged[key] = entry
+            out.append(entry)
+        elif message not in entry["msg"]:
+            entry["msg"] += f"; or {message[:1].lower()}{message[1:]}"
+        if len(loc) == cut + 1:  # the alternative tried on the whole value: show that value
+            entry["input"] = problem.get("input")
+    return out
 
 
 def schema_at(schema: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
