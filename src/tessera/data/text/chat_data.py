@@ -13,10 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from tessera.core.component import ComponentConfig
-from tessera.core.errors import ConfigError, DataError
+from tessera.core.errors import DataError
 from tessera.core.registry import builder
-from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
-from tessera.data.sampler import make_dataloader
+from tessera.data.registry import DataContext, DataLoaders
 from tessera.data.text.chat import (
     FROM_MODEL,
     ChatEncoder,
@@ -24,6 +23,7 @@ from tessera.data.text.chat import (
     read_jsonl,
     tokenizer_and_template,
 )
+from tessera.data.text.loaders import text_loaders
 from tessera.data.text.packed import PackedChats, truncate
 
 log = logging.getLogger(__name__)
@@ -97,27 +97,6 @@ def build_chat(config: ChatDataConfig, context: DataContext) -> DataLoaders:
         100 * train.fill(),
         template.source,
     )
-    batch = per_rank_batch_size(config.batch_size, context)
-    if config.drop_last and len(train) < batch * context.world_size:
-        raise ConfigError(
-            f"data.batch_size: {config.batch_size} is more than the {len(train)} training rows; "
-            "lower batch_size or seq_len, or add conversations."
-        )
-    common = {"rank": context.rank, "world_size": context.world_size}
-    loaders = DataLoaders(
-        train=make_dataloader(
-            train,
-            batch,
-            shuffle=config.shuffle,
-            seed=context.seed,
-            num_workers=config.num_workers,
-            drop_last=config.drop_last,
-            **common,
-        )
-    )
-    if val_examples:
-        val = PackedChats(val_examples, config.seq_len, pad, config.packing)
-        loaders.eval["eval"] = make_dataloader(
-            val, config.eval_batch_size, shuffle=False, num_workers=config.num_workers, **common
-        )
-    return loaders
+    val = PackedChats(val_examples, config.seq_len, pad, config.packing) if val_examples else None
+    fix = "lower batch_size or seq_len, or add conversations"
+    return text_loaders(config, context, train, val, "training rows", fix)

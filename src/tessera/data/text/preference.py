@@ -20,10 +20,9 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 from tessera.core.component import ComponentConfig
-from tessera.core.errors import ConfigError, DataError
+from tessera.core.errors import DataError
 from tessera.core.registry import builder
-from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
-from tessera.data.sampler import make_dataloader
+from tessera.data.registry import DataContext, DataLoaders
 from tessera.data.text.chat import (
     FROM_MODEL,
     IGNORE,
@@ -33,6 +32,7 @@ from tessera.data.text.chat import (
     tokenizer_and_template,
 )
 from tessera.data.text.chat_data import split_held_out
+from tessera.data.text.loaders import text_loaders
 
 log = logging.getLogger(__name__)
 SIDES = ("chosen", "rejected")
@@ -181,26 +181,7 @@ def build_preference(config: PreferenceDataConfig, context: DataContext) -> Data
     held_out = split_held_out(len(pairs), config.val_fraction)
     pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     train = PreferencePairs([p for p, v in zip(pairs, held_out) if not v], config.seq_len, pad)
-    batch = per_rank_batch_size(config.batch_size, context)
-    if config.drop_last and len(train) < batch * context.world_size:
-        raise ConfigError(
-            f"data.batch_size: {config.batch_size} is more than the {len(train)} training pairs."
-        )
-    common = {"rank": context.rank, "world_size": context.world_size}
-    loaders = DataLoaders(
-        train=make_dataloader(
-            train,
-            batch,
-            shuffle=config.shuffle,
-            seed=context.seed,
-            num_workers=config.num_workers,
-            drop_last=config.drop_last,
-            **common,
-        )
-    )
+    val = None
     if held_out.any():
         val = PreferencePairs([p for p, v in zip(pairs, held_out) if v], config.seq_len, pad)
-        loaders.eval["eval"] = make_dataloader(
-            val, config.eval_batch_size, shuffle=False, num_workers=config.num_workers, **common
-        )
-    return loaders
+    return text_loaders(config, context, train, val, "training pairs", "")

@@ -17,13 +17,14 @@ import torch
 from pydantic import ConfigDict, Field, model_validator
 
 from tessera.core.component import ComponentConfig
-from tessera.core.errors import ConfigError, DataError
+from tessera.core.errors import DataError
 from tessera.core.registry import builder
 from tessera.data.registry import DataContext, DataLoaders, per_rank_batch_size
 from tessera.data.root import resolve
 from tessera.data.sampler import make_dataloader
 from tessera.data.text.documents import read_documents
 from tessera.data.text.encoding_cache import cached_encoding
+from tessera.data.text.loaders import text_loaders
 from tessera.data.text.packing import (
     EncodedDocument,
     encode_documents,
@@ -204,30 +205,10 @@ def build_text(config: TextDataConfig, context: DataContext) -> DataLoaders:
     if config.shards is not None:
         return _build_shards(config, context)
     train, val = _datasets(config)
-    batch = per_rank_batch_size(config.batch_size, context)
-    if config.drop_last and len(train) < batch * context.world_size:
-        raise ConfigError(
-            f"data.batch_size: {config.batch_size} is more than the {len(train)} training "
-            f"sequences of {train.seq_len + 1} tokens; lower batch_size or seq_len."
-        )
-    common = {"rank": context.rank, "world_size": context.world_size}
-    loaders = DataLoaders(
-        train=make_dataloader(
-            train,
-            batch,
-            shuffle=config.shuffle,
-            seed=context.seed,
-            num_workers=config.num_workers,
-            drop_last=config.drop_last,
-            **common,
-        )
-    )
-    if val is not None:
-        if config.eval_max_sequences is not None and config.eval_max_sequences < len(val):
-            from torch.utils.data import Subset
+    limit = config.eval_max_sequences
+    if val is not None and limit is not None and limit < len(val):
+        from torch.utils.data import Subset
 
-            val = Subset(val, range(config.eval_max_sequences))
-        loaders.eval["eval"] = make_dataloader(
-            val, config.eval_batch_size, shuffle=False, num_workers=config.num_workers, **common
-        )
-    return loaders
+        val = Subset(val, range(limit))
+    items = f"training sequences of {train.seq_len + 1} tokens"
+    return text_loaders(config, context, train, val, items, "lower batch_size or seq_len")
