@@ -83,7 +83,12 @@ def test_killed_rank_restarts_and_ends_like_an_uninterrupted_run(tmp_path, ddp_r
     assert summary(result)["timestamp"]["batch"] == 24
     assert list((run / "logs").glob("*/attempt_1/1/stderr.log"))  # torchrun restarted it
     # said once, in Tessera's words: no traceback wall from rank 0, no torchrun banner
-    assert "rank 1 died (signal SIGKILL); restarting attempt 1/1" in stderr
+    # Which rank the agent sees fail first is a race: the killed one, or the one that lost it.
+    assert (
+        "rank 1 died (signal SIGKILL); restarting attempt 1/1" in stderr
+        or "another rank went away (rank 0 lost contact with it first); restarting attempt 1/1"
+        in stderr
+    ), stderr
     assert "Traceback" not in stderr and "OMP_NUM_THREADS" not in stderr
     assert "torch/distributed/elastic" not in stderr
     # deterministic mode: bit for bit the weights of the run that was never interrupted

@@ -134,7 +134,7 @@ def _lost_contact(error: Exception) -> int:
     import os
     import sys
 
-    from tessera.parallel.process_group import lost_contact
+    from tessera.parallel.process_group import LOST_CONTACT_EXIT, lost_contact
 
     reason = lost_contact(error)
     if reason is None:
@@ -146,7 +146,7 @@ def _lost_contact(error: Exception) -> int:
         f"restarts the group" + (f" (traceback in {details})" if details else ""),
         file=sys.stderr,
     )
-    return 1
+    return LOST_CONTACT_EXIT
 
 
 def _exit_worker(code: int) -> None:

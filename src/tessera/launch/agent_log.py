@@ -18,6 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
+from tessera.parallel.process_group import LOST_CONTACT_EXIT
+
 AGENT_LOGGER = "torch.distributed.elastic"
 
 
@@ -39,8 +41,10 @@ def classify(failures: dict[int, Any]) -> tuple[list[int], list[int]]:
     """(ranks that failed by themselves, ranks the agent stopped because of them).
 
     When one rank fails the agent sends SIGTERM to the others; a rank that ended with SIGTERM
-    was stopped, unless every rank did (then the first one to go is the cause)."""
-    stopped = [r for r, f in failures.items() if f.exitcode == -signal.SIGTERM]
+    was stopped, and one that exited LOST_CONTACT_EXIT lost its peers, unless every rank did
+    (then the first one to go is the cause)."""
+    consequences = (-signal.SIGTERM, LOST_CONTACT_EXIT)  # stopped, or lost its peers
+    stopped = [r for r, f in failures.items() if f.exitcode in consequences]
     failed = [r for r in failures if r not in stopped]
     if not failed and stopped:
         first = min(stopped, key=lambda r: (failures[r].timestamp, r))
@@ -78,8 +82,12 @@ class _AgentHandler(logging.Handler):
             what = "a rank failed"
         else:
             local_rank, code = self.last_failure
-            verb = "died" if code < 0 else "failed"
-            what = f"{rank_name(local_rank, self.single_node)} {verb} ({describe_exit(code)})"
+            name = rank_name(local_rank, self.single_node)
+            if code == LOST_CONTACT_EXIT:  # the agent saw the consequence before the cause
+                what = f"another rank went away ({name} lost contact with it first)"
+            else:
+                verb = "died" if code < 0 else "failed"
+                what = f"{name} {verb} ({describe_exit(code)})"
         self.console.print(
             f"[bold yellow]tessera[/]: {what}; restarting attempt {attempt}/{max_restarts} "
             "(every rank resumes from the newest valid checkpoint)"

@@ -167,6 +167,9 @@ _PEER_LOST = (
 )
 
 
+LOST_CONTACT_EXIT = 75  # EX_TEMPFAIL: this rank is fine, another one went away first
+
+
 def lost_contact(error: BaseException) -> str | None:
     """Why this rank lost the job, when `error` says another rank went away; else None.
 
