@@ -8,6 +8,7 @@ attention masks (`packing: true`, the default) or given one padded row each.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -61,13 +62,21 @@ def split_held_out(count: int, fraction: float, seed: int = 0) -> np.ndarray:
     return chosen
 
 
-@builder(ChatDataConfig)
-def build_chat(config: ChatDataConfig, context: DataContext) -> DataLoaders:
+def chat_inputs(config: Any, context: DataContext) -> tuple[ChatEncoder, list[str], int]:
+    """What chat and preference data share: the encoder (tokenizer + template), the JSONL
+    paths and the padding id (end-of-text, or 0)."""
     tokenizer, template = tokenizer_and_template(
         config.tokenizer, config.chat_template, context.model
     )
-    encoder = ChatEncoder(tokenizer, template)
-    paths = [config.path] if isinstance(config.path, str) else config.path
+    paths = [config.path] if isinstance(config.path, str) else list(config.path)
+    pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    return ChatEncoder(tokenizer, template), paths, pad
+
+
+@builder(ChatDataConfig)
+def build_chat(config: ChatDataConfig, context: DataContext) -> DataLoaders:
+    encoder, paths, pad = chat_inputs(config, context)
+    template = encoder.template
     examples = []
     for where, record in read_jsonl(paths):
         if not isinstance(record, dict) or config.messages_field not in record:
@@ -87,7 +96,6 @@ def build_chat(config: ChatDataConfig, context: DataContext) -> DataLoaders:
     held_out = split_held_out(len(examples), config.val_fraction)
     train_examples = [e for e, v in zip(examples, held_out) if not v]
     val_examples = [e for e, v in zip(examples, held_out) if v]
-    pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     train = PackedChats(train_examples, config.seq_len, pad, config.packing)
     log.info(
         "chat data: %d conversations in %d rows of %d tokens (%.0f%% filled), template %s",

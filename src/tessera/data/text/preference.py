@@ -29,9 +29,8 @@ from tessera.data.text.chat import (
     ChatEncoder,
     check_messages,
     read_jsonl,
-    tokenizer_and_template,
 )
-from tessera.data.text.chat_data import split_held_out
+from tessera.data.text.chat_data import chat_inputs, split_held_out
 from tessera.data.text.loaders import text_loaders
 
 log = logging.getLogger(__name__)
@@ -163,11 +162,7 @@ def _fit(pairs: list[tuple], width: int, what: str) -> list[tuple]:
 
 @builder(PreferenceDataConfig)
 def build_preference(config: PreferenceDataConfig, context: DataContext) -> DataLoaders:
-    tokenizer, template = tokenizer_and_template(
-        config.tokenizer, config.chat_template, context.model
-    )
-    encoder = ChatEncoder(tokenizer, template)
-    paths = [config.path] if isinstance(config.path, str) else config.path
+    encoder, paths, pad = chat_inputs(config, context)
     pairs = [encode_pair(record, where, encoder) for where, record in read_jsonl(paths)]
     if not pairs:
         raise DataError(f"data.path: {', '.join(paths)} holds no preference pairs.")
@@ -179,7 +174,6 @@ def build_preference(config: PreferenceDataConfig, context: DataContext) -> Data
         )
     pairs = _fit(pairs, config.seq_len + 1, ", ".join(paths))
     held_out = split_held_out(len(pairs), config.val_fraction)
-    pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     train = PreferencePairs([p for p, v in zip(pairs, held_out) if not v], config.seq_len, pad)
     val = None
     if held_out.any():
