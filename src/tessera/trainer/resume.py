@@ -154,3 +154,16 @@ def _restart(folder: RunFolder, given: Path | None) -> Path | None:
     if given is not None and given.absolute().is_relative_to(folder.root.absolute()):
         given = Path(target) / given.absolute().relative_to(folder.root.absolute())
     return given
+
+
+def say_already_complete(state: Any, folder: RunFolder | None) -> None:
+    """A rerun of a finished run says so (and how to train it again) instead of training."""
+    ended = (
+        f"stopped at epoch {state.timestamp.epoch} batch {state.timestamp.batch} "
+        f"({state.stop_reason}); autoresume=restart trains it again"
+        if state.stop_reason is not None
+        else f"max_duration {state.max_duration} reached at epoch {state.timestamp.epoch} "
+        f"batch {state.timestamp.batch}"
+    )
+    where = f"; its final model is in {folder.final}" if folder else ""
+    log.warning("%s is already complete: %s; nothing to train%s", state.run_name, ended, where)

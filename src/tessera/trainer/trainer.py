@@ -46,7 +46,7 @@ from tessera.parallel.config import CompileConfig, ParallelismConfig
 from tessera.parallel.parallelize import parallelize
 from tessera.parallel.process_group import start, stop
 from tessera.trainer import assembly
-from tessera.trainer.resume import starting_point
+from tessera.trainer.resume import say_already_complete, starting_point
 from tessera.trainer.rollback import RollbackHandler
 from tessera.trainer.run_folder import RunFolder
 from tessera.trainer.settings import DEFAULT_CALLBACKS, DEFAULT_LOGGERS, TrainerSettings
@@ -250,7 +250,7 @@ class Trainer:
         """Train to `max_duration`; with a run folder, end by exporting `final/`."""
         state, engine = self.state, self.engine
         if (state.is_done() or state.stop_reason is not None) and state.rank == 0:
-            self._say_already_complete()
+            say_already_complete(state, self.folder)
         try:
             engine.run_event(Event.FIT_START)
             while not state.is_done() and state.stop_reason is None:
@@ -266,18 +266,6 @@ class Trainer:
             raise
         engine.close()
         world.barrier()
-
-    def _say_already_complete(self) -> None:
-        state = self.state
-        ended = (
-            f"stopped at epoch {state.timestamp.epoch} batch {state.timestamp.batch} "
-            f"({state.stop_reason}); autoresume=restart trains it again"
-            if state.stop_reason is not None
-            else f"max_duration {state.max_duration} reached at epoch {state.timestamp.epoch} "
-            f"batch {state.timestamp.batch}"
-        )
-        where = f"; its final model is in {self.folder.final}" if self.folder else ""
-        log.warning("%s is already complete: %s; nothing to train%s", state.run_name, ended, where)
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it (at the end of a script)."""
