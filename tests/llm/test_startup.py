@@ -52,6 +52,24 @@ def test_import_and_help_load_no_torch(tmp_path: Path) -> None:
     assert not modules & {"torch", "numpy", "pydantic", *HEAVY}
 
 
+def test_data_clean_imports_no_torch(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+    (corpus / "a.jsonl").write_text(json.dumps({"text": sentence * 40}) + "\n")
+    out = tmp_path / "clean"
+    modules = imported_after(
+        "from tessera.cli.main import main\n"
+        f"code = main(['data', 'clean', {str(corpus)!r}, '--out', {str(out)!r}, "
+        "'--no-progress'])\n"
+        "assert code in (0, None), code",
+        tmp_path,
+    )
+    assert any(out.glob("part-*")), "the clean wrote no output"
+    assert "xxhash" in modules
+    assert "torch" not in modules
+
+
 def test_a_char_level_run_imports_nothing_heavy_it_does_not_use(tmp_path: Path) -> None:
     text = tmp_path / "text.txt"
     text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20000], encoding="utf-8")

@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings: the --config file, then the flags given, then --set overrides."""
-    from tessera.config.load import apply_overrides, load_yaml
+    from tessera.config.run_file import apply_overrides, load_yaml
     from tessera.core.errors import ConfigError
 
     settings: dict[str, Any] = load_yaml(args.config) if args.config else {}
