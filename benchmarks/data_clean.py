@@ -7,7 +7,14 @@ duplicates, so dedup recall and precision are measured for both (`tessera.data.c
 Each tool runs in a subprocess pinned to the same cores; wall time, MB/s, documents/s and the
 peak resident memory of the whole process tree are recorded. datatrove's MinHash stage also
 removes exact copies (their Jaccard similarity is 1), so it is run without a separate
-exact-dedup pass, which would add two more passes over the data.
+exact-dedup pass, which would add two more passes over the data; its first stage writes the
+documents that pass the filters beside their signatures, so its last stage reads them back
+instead of filtering twice (one filter pass on each side).
+
+The bounded-memory run puts Tessera in a memory cgroup (v1 or v2, needs root) whose limit is
+below the corpus size; it must finish with the same output as the unlimited run. Each result
+is written to --out as soon as it is measured, and `--skip-done` keeps those already there
+(same corpus) instead of measuring them again.
 
 The corpus (not committed) comes from Debian packages of public-domain texts:
   apt-get install bible-kjv libsword-utils sword-text-web   # KJV 1769, World English Bible
@@ -154,15 +161,44 @@ def _tree_memory(pid: int) -> int:
     return total
 
 
-def run_measured(command: list[str], cores: set[int], memory_limit: int | None, env: dict) -> dict:
-    """Run a command pinned to `cores` (and under an address-space limit per process)."""
+def memory_cgroup(limit: int) -> Path:
+    """A fresh memory cgroup limited to `limit` bytes (v2 `memory.max`, else v1)."""
+    for root, limit_file in (
+        (Path("/sys/fs/cgroup"), "memory.max"),
+        (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),
+    ):
+        if (root / "cgroup.procs").exists() and (
+            (root / "cgroup.subtree_control").exists() or limit_file.endswith("bytes")
+        ):
+            group = root / f"tessera-bench-{os.getpid()}"
+            try:
+                group.mkdir(exist_ok=True)
+                (group / limit_file).write_text(str(limit))
+                if (
+                    limit_file.endswith("bytes")
+                    and (group / "memory.memsw.limit_in_bytes").exists()
+                ):
+                    (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            except OSError:
+                continue
+            return group
+    raise SystemExit("--memory-limit-mb needs a writable memory cgroup (run as root)")
+
+
+def _group_peak(group: Path) -> int:
+    for name in ("memory.peak", "memory.max_usage_in_bytes"):
+        if (group / name).exists():
+            return int((group / name).read_text())
+    return 0
+
+
+def run_measured(command: list[str], cores: set[int], group: Path | None, env: dict) -> dict:
+    """Run a command pinned to `cores` (and inside the memory cgroup `group`)."""
 
     def prepare() -> None:
         os.sched_setaffinity(0, cores)
-        if memory_limit:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        if group is not None:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
 
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -187,7 +223,10 @@ def run_measured(command: list[str], cores: set[int], memory_limit: int | None, 
     watcher.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
-    return {"seconds": seconds, "peak_memory_mb": round(peak[0] / 2**20, 1), "log": output[-2000:]}
+    result = {"seconds": seconds, "peak_memory_mb": round(peak[0] / 2**20, 1)}
+    if group is not None:  # the cgroup's own peak counts page cache too
+        result["cgroup_peak_mb"] = round(_group_peak(group) / 2**20, 1)
+    return result | {"log": output[-2000:]}
 
 
 def tessera_kept(out: Path, files: int) -> set[int]:
@@ -250,8 +289,11 @@ def datatrove_worker(corpus: Path, work: Path, tasks: int) -> None:
             depends=depends,
         )
 
+    filtered = str(work / "filtered")
     signatures = stage(
-        [*filters(), MinhashDedupSignature(str(work / "sigs"), config)], tasks, "signatures"
+        [*filters(), JsonlWriter(filtered), MinhashDedupSignature(str(work / "sigs"), config)],
+        tasks,
+        "signatures",
     )
     buckets = stage(
         [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
@@ -266,7 +308,11 @@ def datatrove_worker(corpus: Path, work: Path, tasks: int) -> None:
         buckets,
     )
     final = stage(
-        [*filters(), MinhashDedupFilter(str(work / "remove")), JsonlWriter(str(work / "out"))],
+        [
+            JsonlReader(filtered),
+            MinhashDedupFilter(str(work / "remove")),
+            JsonlWriter(str(work / "out")),
+        ],
         tasks,
         "filter",
         clusters,
@@ -275,15 +321,32 @@ def datatrove_worker(corpus: Path, work: Path, tasks: int) -> None:
 
 
 # ---- the measurement -------------------------------------------------------------------------
-def measure(args: argparse.Namespace) -> dict:
-    work = Path(args.work)
+def prepare_corpus(args: argparse.Namespace, work: Path) -> dict:
+    """Build the corpus in `work` (or keep the one there, built with the same settings)."""
+    settings = {"corpus_mb": args.corpus_mb, "files": args.files, "base_dir": args.base_dir}
+    stamp = work / "corpus.json"
+    if args.skip_done and stamp.exists() and json.loads(stamp.read_text())["settings"] == settings:
+        return json.loads(stamp.read_text())
     if work.exists():
         shutil.rmtree(work)
     corpus = work / "corpus"
     pool = sentences(Path(args.base_dir) if args.base_dir else None)
-    target = int(args.corpus_mb * 1e6)
-    documents = build_corpus(pool, target, corpus, args.files, seed=0)
+    documents = build_corpus(pool, int(args.corpus_mb * 1e6), corpus, args.files, seed=0)
     corpus_bytes = sum(p.stat().st_size for p in corpus.iterdir())
+    description = {"settings": settings, "documents": documents, "corpus_bytes": corpus_bytes}
+    stamp.write_text(json.dumps(description))
+    return description
+
+
+def measure(args: argparse.Namespace, save) -> dict:
+    """Measure each tool in turn, calling `save(summary)` after each one."""
+    work = Path(args.work)
+    described = prepare_corpus(args, work)
+    corpus, documents, corpus_bytes = (
+        work / "corpus",
+        described["documents"],
+        described["corpus_bytes"],
+    )
     truth = json.loads((work / "truth.json").read_text())
     from tessera.data.clean.planted import PlantedCorpus, score
 
@@ -292,16 +355,40 @@ def measure(args: argparse.Namespace) -> dict:
     junk = frozenset(truth["junk"])  # low-quality pages: the filters' to remove, not dedup's
     cores = {int(c) for c in args.cores.split(",")}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OPENBLAS_NUM_THREADS": "1"}
-    results = []
+    summary = {
+        "corpus_bytes": corpus_bytes,
+        "documents": documents,
+        "cores": sorted(cores),
+        "machine": os.uname().nodename,
+        "python": sys.version.split()[0],
+        "results": [],
+    }
+    previous = Path(args.out or "/nonexistent") / "data_clean.json"
+    if args.skip_done and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("corpus_bytes") == corpus_bytes and old.get("documents") == documents:
+            summary["results"] = old["results"]
+            summary["planted_copies"] = old.get("planted_copies")
+    done = {entry["key"] for entry in summary["results"] if "key" in entry}
+
+    def record(key: str, tool: str, run: dict, **extra) -> None:
+        run["mb_per_s"] = round(corpus_bytes / 1e6 / run["seconds"], 2)
+        run["docs_per_s"] = round(documents / run["seconds"], 1)
+        summary["results"].append({"key": key, "tool": tool, **run, **extra})
+        save(summary)
 
     def tessera(out: str) -> list[str]:
         return [sys.executable, "-m", "tessera.cli", "data", "clean", str(corpus), "--out",
                 str(work / out), "--workers", str(len(cores)), "--no-progress"]  # fmt: skip
 
-    run = run_measured(tessera("tessera"), cores, None, env)
-    run |= score(planted, tessera_kept(work / "tessera", args.files), junk)
-    results.append({"tool": "tessera", **run})
-    if args.datatrove_python:
+    if "tessera" not in done:
+        shutil.rmtree(work / "tessera", ignore_errors=True)
+        run = run_measured(tessera("tessera"), cores, None, env)
+        run |= score(planted, tessera_kept(work / "tessera", args.files), junk)
+        summary["planted_copies"] = run["planted_copies"]
+        record("tessera", "tessera", run)
+    if args.datatrove_python and "datatrove" not in done:
+        shutil.rmtree(work / "datatrove", ignore_errors=True)
         command = [
             args.datatrove_python,
             __file__,
@@ -314,33 +401,21 @@ def measure(args: argparse.Namespace) -> dict:
         ]
         run = run_measured(command, cores, None, {**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         run |= score(planted, datatrove_kept(work / "datatrove" / "out"), junk)
-        results.append({"tool": "datatrove", **run})
-    if args.memory_limit_mb:
-        run = run_measured(
-            tessera("limited"),
-            cores,
-            args.memory_limit_mb * 2**20,
-            {**env, "MALLOC_ARENA_MAX": "2"},
+        record("datatrove", "datatrove", run)
+    if args.memory_limit_mb and "limited" not in done:
+        shutil.rmtree(work / "limited", ignore_errors=True)
+        group = memory_cgroup(args.memory_limit_mb * 2**20)
+        try:
+            run = run_measured(tessera("limited"), cores, group, {**env, "MALLOC_ARENA_MAX": "2"})
+        finally:
+            group.rmdir()
+        record(
+            "limited",
+            f"tessera (memory cgroup limit {args.memory_limit_mb} MB)",
+            run,
+            same_output_as_unlimited=_same(work, "limited"),
         )
-        results.append(
-            {
-                "tool": f"tessera (address space <= {args.memory_limit_mb} MB/process)",
-                **run,
-                "same_output_as_unlimited": _same(work, "limited"),
-            }
-        )
-    for entry in results:
-        entry["mb_per_s"] = round(corpus_bytes / 1e6 / entry["seconds"], 2)
-        entry["docs_per_s"] = round(documents / entry["seconds"], 1)
-    return {
-        "corpus_bytes": corpus_bytes,
-        "documents": documents,
-        "cores": sorted(cores),
-        "planted_copies": results[0]["planted_copies"],
-        "results": results,
-        "machine": os.uname().nodename,
-        "python": sys.version.split()[0],
-    }
+    return summary
 
 
 def _same(work: Path, other: str) -> bool:
@@ -397,7 +472,12 @@ def main() -> None:
         "--memory-limit-mb",
         type=int,
         default=None,
-        help="also run Tessera with this address-space limit per process",
+        help="also run Tessera inside a memory cgroup with this limit (needs root)",
+    )
+    parser.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="keep the corpus and the results already in --out instead of measuring them again",
     )
     parser.add_argument("--work", default="/tmp/tessera-clean-bench")
     parser.add_argument("--datatrove-worker", default=None, help=argparse.SUPPRESS)
@@ -412,14 +492,15 @@ def main() -> None:
     if args.smoke:
         args.corpus_mb, args.files = min(args.corpus_mb, 3), min(args.files, 4)
     sys.path.insert(0, str(ROOT / "src"))
-    summary = measure(args)
-    text = markdown(summary)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "data_clean.json").write_text(json.dumps(summary, indent=1))
-        (out / "data_clean.md").write_text(text)
+
+    def save(summary: dict) -> None:
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "data_clean.json").write_text(json.dumps(summary, indent=1))
+            (out / "data_clean.md").write_text(markdown(summary))
+
+    print(markdown(measure(args, save)))
 
 
 if __name__ == "__main__":
