@@ -15,7 +15,8 @@ change is worth:
     fullgraph   per-block compile with fullgraph=True
     model       compile the whole model instead of each block
     autotune    inductor mode max-autotune-no-cudagraphs
-    batch2x     twice the microbatch
+    batch2x     twice the microbatch (batch3x: three times)
+    coordesc    inductor's coordinate-descent tuning of the Triton kernels it generates
     selective   selective activation checkpointing
     fp8         torchao float8 training of the blocks' linear layers (skipped without torchao)
 
@@ -26,6 +27,9 @@ after every row for the same reason.
     python benchmarks/gpu_llm_mfu.py --sizes gpt-125m,gpt-350m,gpt-1b \\
         --variants base,fused-ce,cudnn+fused-ce --fp8 cudnn+fused-ce --out results/
     python benchmarks/gpu_llm_mfu.py --smoke          # CPU check of the script (tiny shapes)
+
+`--profile VARIANT[,...]` also profiles those variants' steps (benchmarks/gpu_profile.py: GPU
+kernel time by kind and the top kernels), written beside the rows in mfu.json and mfu.md.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ OPTIONS = (
     "model",
     "autotune",
     "batch2x",
+    "batch3x",
+    "coordesc",
     "selective",
     "fp8",
 )
@@ -125,7 +131,14 @@ def time_steps(step_fn, steps: int, warmup: int) -> float:
 
 
 def measure(
-    row: dict, model, loss_of, flops_per_token: float, steps: int, warmup: int, options=()
+    row: dict,
+    model,
+    loss_of,
+    flops_per_token: float,
+    steps: int,
+    warmup: int,
+    options=(),
+    profile: bool = False,
 ) -> dict:
     """Train `model` on `loss_of(model)` with bf16 autocast and fused AdamW; fills `row`."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -148,6 +161,14 @@ def measure(
         peak_memory_gib=peak_memory_gib(),
     )
     print(json.dumps(row), flush=True)
+    if profile and DEVICE == "cuda":
+        from gpu_profile import kernel_breakdown
+
+        try:  # a profiler failure must not cost the measured row
+            row["profile"] = kernel_breakdown(step)
+        except Exception as error:
+            row["profile_error"] = repr(error)[:300]
+        print(json.dumps(row.get("profile", row.get("profile_error"))), flush=True)
     return row
 
 
@@ -162,6 +183,10 @@ def tessera_model(config: GPTConfig, options: set[str]) -> GPT:
         convert_to_float8(model)
     if "selective" in options:
         apply_activation_checkpointing(model, mode="selective")
+    if "coordesc" in options:
+        import torch._inductor.config as inductor
+
+        inductor.coordinate_descent_tuning = True
     if DEVICE == "cuda":
         if "model" in options:
             model.compile(**compile_options(options))
@@ -243,7 +268,7 @@ def bench_size(name: str, args: argparse.Namespace, rows: list[dict], save) -> N
 
 def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -> list[dict]:
     options = parse_variant(variant)
-    batch = BATCH[name] * (2 if "batch2x" in options else 1)
+    batch = BATCH[name] * (3 if "batch3x" in options else 2 if "batch2x" in options else 1)
     extra = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
     config = shape(name, seq, **extra)
     torch.manual_seed(0)
@@ -260,6 +285,7 @@ def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -
                 args.steps,
                 args.warmup,
                 options,
+                profile=variant in args.profile.split(","),
             )
         ]
     except Exception as error:  # one variant failing (out of memory) must not end the run
@@ -267,6 +293,10 @@ def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -
         print(json.dumps({**failed, "error": repr(error)[:300]}), flush=True)
         result = []
     model = None
+    if "coordesc" in options:
+        import torch._inductor.config as inductor
+
+        inductor.coordinate_descent_tuning = False
     reset_memory()
     return result
 
@@ -365,6 +395,12 @@ def table(rows: list[dict]) -> str:
             f"{r['batch']}x{r['seq']} | {r['step_ms']} | {r['tokens_per_s']:,} | "
             f"{100 * r['mfu']:.1f}% | {r['peak_memory_gib']} |"
         )
+    from gpu_profile import breakdown_table
+
+    for r in rows:
+        if "profile" in r:
+            title = f"{r['library']} {r['size']} {r['variant']}"
+            lines += ["", breakdown_table(title, r["profile"])]
     return "\n".join(lines)
 
 
@@ -404,6 +440,7 @@ def main() -> None:
     parser.add_argument(
         "--fp8", default="", help="variants to run again with +fp8 ('all': each); transformers too"
     )
+    parser.add_argument("--profile", default="", help="variants whose steps are also profiled")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-hf", action="store_true", help="Tessera only")

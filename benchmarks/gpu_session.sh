@@ -83,7 +83,8 @@ llm16)
           tail -n +3 "$work/$name/$stem.md" 2>/dev/null; echo; } >>"$OUT/llm16.md"
     }
     phase mfu-1b "$cap_1b" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-1b --steps 5 --warmup 2 \
-        --variants "${MFU_VARIANTS:-base,$best,cudnn+fused-ce,fused-ce}" --fp8 "$best" --no-generation
+        --variants "${MFU_VARIANTS:-base,$best,cudnn+fused-ce,fused-ce}" --fp8 "$best" --no-generation \
+        --profile "${MFU_PROFILE:-}"
     phase mfu-small "$cap_small" mfu $PY benchmarks/gpu_llm_mfu.py --sizes gpt-125m,gpt-350m \
         --steps 5 --warmup 2 --variants "$best" --fp8 "$best" --no-hf --no-generation
     phase long "$cap_long" long $PY benchmarks/gpu_llm_long.py --steps 3 --warmup 1 \
@@ -148,11 +149,11 @@ speedrace)
     R=benchmarks/llm_shakespeare_race.py; N=.peers/nanoGPT; REPEATS=${RACE_REPEATS:-3}
     $PY -c "import xxhash" || echo "xxhash missing (the text cache needs it): carry its wheel in .whl/"
     (
-        taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/input.txt \
+        taskset -c 0-11 timeout "${RACE_CPU_TIMEOUT:-230}" $PY $R cpu --nanogpt $N --text .peers/input.txt \
             --repeats "$REPEATS" --limit 150 --out /tmp/race-cpu >"$OUT/race-cpu.log" 2>&1
         echo "cpu race exit $?" | tee -a "$OUT/race-cpu.log"
         if [ -f .peers/kjv.txt ]; then
-            taskset -c 0-11 timeout 190 $PY $R cpu --nanogpt $N --text .peers/kjv.txt \
+            taskset -c 0-11 timeout "${RACE_CPU_TIMEOUT:-230}" $PY $R cpu --nanogpt $N --text .peers/kjv.txt \
                 --reported none --repeats "$REPEATS" --limit 150 --out /tmp/race-kjv \
                 >>"$OUT/race-cpu.log" 2>&1
             echo "kjv race exit $?" | tee -a "$OUT/race-cpu.log"
@@ -160,8 +161,8 @@ speedrace)
             echo "kjv race skipped: no .peers/kjv.txt" | tee -a "$OUT/race-cpu.log"
         fi
     ) &
-    taskset -c 12-15 timeout 370 $PY $R gpu --nanogpt $N --text .peers/input.txt \
-        --repeats "$REPEATS" --budget "${RACE_BUDGET:-320}" --limit 150 --out /tmp/race-gpu \
+    taskset -c 12-15 timeout "${RACE_GPU_TIMEOUT:-470}" $PY $R gpu --nanogpt $N --text .peers/input.txt \
+        --repeats "$REPEATS" --budget "${RACE_BUDGET:-400}" --limit 150 --out /tmp/race-gpu \
         >"$OUT/race-gpu.log" 2>&1
     echo "gpu race exit $?"
     wait

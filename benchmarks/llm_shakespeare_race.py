@@ -456,6 +456,8 @@ def main() -> None:
         if check
         else None
     )
+    unscored = {run.name: run.summary() for run in runs}  # kept if the scoring is cut short
+    (args.out / "race-unscored.json").write_text(json.dumps(unscored, indent=1))
     score_all(args, runs, text, slots)
     result = {
         "machine": args.machine,

@@ -113,6 +113,25 @@ def test_window_stride_in_a_run_file_reaches_only_the_training_split() -> None:
         TextDataConfig(**options, packing="pad", window_stride=4)
 
 
+def test_an_evaluation_subset_is_spread_over_the_whole_validation_split() -> None:
+    from tessera.data.registry import DataContext
+    from tessera.data.text.registration import TextDataConfig, build_text
+
+    options = {"text": str(SHAKESPEARE), "tokenizer": f"char:{SHAKESPEARE}", "seq_len": 64}
+    context = DataContext(seed=0, rank=0, world_size=1)
+    whole = build_text(TextDataConfig(**options), context).eval["eval"].dataset
+    subset = build_text(TextDataConfig(**options, eval_max_sequences=10), context)
+    chosen = subset.eval["eval"].dataset
+    assert len(chosen) == 10
+    windows = [whole[i]["input_ids"] for i in range(len(whole))]
+    positions = [
+        next(i for i, w in enumerate(windows) if torch.equal(w, chosen[k]["input_ids"]))
+        for k in range(10)
+    ]
+    assert positions == sorted(positions) and positions[0] == 0
+    assert positions[-1] >= 0.85 * len(whole)  # the end of the split is scored, not only the start
+
+
 def test_pad_packing_masks_prompts_and_padding(tmp_path: Path) -> None:
     records = [
         {"prompt": "Q:ab ", "response": "A:cd"},
