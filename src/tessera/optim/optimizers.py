@@ -22,6 +22,7 @@ from torch import nn
 
 from tessera.core.component import ComponentConfig
 from tessera.core.errors import ConfigError
+from tessera.optim.dynamo_deferral import defer_dynamo_import, eager_step
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,15 @@ class SGDW(torch.optim.SGD):
                 params = [p for p in group["params"] if p.grad is not None]
                 if params:
                     torch._foreach_mul_(params, 1 - group["lr"] * decay)
-        super().step()
+        eager_step(self, torch.optim.SGD)
         return loss
 
 
 class AdamW(torch.optim.AdamW):
     """Adam with decoupled weight decay (torch's implementation, named here for recipes)."""
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        return eager_step(self, torch.optim.AdamW, closure)
 
 
 def parameter_roles(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -197,6 +201,7 @@ class OptimizerConfig(ComponentConfig):
         `muon` is two optimizers: use `build_all`."""
         if self.name == "muon":
             raise ValueError("optimizer 'muon' is Muon plus AdamW: build it with build_all()")
+        defer_dynamo_import()  # seconds of start-up where nothing is compiled
         if self.embed_lr is None and self.head_lr is None:
             groups = parameter_groups(model, self.weight_decay, self.decay_norm_and_bias)
         else:
