@@ -71,21 +71,26 @@ def test_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
     assert logged == pytest.approx({step: losses.losses[step - 1] for step in (4, 8, 12)})
 
 
-def test_epoch_runs_show_the_epoch_and_the_batch_in_it(tmp_path, capsys):
+def test_epoch_runs_show_finished_epochs_and_the_batch_in_the_next(tmp_path, capsys):
+    """The bar counts finished epochs, as checkpoint names do (ep1-ba6: one epoch done)."""
     make_trainer(
         tmp_path,
         "2ep",
         train_data=train_loader(96),  # 6 batches per epoch
         loggers=[ProgressBarLogger(log_interval=3, mode="lines")],
         evaluate=False,
+        save_interval="1ep",
+        keep_last=None,
     ).fit()
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == [
-        "[epoch 1/2 batch 3/6 25%",
-        "[epoch 1/2 batch 6/6 50%",
-        "[epoch 2/2 batch 3/6 75%",
-        "[epoch 2/2 batch 6/6 100%",
+        "[epochs done 0/2, batch 3/6 25%",
+        "[epochs done 0/2, batch 6/6 50%",
+        "[epochs done 1/2, batch 3/6 75%",
+        "[epochs done 1/2, batch 6/6 100%",
     ]
+    saved = sorted(p.stem for p in (tmp_path / "run" / "checkpoints").glob("ep*-ba*.pt"))
+    assert saved == ["ep1-ba6", "ep2-ba12"]  # after "epochs done 0/2, batch 6/6": ep1
 
 
 class StopAt(Callback):
@@ -125,10 +130,10 @@ def test_a_live_bar_per_epoch_on_a_terminal(tmp_path):
     ).fit()
     assert logger.use_bar and logger.per_epoch
     text = buffer.getvalue()
-    assert "epoch 1/2" in text and "epoch 2/2" in text
-    assert "eval at batch 4" in text and "epoch 2/2 done" in text
+    assert "epochs done 0/2" in text and "epochs done 1/2" in text
+    assert "eval at batch 4" in text and "epochs done 2/2 loss" in text
     # The epoch summary line shows the loss of the last log step (batch 8).
-    done = re.search(r"epoch 2/2 done loss (\d+\.\d{4})", text)
+    done = re.search(r"epochs done 2/2 loss (\d+\.\d{4})", text)
     assert float(done.group(1)) == pytest.approx(losses.losses[7], abs=5e-5)
     assert logger._progress is None  # stopped when the run closed
 

@@ -121,8 +121,8 @@ class ProgressBarLogger(LoggerDestination):
 
     def epoch_start(self, state: State, logger: Logger) -> None:
         if self.active and self._progress is not None and self.per_epoch:
-            epoch = f"epoch {state.timestamp.epoch + 1}/{int(self._total)}"
-            self._new_task(epoch, state.batches_per_epoch, state)
+            done = f"epochs done {state.timestamp.epoch}/{int(self._total)}"
+            self._new_task(done, state.batches_per_epoch, state)
 
     # -- per batch -------------------------------------------------------------------------
 
@@ -142,7 +142,8 @@ class ProgressBarLogger(LoggerDestination):
         if self._progress is not None and self._task is not None and self.per_epoch:
             self._progress.remove_task(self._task)
             self._task = None
-            self._print(f"epoch {state.timestamp.epoch}/{int(self._total)} done {self._summary()}")
+            epochs = f"epochs done {state.timestamp.epoch}/{int(self._total)}"
+            self._print(f"{epochs} {self._summary()}")
 
     def _report(self, state: State, logger: Logger) -> None:
         loss = None
@@ -185,10 +186,9 @@ class ProgressBarLogger(LoggerDestination):
         percent = f"{100 * state.progress():.0f}%"
         if self.per_epoch:
             of = f"/{state.batches_per_epoch}" if state.batches_per_epoch else ""
-            epoch, batch = ts.epoch + 1, ts.batch_in_epoch
-            if batch == 0 and ts.epoch > 0 and state.batches_per_epoch:  # an epoch just ended
-                epoch, batch = ts.epoch, state.batches_per_epoch
-            return f"epoch {epoch}/{int(self._total)} batch {batch}{of} {percent}"
+            # Finished epochs, as in checkpoint names (ep1-ba40: one epoch done, batch 40).
+            done = f"epochs done {ts.epoch}/{int(self._total)}"
+            return f"{done}, batch {ts.batch_in_epoch}{of} {percent}"
         word = _UNIT_WORDS[self._unit]
         return f"{word} {ts.get(self._unit)}/{int(self._total)} {percent}"
 
