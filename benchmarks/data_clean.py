@@ -450,7 +450,13 @@ def markdown(summary: dict) -> str:
     for r in summary["results"]:
         if "same_output_as_unlimited" in r:
             same = "the same" if r["same_output_as_unlimited"] else "NOT the same"
-            lines += ["", f"{r['tool']}: output {same} as without the limit."]
+            lines += [
+                "",
+                f"{r['tool']}: finished on the {summary['corpus_bytes'] / 1e6:.0f} MB corpus with "
+                f"output {same} as without the limit; the cgroup's peak (page cache included) "
+                f"{r.get('cgroup_peak_mb', '-')} MB; peak PSS {r['peak_memory_mb']} MB (PSS "
+                "also counts shared-library pages charged elsewhere).",
+            ]
     tools = {r["tool"]: r for r in summary["results"]}
     if "datatrove" in tools:
         ratio = tools["tessera"]["mb_per_s"] / tools["datatrove"]["mb_per_s"]
