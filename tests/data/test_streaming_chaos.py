@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,20 +87,25 @@ def test_sigkill_streaming_char_gpt_with_dropout_resumes_bit_exact(tmp_path):
         rng = random.Random(time.time_ns())
         batch, delay = rng.randrange(2, BATCHES - 2), rng.uniform(0.0, 0.4)
         checkpoints = tmp_path / "killed" / "shakespeare-char" / "checkpoints"
-        process = subprocess.Popen(
-            command(tmp_path / "killed", tokens),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 240
-        while newest_batch(checkpoints) < batch and time.monotonic() < deadline:
-            assert process.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.01)
-        time.sleep(delay)  # after checkpoint `batch`, a random moment into the next ones
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        killed_at = newest_batch(checkpoints)
+        for _ in range(4):  # a kill that lands after the last batch kills nothing: again, sooner
+            shutil.rmtree(tmp_path / "killed", ignore_errors=True)
+            process = subprocess.Popen(
+                command(tmp_path / "killed", tokens),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 240
+            while newest_batch(checkpoints) < batch and time.monotonic() < deadline:
+                assert process.poll() is None, "the run ended before it could be killed"
+                time.sleep(0.01)
+            time.sleep(delay)  # after checkpoint `batch`, a random moment into the next ones
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+            killed_at = newest_batch(checkpoints)
+            if killed_at < BATCHES:
+                break
+            batch, delay = rng.randrange(2, BATCHES // 2), delay / 4
         assert 0 <= killed_at < BATCHES, killed_at
         final = subprocess.run(
             command(tmp_path / "killed", tokens),
