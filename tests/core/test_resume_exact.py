@@ -6,13 +6,13 @@ Deterministic mode, shuffled data, two dataloader worker processes, checkpoints 
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from kill_support import kill_after
 from safetensors.torch import load_file
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "fashion-mnist-resnet.yaml"
@@ -43,14 +43,6 @@ def command(run_dir: Path, data_dir: Path) -> list[str]:
     ]
 
 
-def newest_batch(checkpoints: Path) -> int:
-    try:
-        entries = json.loads((checkpoints / "manifest.json").read_text())["checkpoints"]
-    except (FileNotFoundError, ValueError):
-        return -1
-    return max((entry["batch"] for entry in entries), default=-1)
-
-
 @pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_is_bit_exact(tmp_path, fashion_mnist_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -68,19 +60,8 @@ def test_sigkill_at_random_steps_then_resume_is_bit_exact(tmp_path, fashion_mnis
     killed_at = []
     checkpoints = tmp_path / "killed" / "fashion-mnist-resnet" / "checkpoints"
     for target in targets:
-        process = subprocess.Popen(
-            command(tmp_path / "killed", fashion_mnist_dir),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 300
-        while newest_batch(checkpoints) < target and time.monotonic() < deadline:
-            assert process.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        killed_at.append(newest_batch(checkpoints))
+        run = command(tmp_path / "killed", fashion_mnist_dir)
+        killed_at.append(kill_after(run, env, checkpoints, target, wait_s=300))
     final = subprocess.run(
         command(tmp_path / "killed", fashion_mnist_dir),
         env=env,

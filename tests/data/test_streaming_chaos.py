@@ -10,13 +10,13 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from kill_support import kill_after
 from safetensors.torch import load_file
 from streaming_support import SHAKESPEARE, isolated_cache  # noqa: F401
 
@@ -58,14 +58,6 @@ def command(run_dir: Path, tokens: Path) -> list[str]:
     ]
 
 
-def newest_batch(checkpoints: Path) -> int:
-    try:
-        entries = json.loads((checkpoints / "manifest.json").read_text())["checkpoints"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return -1
-    return max((entry["batch"] for entry in entries), default=-1)
-
-
 @pytest.mark.slow
 def test_sigkill_streaming_char_gpt_with_dropout_resumes_bit_exact(tmp_path):
     text = tmp_path / "shakespeare.txt"
@@ -89,20 +81,9 @@ def test_sigkill_streaming_char_gpt_with_dropout_resumes_bit_exact(tmp_path):
         checkpoints = tmp_path / "killed" / "shakespeare-char" / "checkpoints"
         for _ in range(4):  # a kill that lands after the last batch kills nothing: again, sooner
             shutil.rmtree(tmp_path / "killed", ignore_errors=True)
-            process = subprocess.Popen(
-                command(tmp_path / "killed", tokens),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 240
-            while newest_batch(checkpoints) < batch and time.monotonic() < deadline:
-                assert process.poll() is None, "the run ended before it could be killed"
-                time.sleep(0.01)
-            time.sleep(delay)  # after checkpoint `batch`, a random moment into the next ones
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=60)
-            killed_at = newest_batch(checkpoints)
+            # after checkpoint `batch`, a random moment into the next ones
+            run = command(tmp_path / "killed", tokens)
+            killed_at = kill_after(run, env, checkpoints, batch, delay)
             if killed_at < BATCHES:
                 break
             batch, delay = rng.randrange(2, BATCHES // 2), delay / 4
