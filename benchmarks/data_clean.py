@@ -167,18 +167,14 @@ def memory_cgroup(limit: int) -> Path:
         (Path("/sys/fs/cgroup"), "memory.max"),
         (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),
     ):
-        if (root / "cgroup.procs").exists() and (
-            (root / "cgroup.subtree_control").exists() or limit_file.endswith("bytes")
-        ):
+        if (root / "cgroup.procs").exists():
             group = root / f"tessera-bench-{os.getpid()}"
             try:
                 group.mkdir(exist_ok=True)
                 (group / limit_file).write_text(str(limit))
-                if (
-                    limit_file.endswith("bytes")
-                    and (group / "memory.memsw.limit_in_bytes").exists()
-                ):
-                    (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+                swap = group / "memory.memsw.limit_in_bytes"  # v1: no swapping out either
+                if swap.exists():
+                    swap.write_text(str(limit))
             except OSError:
                 continue
             return group
