@@ -1,6 +1,7 @@
 """Start-up: seconds from process start to the first training step, and of `tessera --help`.
 
-Each measurement is a fresh process pinned to `--cores` (no GPU visible): `tessera train
+Each measurement is a fresh process pinned to `--cores` (no GPU visible unless `--gpu`, which
+keeps the GPU and defaults to the GPU recipe, uncompiled): `tessera train
 RECIPE` until its `training ...` line (printed as the loop starts, after imports, data,
 model and optimizer), `tessera --help` to its exit, and `python -c "import torch"` as the
 floor every PyTorch program pays. `--src A --src B` times the same commands against several
@@ -9,6 +10,7 @@ effect. The token cache is warmed once first (tokenization is cached by input ha
 
     python benchmarks/startup.py --repeats 5 --out benchmarks/results/startup.json
     python benchmarks/startup.py --src src --src /tmp/old/src --repeats 5
+    python benchmarks/startup.py --gpu --cores 0-3 --repeats 5     # on a GPU machine
 """
 
 from __future__ import annotations
@@ -52,15 +54,19 @@ def seconds_until(command: list[str], env: dict, marker: str | None, cores: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", default="recipes/shakespeare-char-fast.yaml")
+    parser.add_argument("--recipe", default=None, help="default: the char recipe (CPU or GPU)")
+    parser.add_argument("--gpu", action="store_true", help="keep the GPU visible")
     parser.add_argument("--src", action="append", default=None, help="source trees to compare")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cores", default="0,1")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     sources = args.src or [str(ROOT / "src")]
-    threads = str(len(args.cores.split(",")))
-    base = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads}
+    args.recipe = args.recipe or f"recipes/shakespeare-char-{'gpu' if args.gpu else 'fast'}.yaml"
+    threads = str(core_count(args.cores))
+    base = {**os.environ, "OMP_NUM_THREADS": threads}
+    if not args.gpu:
+        base["CUDA_VISIBLE_DEVICES"] = ""
     run_dir = Path("/tmp/tessera-startup-runs")
     train = [sys.executable, "-m", "tessera.cli", "train", args.recipe, "max_duration=1ba"]
     commands = {
@@ -85,7 +91,8 @@ def main() -> None:
                 seconds = seconds_until(command, env, marker, args.cores)
                 results[src].setdefault(name, []).append(round(seconds, 3))
     summary = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cores), pinned to {args.cores}",
+        "machine": f"{platform.node()} ({os.cpu_count()} cores), pinned to {args.cores}"
+        + (f", GPU {gpu_name()}" if args.gpu else ", no GPU visible"),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
         "recipe": args.recipe,
@@ -100,6 +107,20 @@ def main() -> None:
     print(json.dumps(summary, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def core_count(cores: str) -> int:
+    """How many cores a taskset list names ("0,1", "0-3", "0-3,8")."""
+    count = 0
+    for part in cores.split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+def gpu_name() -> str:
+    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    return subprocess.run(query, capture_output=True, text=True).stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

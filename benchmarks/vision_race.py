@@ -6,6 +6,8 @@
     python benchmarks/vision_race.py race --parts gpu --recipes fast --drop-each \
         --repeats 2 --data .gpu_data/fashion-mnist --out race-ablation
     python benchmarks/vision_race.py race --smoke --out /tmp/race   # < 1 minute, CPU
+    # variants of a recipe beside it (each NAME=RECIPE;override;...):
+    python benchmarks/vision_race.py race --recipes fast --variant "fast8=fast;max_duration=8ep"
 
 (`benchmarks/time_to_accuracy.py race ...` is the same command.)
 
@@ -36,6 +38,7 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -196,10 +199,18 @@ def _epoch_unit():
 # -- the race (the parent process) -----------------------------------------------------------
 
 
-def plan(args: argparse.Namespace, cpu_count: int, has_gpu: bool) -> tuple[list[Job], list[Job]]:
-    """(CPU jobs, each on two cores of its own; GPU jobs, in order, on the cores left)."""
+def plan(
+    args: argparse.Namespace, available: list[int], has_gpu: bool
+) -> tuple[list[Job], list[Job]]:
+    """(CPU jobs, each on two cores of its own; GPU jobs, in order, on the cores left), from
+    the cores this process may use."""
+    cpu_count = len(available)
     seeds = list(range(args.repeats))
     variants: list[tuple[str, str, list[str]]] = [(r, r, []) for r in args.recipes]
+    for text in args.variant:  # NAME=RECIPE;override;override...
+        name, _, rest = text.partition("=")
+        recipe, *overrides = rest.split(";")
+        variants.append((name, recipe, overrides))
     if args.drop_each:
         from tessera.config.load import load_config
 
@@ -218,7 +229,7 @@ def plan(args: argparse.Namespace, cpu_count: int, has_gpu: bool) -> tuple[list[
         for seed in seeds:
             for name, recipe, extra in variants:
                 index = len(cpu_jobs)
-                cores = list(range(index * width, (index + 1) * width))
+                cores = available[index * width : (index + 1) * width]
                 cpu_jobs.append(Job(name, recipe, seed, "cpu", cores, extra))
         if len(cpu_jobs) * width > cpu_count:
             print(
@@ -234,7 +245,7 @@ def plan(args: argparse.Namespace, cpu_count: int, has_gpu: bool) -> tuple[list[
             print("note: no CUDA device here; the GPU part is skipped", flush=True)
         else:
             used = {core for job in cpu_jobs for core in job.cores}
-            rest = [core for core in range(cpu_count) if core not in used] or list(range(cpu_count))
+            rest = [core for core in available if core not in used] or available
             for seed in seeds:  # alternate the sides: drift hits both alike
                 for name, recipe, extra in variants:
                     gpu_jobs.append(Job(name, recipe, seed, "cuda", rest, extra))
@@ -302,8 +313,11 @@ def command_race(args: argparse.Namespace) -> None:
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu_jobs, gpu_jobs = plan(args, cpu_count or 1, torch.cuda.is_available())
+    if hasattr(os, "sched_getaffinity"):
+        available = sorted(os.sched_getaffinity(0))
+    else:
+        available = list(range(os.cpu_count() or 1))
+    cpu_jobs, gpu_jobs = plan(args, available, torch.cuda.is_available())
     started = args.started = time.time()
     statuses: dict[str, str] = {}
 
@@ -314,15 +328,18 @@ def command_race(args: argparse.Namespace) -> None:
             return limit + 240
         return max(1.0, min(limit + 240, started + args.deadline - time.time()))
 
+    def gpu_run(job: Job) -> None:
+        left = started + args.deadline - time.time() if args.deadline else None
+        if left is not None and left < min(args.gpu_time_limit, 60.0) + GPU_STARTUP:
+            statuses[job.label] = "skipped (not enough time before the deadline)"
+            print(f"{job.label}: {statuses[job.label]}", flush=True)
+            return
+        process, log = start(job, args, out)
+        statuses[job.label] = finish(job, process, log, wait_for(args.gpu_time_limit))
+
     def gpu_part() -> None:
-        for job in gpu_jobs:
-            left = started + args.deadline - time.time() if args.deadline else None
-            if left is not None and left < min(args.gpu_time_limit, 60.0) + GPU_STARTUP:
-                statuses[job.label] = "skipped (not enough time before the deadline)"
-                print(f"{job.label}: {statuses[job.label]}", flush=True)
-                continue
-            process, log = start(job, args, out)
-            statuses[job.label] = finish(job, process, log, wait_for(args.gpu_time_limit))
+        with ThreadPoolExecutor(args.gpu_parallel) as pool:
+            list(pool.map(gpu_run, gpu_jobs))
 
     gpu_thread = threading.Thread(target=gpu_part)
     gpu_thread.start()
@@ -347,6 +364,7 @@ def command_race(args: argparse.Namespace) -> None:
         "cpu_time_limit": args.cpu_time_limit,
         "gpu_time_limit": args.gpu_time_limit,
         "deadline": args.deadline,
+        "gpu_parallel": args.gpu_parallel,
         "wall_seconds": round(time.time() - started, 1),
         "statuses": statuses,
         "runs": runs,
@@ -383,9 +401,21 @@ def add_parsers(sub: Any) -> None:
         "--deadline", type=float, default=None, help="wall s for the whole race (runs cut there)"
     )
     race.add_argument(
+        "--gpu-parallel",
+        type=int,
+        default=1,
+        help="GPU runs at once (above 1 an accuracy sweep: its times are not race times)",
+    )
+    race.add_argument(
         "--drop-each", action="store_true", help="add the last recipe less each method"
     )
     race.add_argument("--set", nargs="*", default=[], help="overrides for every run")
+    race.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="an extra run 'NAME=RECIPE;key=value;...' (RECIPE as in --recipes)",
+    )
     race.add_argument("--smoke", action="store_true", help="tiny settings, under a minute on CPU")
     race.set_defaults(func=command_race)
     one = sub.add_parser("race-one", help="one race run (started by `race`)")

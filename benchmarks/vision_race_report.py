@@ -161,6 +161,12 @@ def race_report(payload: dict[str, Any]) -> list[str]:
         "training seconds exclude evaluation. Medians over repeats, (min-max) in brackets.",
         "",
     ]
+    if payload.get("gpu_parallel", 1) > 1:
+        lines += [
+            f"**An accuracy sweep**: {payload['gpu_parallel']} GPU runs shared the GPU at once, "
+            "so their times are not race times; read the accuracies.",
+            "",
+        ]
     for device in ("cpu", "cuda"):
         lines += [*device_section(payload["runs"], device, target), ""]
     failed = {k: v for k, v in payload["statuses"].items() if v != "ok"}
