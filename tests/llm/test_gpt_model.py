@@ -64,21 +64,20 @@ def test_future_tokens_cannot_change_earlier_logits(style: str) -> None:
 def test_rope_matches_complex_rotation() -> None:
     head_dim, theta = 8, 10000.0
     cos, sin = rope_tables(head_dim, 16, theta)
-    x = torch.randn(1, 16, 1, head_dim, dtype=torch.float64).float()  # [B, T, H, D]
-    rotated = apply_rope(x, cos[None, :, None], sin[None, :, None])
+    x = torch.randn(1, 1, 16, head_dim, dtype=torch.float64).float()
+    rotated = apply_rope(x, cos[None, None], sin[None, None])
     # Direct: pair feature i with i + d/2 as a complex number, multiply by e^{i·m·θ^(-2i/d)}.
     half = head_dim // 2
     z = torch.complex(x[..., :half].double(), x[..., half:].double())
     freqs = theta ** (-torch.arange(half, dtype=torch.float64) * 2 / head_dim)
-    angle = torch.arange(16, dtype=torch.float64)[:, None, None] * freqs  # [T, 1, D/2]
+    angle = torch.arange(16, dtype=torch.float64)[:, None] * freqs[None]
     expected = z * torch.polar(torch.ones_like(angle), angle)
     direct = torch.cat([expected.real, expected.imag], dim=-1).float()
     torch.testing.assert_close(rotated, direct, rtol=1e-5, atol=1e-5)
     # Relative: the score of positions (m, n) depends only on m - n.
     q, k = torch.randn(head_dim), torch.randn(head_dim)
-    q_all = apply_rope(q.expand(1, 16, 1, head_dim), cos[None, :, None], sin[None, :, None])
-    k_all = apply_rope(k.expand(1, 16, 1, head_dim), cos[None, :, None], sin[None, :, None])
-    q_all, k_all = q_all[0, :, 0], k_all[0, :, 0]
+    q_all = apply_rope(q.expand(1, 1, 16, head_dim), cos[None, None], sin[None, None])[0, 0]
+    k_all = apply_rope(k.expand(1, 1, 16, head_dim), cos[None, None], sin[None, None])[0, 0]
     assert torch.allclose(q_all[5] @ k_all[2], q_all[12] @ k_all[9], atol=1e-5)
 
 

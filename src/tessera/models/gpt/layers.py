@@ -68,11 +68,7 @@ def scaled_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, T, H, D] by the angles of its positions (cos/sin [B or 1, T, 1, D]).
-
-    Applied before the heads move in front of the positions, so on a GPU the rotation reads
-    and writes the projection's own memory order and attention's gradients come back in it.
-    """
+    """Rotate x [B, H, T, D] by the angles of its positions (cos/sin [B or 1, 1, T, D])."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return (x.float() * cos + rotated.float() * sin).type_as(x)
@@ -135,17 +131,16 @@ class Attention(nn.Module):
         qkv = self.qkv(x)
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(batch, length, self.n_head, self.head_dim)
-        k = k.view(batch, length, self.n_kv_head, self.head_dim)
-        v = v.view(batch, length, self.n_kv_head, self.head_dim)
+        q = q.view(batch, length, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
         if value_embed is not None:
-            mixed = value_embed.view(batch, length, self.n_kv_head, self.head_dim)
+            mixed = value_embed.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
             v = self.value_mix[0] * v + self.value_mix[1] * mixed.type_as(v)
         if self.qk_norm:
             q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
         if self.use_rope and rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)
         if self.window is not None and mask is None:  # training: the block-sparse kernel

@@ -159,7 +159,7 @@ class GPT(TrainableModel):
         x = self.drop(x)
         rope = None
         if self.config.position == "rope":
-            rope = (self.rope_cos[positions].unsqueeze(2), self.rope_sin[positions].unsqueeze(2))
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))
         tables = [table(input_ids) for table in getattr(self, "value_embeds", ())]
         skips: list[torch.Tensor] = []
         half = self.config.n_layer // 2 if self.config.unet_skips else 0
