@@ -76,14 +76,14 @@ def main() -> None:
     }
     results: dict[str, dict[str, list[float]]] = {src: {} for src in sources}
     for src in sources:  # warm the token cache and the page cache
-        env = {**base, "PYTHONPATH": str(Path(src).resolve())}
+        env = {**base, "PYTHONPATH": python_path(src)}
         subprocess.run(
             [*train, f"run_dir={run_dir}", "save_interval=null"],
             env=env, cwd=ROOT, capture_output=True, check=True,
         )  # fmt: skip
     for _ in range(args.repeats):
         for src in sources:
-            env = {**base, "PYTHONPATH": str(Path(src).resolve())}
+            env = {**base, "PYTHONPATH": python_path(src)}
             for name, (command, marker) in commands.items():
                 if name.startswith("tessera train"):
                     stamp = f"run_dir={run_dir}/{time.time_ns()}"
@@ -107,6 +107,11 @@ def main() -> None:
     print(json.dumps(summary, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def python_path(src: str) -> str:
+    """The source tree first, then what PYTHONPATH already holds (e.g. a wheel folder)."""
+    return os.pathsep.join(filter(None, [str(Path(src).resolve()), os.environ.get("PYTHONPATH")]))
 
 
 def core_count(cores: str) -> int:
