@@ -6,6 +6,8 @@
     python benchmarks/vision_race.py race --parts gpu --recipes fast --drop-each \
         --repeats 2 --data .gpu_data/fashion-mnist --out race-ablation
     python benchmarks/vision_race.py race --smoke --out /tmp/race   # < 1 minute, CPU
+    # on a 2-core machine, CPU runs one after another (alternating the recipes):
+    python benchmarks/vision_race.py race --parts cpu --one-at-a-time --out race-2core
     # variants of a recipe beside it (each NAME=RECIPE;override;...):
     python benchmarks/vision_race.py race --recipes fast --variant "fast8=fast;max_duration=8ep"
 
@@ -228,10 +230,10 @@ def plan(
         width = args.cpu_threads
         for seed in seeds:
             for name, recipe, extra in variants:
-                index = len(cpu_jobs)
+                index = 0 if args.one_at_a_time else len(cpu_jobs)
                 cores = available[index * width : (index + 1) * width]
                 cpu_jobs.append(Job(name, recipe, seed, "cpu", cores, extra))
-        if len(cpu_jobs) * width > cpu_count:
+        if not args.one_at_a_time and len(cpu_jobs) * width > cpu_count:
             print(
                 f"note: {len(cpu_jobs)} CPU runs x {width} cores need {len(cpu_jobs) * width} "
                 f"cores but this machine has {cpu_count}; the runs share cores (not pinned)",
@@ -343,9 +345,13 @@ def command_race(args: argparse.Namespace) -> None:
 
     gpu_thread = threading.Thread(target=gpu_part)
     gpu_thread.start()
-    running = [(job, *start(job, args, out)) for job in cpu_jobs]
-    for job, process, log in running:
-        statuses[job.label] = finish(job, process, log, wait_for(args.cpu_time_limit))
+    if args.one_at_a_time:  # on the same cores, one after another (a small machine)
+        for job in cpu_jobs:
+            statuses[job.label] = finish(job, *start(job, args, out), wait_for(args.cpu_time_limit))
+    else:
+        running = [(job, *start(job, args, out)) for job in cpu_jobs]
+        for job, process, log in running:
+            statuses[job.label] = finish(job, process, log, wait_for(args.cpu_time_limit))
     gpu_thread.join()
     runs = []
     for job in [*cpu_jobs, *gpu_jobs]:
@@ -389,7 +395,7 @@ def add_parsers(sub: Any) -> None:
         "race", help="fast vs baseline to 93%: CPU pinned in parallel, GPU in turn"
     )
     race.add_argument("--out", required=True, help="folder for race.json, race.md, runs/, logs/")
-    race.add_argument("--recipes", nargs="+", default=["baseline", "fast"])
+    race.add_argument("--recipes", nargs="*", default=["baseline", "fast"])
     race.add_argument("--parts", nargs="+", choices=["cpu", "gpu"], default=["cpu", "gpu"])
     race.add_argument("--repeats", type=int, default=3)
     race.add_argument("--target", type=float, default=0.93)
@@ -399,6 +405,11 @@ def add_parsers(sub: Any) -> None:
     race.add_argument("--gpu-time-limit", type=float, default=150.0, help="training s per GPU run")
     race.add_argument(
         "--deadline", type=float, default=None, help="wall s for the whole race (runs cut there)"
+    )
+    race.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="CPU runs one after another on the same cores (a 2-core machine), not all at once",
     )
     race.add_argument(
         "--gpu-parallel",
