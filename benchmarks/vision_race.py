@@ -212,7 +212,11 @@ def plan(
     for text in args.variant:  # NAME=RECIPE;override;override...
         name, _, rest = text.partition("=")
         recipe, *overrides = rest.split(";")
+        if not name or not recipe:
+            raise SystemExit(f"--variant {text!r}: expected NAME=RECIPE;key=value;...")
         variants.append((name, recipe, overrides))
+    if args.drop_each and not args.recipes:
+        raise SystemExit("--drop-each needs a recipe in --recipes (its last one is ablated)")
     if args.drop_each:
         from tessera.config.load import load_config
 
