@@ -3,6 +3,8 @@
 # start-up (issue 19) and a GPU accuracy sweep of Fashion-MNIST fast-recipe variants, on cores
 # 0-3; CPU runs of fast-recipe variants on cores 4-15 for the whole call.
 #   OUT=results bash benchmarks/gpu_call_rope_sweep.sh      (carry: .whl .gpu_data tmp/ab)
+# The rotary change was reverted (2217610), so to rerun the A/B check out 78734bc and fill tmp/ab/:
+#   git show 00adc6b:src/tessera/models/gpt/layers.py > tmp/ab/layers.py   (and model.py alike)
 set -u; OUT=${OUT:?}; PY=python3
 [ -d /tmp/site ] || $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>&1 | tail -1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
