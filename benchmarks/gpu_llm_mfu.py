@@ -18,6 +18,7 @@ change is worth:
     batch2x     twice the microbatch (batch3x: three times)
     coordesc    inductor's coordinate-descent tuning of the Triton kernels it generates
     selective   selective activation checkpointing
+    triton      Tessera's Triton kernels for SwiGLU and the RoPE head split (model.triton_kernels)
     fp8         torchao float8 training of the blocks' linear layers (skipped without torchao)
 
 transformers (bf16) is timed right after the first variant, and with FP8 after the last, so a
@@ -66,6 +67,7 @@ OPTIONS = (
     "batch3x",
     "coordesc",
     "selective",
+    "triton",
     "fp8",
 )
 CE_CHUNK = 8192
@@ -269,7 +271,8 @@ def bench_size(name: str, args: argparse.Namespace, rows: list[dict], save) -> N
 def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -> list[dict]:
     options = parse_variant(variant)
     batch = BATCH[name] * (3 if "batch3x" in options else 2 if "batch2x" in options else 1)
-    extra = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
+    extra: dict[str, Any] = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
+    extra["triton_kernels"] = "triton" in options
     config = shape(name, seq, **extra)
     torch.manual_seed(0)
     data = {"input_ids": torch.randint(0, config.vocab_size, (batch, seq + 1), device=DEVICE)}

@@ -190,6 +190,11 @@ class GPTConfig(ComponentConfig):
     rope_scaling: RopeScaling | None = Field(
         None, description="stretch RoPE to a longer context (linear or llama3)"
     )
+    triton_kernels: bool = Field(
+        False,
+        description="on CUDA with Triton installed, run SwiGLU and the RoPE head split as "
+        "Tessera's Triton kernels (false: PyTorch ops, which torch.compile fuses itself)",
+    )
     loss_chunk_tokens: int | None = Field(
         None,
         gt=0,

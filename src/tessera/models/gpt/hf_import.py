@@ -381,8 +381,8 @@ def import_hf(
     with its tokenizer (`model.tokenizer`), chat template (`model.chat_template`) and the
     folder's config and tokenizer files (`model.hf_origin`) attached.
 
-    `overrides` sets options that keep the weights' shapes (CONTEXT_OPTIONS, dropout,
-    loss_chunk_tokens)."""
+    `overrides` sets options that keep the weights' shapes (CONTEXT_OPTIONS and
+    TRAINING_OPTIONS: dropout, loss_chunk_tokens, triton_kernels)."""
     from tessera.models.gpt.hf_chat import hf_chat_template
 
     folder = _folder(path)

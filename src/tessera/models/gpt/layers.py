@@ -8,7 +8,9 @@ explicit mask is needed.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +76,41 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x.float() * cos + rotated.float() * sin).type_as(x)
 
 
+# Device types whose tensors Tessera's Triton kernels take (Triton's interpreter,
+# TRITON_INTERPRET=1, also runs them on CPU tensors: the tests do).
+TRITON_DEVICES = ("cuda",)
+
+
+def triton_kernels_available() -> bool:
+    """Tessera's Triton kernels load only where Triton and a device they run on are."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return "cpu" in TRITON_DEVICES or torch.cuda.is_available()
+
+
+def fused_rope(config: GPTConfig) -> Callable | None:
+    """The Triton head split + RoPE op when `triton_kernels` is on and applies, else None."""
+    half = config.head_dim // 2
+    if not (config.triton_kernels and config.position == "rope" and not config.qk_norm):
+        return None
+    if half & (half - 1):  # the kernel's tiles span half a head: a power of two
+        return None
+    if not triton_kernels_available():
+        return None
+    from tessera.models.gpt.rope_kernel import rope_heads
+
+    return rope_heads
+
+
+def fused_swiglu(config: GPTConfig) -> Callable | None:
+    """The Triton SwiGLU op when `triton_kernels` is on and applies, else None."""
+    if not (config.triton_kernels and config.mlp == "swiglu" and triton_kernels_available()):
+        return None
+    from tessera.models.gpt.swiglu_kernel import swiglu
+
+    return swiglu
+
+
 def alibi_slopes(n_head: int) -> torch.Tensor:
     """Per-head ALiBi slopes (Press et al.): a geometric sequence, interleaved when n_head is
     not a power of two."""
@@ -115,9 +152,26 @@ class Attention(nn.Module):
         self.use_rope = config.position == "rope"
         self.qk_norm = config.qk_norm
         self.window = config.attention_window
+        self.fused_rope = fused_rope(config)
         if uses_value_embedding(config, layer_index) is not None:
             # weights of the block's own values and of the value embedding (modded-nanogpt)
             self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5]))
+
+    def _heads(
+        self, qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v [B, heads, T, D] as views of the projection, q and k normed and rotated."""
+        batch, length, _ = qkv.shape
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
+        q = q.view(batch, length, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
+        if self.use_rope and rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
 
     def forward(
         self,
@@ -129,18 +183,18 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         batch, length, _ = x.shape
         qkv = self.qkv(x)
-        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
-        q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(batch, length, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if (
+            self.fused_rope is not None
+            and rope is not None
+            and cache is None
+            and qkv.device.type in TRITON_DEVICES
+        ):
+            q, k, v = self.fused_rope(qkv, *rope, self.n_head, self.n_kv_head)
+        else:
+            q, k, v = self._heads(qkv, rope)
         if value_embed is not None:
             mixed = value_embed.view(batch, length, self.n_kv_head, self.head_dim).transpose(1, 2)
             v = self.value_mix[0] * v + self.value_mix[1] * mixed.type_as(v)
-        if self.qk_norm:
-            q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
-        if self.use_rope and rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)
         if self.window is not None and mask is None:  # training: the block-sparse kernel
@@ -174,10 +228,14 @@ class MLP(nn.Module):
         self.up = nn.Linear(config.d_model, hidden * (2 if self.swiglu else 1), bias=config.bias)
         self.down = nn.Linear(hidden, config.d_model, bias=config.bias)
         self.gelu_approximate = config.gelu_approximate
+        self.fused_swiglu = fused_swiglu(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.swiglu:
-            gate, up = self.up(x).chunk(2, dim=-1)
+            gate_up = self.up(x)
+            if self.fused_swiglu is not None and gate_up.device.type in TRITON_DEVICES:
+                return self.down(self.fused_swiglu(gate_up))
+            gate, up = gate_up.chunk(2, dim=-1)
             return self.down(F.silu(gate) * up)
         if self.relu2:
             return self.down(F.relu(self.up(x)).square())
