@@ -398,6 +398,7 @@ def table(rows: list[dict]) -> str:
             f"{r['batch']}x{r['seq']} | {r['step_ms']} | {r['tokens_per_s']:,} | "
             f"{100 * r['mfu']:.1f}% | {r['peak_memory_gib']} |"
         )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_profile beside this file
     from gpu_profile import breakdown_table
 
     for r in rows:
