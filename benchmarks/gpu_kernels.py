@@ -121,9 +121,7 @@ def bench_swiglu(tokens: int, hidden: int, configs: list[tuple[int, int, int]], 
     size = tokens * hidden * 2  # bytes of one [tokens, hidden] bf16 tensor
     fwd_bytes, bwd_bytes = 3 * size, 5 * size  # read g,u write h; read dh,g,u write dg,du
     compiled = compile_on_gpu(reference_swiglu)
-    rows = [
-        {**run_case("swiglu compiled", compiled, [gate_up], [grad], fwd_bytes, bwd_bytes, repeats)}
-    ]
+    rows = [run_case("swiglu compiled", compiled, [gate_up], [grad], fwd_bytes, bwd_bytes, repeats)]
     rows[0]["max_error"] = max_error(compiled, reference_swiglu, [gate_up], [grad])
     for block_rows, block_cols, warps in configs:
         swiglu_kernel.BLOCK_ROWS, swiglu_kernel.BLOCK_COLS = block_rows, block_cols

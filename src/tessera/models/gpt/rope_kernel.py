@@ -96,6 +96,12 @@ def _launch(token_major, head_major, cos, sin, first_col, to_heads, rotate, sign
     )
 
 
+def _parts(n_head: int, n_kv_head: int, head_dim: int) -> tuple[tuple[int, bool], ...]:
+    """(first column in the projection, rotated?) of the query, key and value heads."""
+    kv_col = n_head * head_dim
+    return (0, True), (kv_col, True), (kv_col + n_kv_head * head_dim, False)
+
+
 def _tables(cos: torch.Tensor, sin: torch.Tensor, seq: int, head_dim: int):
     shape = (cos.shape[0], seq, head_dim)
     return cos.reshape(shape).float().contiguous(), sin.reshape(shape).float().contiguous()
@@ -115,10 +121,8 @@ def rope_heads(
     q = qkv.new_empty((batch, n_head, seq, head_dim))
     k = qkv.new_empty((batch, n_kv_head, seq, head_dim))
     v = qkv.new_empty((batch, n_kv_head, seq, head_dim))
-    kv_col = n_head * head_dim
-    _launch(qkv, q, cos, sin, 0, True, True, 1.0)
-    _launch(qkv, k, cos, sin, kv_col, True, True, 1.0)
-    _launch(qkv, v, cos, sin, kv_col + n_kv_head * head_dim, True, False, 1.0)
+    for heads, (first_col, rotate) in zip((q, k, v), _parts(n_head, n_kv_head, head_dim)):
+        _launch(qkv, heads, cos, sin, first_col, True, rotate, 1.0)
     return q, k, v
 
 
@@ -136,10 +140,9 @@ def rope_heads_backward(
     n_kv_head = grad_k.shape[1]
     cos, sin = _tables(cos, sin, seq, head_dim)
     grad = grad_q.new_empty((batch, seq, (n_head + 2 * n_kv_head) * head_dim))
-    kv_col = n_head * head_dim
-    _launch(grad, grad_q, cos, sin, 0, False, True, -1.0)
-    _launch(grad, grad_k, cos, sin, kv_col, False, True, -1.0)
-    _launch(grad, grad_v, cos, sin, kv_col + n_kv_head * head_dim, False, False, 1.0)
+    parts = _parts(n_head, n_kv_head, head_dim)
+    for heads, (first_col, rotate) in zip((grad_q, grad_k, grad_v), parts):
+        _launch(grad, heads, cos, sin, first_col, False, rotate, -1.0)  # rotated back
     return grad
 
 
