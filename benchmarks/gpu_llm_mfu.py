@@ -19,6 +19,7 @@ change is worth:
     coordesc    inductor's coordinate-descent tuning of the Triton kernels it generates
     selective   selective activation checkpointing
     triton      Tessera's Triton kernels for SwiGLU and the RoPE head split (model.triton_kernels)
+    bf16res     the residual stream in bf16 instead of float32 (model.autocast_residual)
     fp8         torchao float8 training of the blocks' linear layers (skipped without torchao)
 
 transformers (bf16) is timed right after the first variant, and with FP8 after the last, so a
@@ -68,6 +69,7 @@ OPTIONS = (
     "coordesc",
     "selective",
     "triton",
+    "bf16res",
     "fp8",
 )
 CE_CHUNK = 8192
@@ -273,6 +275,7 @@ def bench_tessera(name: str, seq: int, variant: str, args: argparse.Namespace) -
     batch = BATCH[name] * (3 if "batch3x" in options else 2 if "batch2x" in options else 1)
     extra: dict[str, Any] = {"loss_chunk_tokens": CE_CHUNK} if "fused-ce" in options else {}
     extra["triton_kernels"] = "triton" in options
+    extra["autocast_residual"] = "bf16res" in options
     config = shape(name, seq, **extra)
     torch.manual_seed(0)
     data = {"input_ids": torch.randint(0, config.vocab_size, (batch, seq + 1), device=DEVICE)}

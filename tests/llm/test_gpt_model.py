@@ -125,6 +125,33 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
+@pytest.mark.parametrize("style", ["gpt2", "llama-gqa"])
+def test_autocast_residual_keeps_the_stream_in_bf16_and_trains_alike(style: str) -> None:
+    torch.manual_seed(4)
+    ids = torch.randint(0, 97, (2, 17))
+    batch = {"input_ids": ids}
+    models = {flag: GPT(tiny(style, autocast_residual=flag)) for flag in (False, True)}
+    models[True].load_state_dict(models[False].state_dict())
+    seen: dict[bool, list[torch.dtype]] = {False: [], True: []}
+    losses = {}
+    for flag, model in models.items():
+        for block in model.blocks:
+            block.register_forward_hook(lambda _m, _i, out, f=flag: seen[f].append(out.dtype))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses[flag] = model.loss(model(batch), batch)
+        losses[flag].backward()
+    assert seen == {False: [torch.float32] * 2, True: [torch.bfloat16] * 2}
+    assert abs(losses[True].item() - losses[False].item()) < 0.02
+    for (name, a), b in zip(models[False].named_parameters(), models[True].parameters()):
+        assert b.grad is not None and b.grad.dtype == torch.float32, name
+        cosine = F.cosine_similarity(a.grad.flatten(), b.grad.flatten(), dim=0)
+        assert cosine > 0.99, name
+    # without autocast the flag changes nothing: the stream stays float32
+    seen[True].clear()
+    models[True](batch)
+    assert seen[True] == [torch.float32] * 2
+
+
 def test_labels_mask_positions_out_of_the_loss() -> None:
     torch.manual_seed(4)
     model = GPT(tiny("gpt2"))

@@ -195,6 +195,12 @@ class GPTConfig(ComponentConfig):
         description="on CUDA with Triton installed, run SwiGLU and the RoPE head split as "
         "Tessera's Triton kernels (false: PyTorch ops, which torch.compile fuses itself)",
     )
+    autocast_residual: bool = Field(
+        False,
+        description="under autocast, keep the residual stream in the autocast dtype (bf16) "
+        "instead of float32, as Megatron-LM does by default: half its memory traffic and "
+        "activation memory; norms still compute in float32",
+    )
     loss_chunk_tokens: int | None = Field(
         None,
         gt=0,

@@ -382,7 +382,7 @@ def import_hf(
     folder's config and tokenizer files (`model.hf_origin`) attached.
 
     `overrides` sets options that keep the weights' shapes (CONTEXT_OPTIONS and
-    TRAINING_OPTIONS: dropout, loss_chunk_tokens, triton_kernels)."""
+    TRAINING_OPTIONS, e.g. dropout or loss_chunk_tokens)."""
     from tessera.models.gpt.hf_chat import hf_chat_template
 
     folder = _folder(path)

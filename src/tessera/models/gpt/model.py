@@ -157,6 +157,9 @@ class GPT(TrainableModel):
         if self.config.position == "learned":
             x = x + self.pos_embed(positions)
         x = self.drop(x)
+        device = x.device.type
+        if self.config.autocast_residual and torch.is_autocast_enabled(device):
+            x = x.to(torch.get_autocast_dtype(device))  # the blocks' outputs keep this dtype
         rope = None
         if self.config.position == "rope":
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))

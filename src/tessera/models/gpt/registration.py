@@ -17,7 +17,7 @@ from tessera.models.gpt.lora import LoRAConfig, apply_lora
 from tessera.models.gpt.model import GPT
 
 # Options that may differ from a checkpoint being fine-tuned (they do not change weight shapes).
-TRAINING_OPTIONS = ("dropout", "loss_chunk_tokens", "triton_kernels")
+TRAINING_OPTIONS = ("dropout", "loss_chunk_tokens", "triton_kernels", "autocast_residual")
 # Context-extension options a run may set on a RoPE model it starts from.
 CONTEXT_OPTIONS = ("max_seq_len", "rope_theta", "rope_scaling")
 _RECIPE_ONLY = {"name", "preset", "init_from", "lora"}  # recipe fields that are not GPTConfig's
