@@ -8,8 +8,10 @@ after the runs every checkpoint is scored by the same code, `lm_scoring.score`, 
 validation split: the time to a loss is the time of the first checkpoint at or below it.
 
 * `cpu`: every run at once, each pinned to its own 2 cores (`taskset`) with 2 threads and no
-  GPU visible; nanoGPT runs its 2000 iterations. Targets: nanoGPT's final loss as it reports
-  it (1.8857) and as the common evaluator scores it (median over its repeats).
+  GPU visible; nanoGPT runs its 2000 iterations. `--one-at-a-time` runs them one after another
+  instead (alternating sides, 2 threads, all cores), for a machine with only 2 cores.
+  Targets: nanoGPT's final loss as it reports it (1.8857) and as the common evaluator scores
+  it (median over its repeats).
 * `gpu`: runs one after another on the GPU, alternating sides; nanoGPT stops one evaluation
   after its own estimate reaches `--target` (1.47). Its checkpoints are written only when its
   estimate improves (its config), so points where it did not improve have no checkpoint.
@@ -20,6 +22,10 @@ Start-up (`seconds_to_first_step`): Tessera's `training ...` line, printed as it
 nanoGPT's `iter 0` line, printed after its first step and its evaluation at step 0 (so its
 number is a little late: an upper bound).
 
+A side's median time to a level counts a run that never reached it as slower than every run
+that did (so 2 of 3 reaching it still give a median, the slower of the two); with fewer than
+half reaching it there is none. `resummarise race.json` recomputes an older file's medians.
+
 Levels: `reported` (nanoGPT's reported loss; `--reported none` for another text, where that
 number means nothing) and `nanogpt_final_common`, the median common-evaluator loss of
 nanoGPT's last checkpoints (on `gpu` its best: it stops after reaching the target).
@@ -28,6 +34,7 @@ nanoGPT's last checkpoints (on `gpu` its best: it stops after reaching the targe
     python benchmarks/llm_shakespeare_race.py gpu --nanogpt PEER --text input.txt --out DIR
     python benchmarks/llm_shakespeare_race.py cpu ... --smoke     # tiny shapes on the CPU
     python benchmarks/llm_shakespeare_race.py gpu ... --smoke     # the gpu path, on the CPU
+    python benchmarks/llm_shakespeare_race.py resummarise DIR/race.json
 
 `--extra "NAME=RECIPE[;key=value...]"` adds Tessera variants (one run each) for ablations; a
 `.jsonl` text (e.g. LAMBADA) is joined into plain text first.
@@ -297,6 +304,37 @@ def seconds_to(run: Run, level: float) -> float | None:
     return next((c["seconds"] for c in run.checkpoints if c.get("val_loss", 9) <= level), None)
 
 
+def censored_median(times: list[float | None]) -> float | None:
+    """Median seconds to a level, where a run that never reached it (None) counts as slower
+    than every run that did: defined while the middle run(s) reached it, else None."""
+    ordered = sorted(times, key=lambda t: float("inf") if t is None else t)
+    middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
+    if not middle or None in middle:
+        return None
+    return statistics.median(middle)
+
+
+def level_cell(level: float, times: list[float | None]) -> dict:
+    reached = sorted(t for t in times if t is not None)
+    return {
+        "level": level,
+        "seconds": times,
+        "median": censored_median(times),
+        "min": reached[0] if reached else None,
+        "max": reached[-1] if reached else None,
+        "reached": f"{len(reached)}/{len(times)}",
+    }
+
+
+def add_ratios(table: dict, levels: dict) -> None:
+    """Each side's ratio to nanoGPT at each level: nanoGPT's median over the side's."""
+    base = table.get("nanogpt", {})
+    for row in table.values():
+        for label in levels:
+            ours, theirs = row[label]["median"], base.get(label, {}).get("median")
+            row[label]["ratio_vs_nanogpt"] = round(theirs / ours, 2) if ours and theirs else None
+
+
 def summarise(args: argparse.Namespace, runs: list[Run]) -> dict:
     sides: dict[str, list[Run]] = {}
     for run in runs:
@@ -311,28 +349,28 @@ def summarise(args: argparse.Namespace, runs: list[Run]) -> dict:
     for side, members in sides.items():
         row = {}
         for label, level in levels.items():
-            times = [seconds_to(r, level) for r in members]
-            reached = sorted(t for t in times if t is not None)
-            row[label] = {
-                "level": level,
-                "seconds": times,
-                "median": statistics.median(reached) if len(reached) == len(times) else None,
-                "min": reached[0] if reached else None,
-                "max": reached[-1] if reached else None,
-                "reached": f"{len(reached)}/{len(times)}",
-            }
+            row[label] = level_cell(level, [seconds_to(r, level) for r in members])
         row["final_val_loss"] = [
             r.checkpoints[-1].get("val_loss") if r.checkpoints else None for r in members
         ]
         row["eval_share"] = [round(r.eval_seconds / r.wall, 4) if r.wall else None for r in members]
         row["seconds_to_first_step"] = [r.first_step for r in members]
         table[side] = row
-    base = table.get("nanogpt", {})
-    for row in table.values():
-        for label in levels:
-            ours, theirs = row[label]["median"], base.get(label, {}).get("median")
-            row[label]["ratio_vs_nanogpt"] = round(theirs / ours, 2) if ours and theirs else None
+    add_ratios(table, levels)
     return {"levels": levels, "sides": table}
+
+
+def resummarise(path: Path) -> dict:
+    """A race.json's medians and ratios computed again from its stored seconds (for a file
+    written before `censored_median`); race.json and race.md beside it are rewritten."""
+    result = json.loads(path.read_text())
+    for row in result["sides"].values():
+        for label, level in result["levels"].items():
+            row[label] = level_cell(level, row[label]["seconds"])
+    add_ratios(result["sides"], result["levels"])
+    path.write_text(json.dumps(result, indent=1))
+    path.with_suffix(".md").write_text(markdown(result))
+    return result
 
 
 def markdown(result: dict) -> str:
@@ -390,6 +428,9 @@ def run_in_budget(args: argparse.Namespace, jobs: list, start) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "resummarise":
+        print(markdown(resummarise(Path(sys.argv[2]))), end="")
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("machine", choices=["cpu", "gpu"])
     parser.add_argument("--nanogpt", required=True, type=Path, help="the peer's folder")
@@ -404,6 +445,11 @@ def main() -> None:
     parser.add_argument("--reported", default=None, help="the level nanoGPT reports, or none")
     parser.add_argument(
         "--budget", type=float, default=None, help="gpu: seconds for all runs; later runs skip"
+    )
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="cpu: runs one after another, alternating sides, on all cores (a 2-core machine)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat, all on CPU")
     args = parser.parse_args()
@@ -430,11 +476,12 @@ def main() -> None:
             )
         )
     runs = [run for run, _ in jobs]
-    slots = core_slots(len(runs)) if args.machine == "cpu" else [[]]
+    parallel = args.machine == "cpu" and not args.one_at_a_time
+    slots = core_slots(len(runs)) if parallel else [[]]
 
     def start(item: tuple[int, tuple[Run, tuple]]) -> None:
         index, (run, (chosen, overrides)) = item
-        prefix = slots[index % len(slots)] if args.machine == "cpu" else []
+        prefix = slots[index % len(slots)]
         env = cpu_env(args, ROOT)
         if run.side == "nanogpt":
             run_nanogpt(args, run, text, env, prefix)
@@ -442,7 +489,7 @@ def main() -> None:
             run_tessera(args, run, chosen, overrides, text, env, prefix)
         print(f"  {run.name}: {run.wall:.1f} s, {len(run.checkpoints)} checkpoints", flush=True)
 
-    if args.machine == "cpu":
+    if parallel:
         with ThreadPoolExecutor(len(runs)) as pool:
             list(pool.map(start, enumerate(jobs)))
     else:

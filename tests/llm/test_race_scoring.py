@@ -90,10 +90,12 @@ def test_the_validation_split_is_the_last_tenth_and_each_target_is_scored_once()
 
 @needs_peer
 @pytest.mark.slow
-def test_the_race_runs_end_to_end_in_smoke_mode(tmp_path: Path):
+@pytest.mark.parametrize("mode", [[], ["--one-at-a-time"]], ids=["at-once", "one-at-a-time"])
+def test_the_race_runs_end_to_end_in_smoke_mode(tmp_path: Path, mode: list[str]):
     out = tmp_path / "race"
     command = [sys.executable, str(REPO / "benchmarks" / "llm_shakespeare_race.py"), "cpu"]
     command += ["--nanogpt", str(PEER), "--text", str(SHAKESPEARE), "--out", str(out), "--smoke"]
+    command += mode
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     race = json.loads((out / "race.json").read_text())
@@ -104,3 +106,31 @@ def test_the_race_runs_end_to_end_in_smoke_mode(tmp_path: Path):
         assert len(points) == 2 and all(3.0 < p["val_loss"] < 4.5 for p in points)
         assert points[0]["seconds"] < points[1]["seconds"]
     assert "| side | level |" in (out / "race.md").read_text()
+
+
+def test_a_run_that_never_reaches_the_level_counts_as_the_slowest(tmp_path: Path):
+    from llm_shakespeare_race import censored_median, resummarise
+
+    assert censored_median([90.9, None, 56.6]) == 90.9
+    assert censored_median([3.0, 1.0, 2.0, None]) == 2.5
+    assert censored_median([1.0, None, None]) is None
+    assert censored_median([1.0, 2.0, None, None]) is None
+    race = {
+        "levels": {"reported": 1.47},
+        "sides": {
+            "nanogpt": {"reported": {"seconds": [90.0, None, 60.0]}},
+            "tessera": {"reported": {"seconds": [30.0, 20.0, 25.0]}},
+        },
+    }
+    for row in race["sides"].values():
+        row.update(final_val_loss=[1.4], eval_share=[0.1], seconds_to_first_step=[2.0])
+    race.update(machine="gpu", text="input.txt", recipe="r.yaml", repeats=3)
+    path = tmp_path / "race.json"
+    path.write_text(json.dumps(race))
+    result = resummarise(path)
+    assert result["sides"]["nanogpt"]["reported"]["median"] == 90.0
+    assert result["sides"]["tessera"]["reported"]["ratio_vs_nanogpt"] == 3.6
+    assert (
+        "| tessera | reported 1.47 | 25.0 | 20.0-30.0 | 3/3 | 3.6 |"
+        in (tmp_path / "race.md").read_text()
+    )
