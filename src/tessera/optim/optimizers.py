@@ -217,6 +217,7 @@ class OptimizerConfig(ComponentConfig):
         """Every optimizer this section makes: one, or for `muon` Muon and AdamW."""
         if self.name != "muon":
             return [self.build(model)]
+        defer_dynamo_import()  # seconds of start-up where nothing is compiled
         roles = parameter_roles(model)
         if not roles["matrix"]:
             raise ConfigError(
